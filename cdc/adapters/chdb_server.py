@@ -1,0 +1,388 @@
+"""Embedded chDB behind a ClickHouse-compatible HTTP endpoint on loopback.
+
+chDB admits one process per data directory (a second process fails with `Code: 76 ... Cannot
+lock file <data_dir>/status`), so the long-running bridge owns the store and serves it here;
+every other process talks HTTP to it exactly as to a ClickHouse server, e.g.
+`clickhouse_connect.get_client(host="127.0.0.1", port=server.port)`.
+
+Inside the owning process, clickhouse-connect's own chDB backend may run next to this server on
+the same engine: `clickhouse_connect.get_client(dsn=chdb_dsn(data_dir))`, where
+`chdb_dsn` (in `cdc.adapters.endpoint`) gives `chdb://` + the resolved absolute path, e.g.
+`chdb:///var/lib/cdc/clickhouse/data` (three slashes; the path is not URL-quoted). The path must
+be spelled exactly as here (`os.path.realpath`): chDB hosts one engine per process and rejects a
+connect with any other spelling. Rows inserted through one side are read through the other.
+
+Every request runs on its own chDB connection handle (~2 ms to open), so `USE`/`SET` state never
+leaks between clients and requests run in parallel; one anchor handle keeps the engine (and the
+directory lock) alive between requests. This module is the only one that imports `chdb`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import itertools
+import logging
+import os
+import secrets
+import socket
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, cast
+from urllib.parse import urlsplit
+
+import chdb
+
+from cdc.adapters import chdb_http as proto
+from cdc.errors import StackError
+
+logger = logging.getLogger(__name__)
+
+_PYTHON_ONLY_FORMATS = frozenset({"dataframe", "arrowtable", "datastore"})
+
+
+def _quote(value: str, quote: str = "'") -> str:
+    return quote + value.replace("\\", "\\\\").replace(quote, "\\" + quote) + quote
+
+
+def _lock_holder(data_dir: Path) -> str | None:
+    """The `status` file chDB locks names the owner's PID; report it when another process holds it."""
+    status = data_dir / "status"
+    try:
+        with status.open("rb") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                first = handle.read(200).decode("utf-8", "replace").splitlines()
+                return first[0].strip() if first else "another process"
+            fcntl.flock(handle, fcntl.LOCK_UN)
+    except OSError:
+        return None
+    return None
+
+
+def _connect(path: str) -> Any:
+    return chdb.connect(path)  # type: ignore[no-untyped-call]
+
+
+def _close_quietly(stream: Any) -> None:
+    try:
+        stream.close()
+    except Exception:
+        logger.debug("error closing a chDB stream", exc_info=True)
+
+
+class _Engine:
+    """The chDB engine of one data directory: an anchor handle plus one handle per request."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.path = os.path.realpath(data_dir)
+        self.timezone = "UTC"
+        self._anchor: Any = None
+
+    def open(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self._anchor = _connect(self.path)
+        except Exception as e:
+            holder = _lock_holder(self.data_dir)
+            if holder is not None:
+                raise StackError(
+                    f"chDB store {self.data_dir} is locked by another process ({holder}); "
+                    "use that process's HTTP endpoint"
+                ) from e
+            raise StackError(f"cannot open chDB store {self.data_dir}: {proto.error_message(e)}") from e
+        self.timezone = self._anchor.query("SELECT timezone()", "TabSeparated").bytes().decode().strip()
+
+    def connect(self, request: proto.HttpQuery, readonly: bool) -> Any:
+        """A fresh handle with the request's database, settings and (for GET) readonly=2 applied."""
+        conn = _connect(self.path)
+        try:
+            if request.database:
+                conn.query(f"USE {_quote(request.database, '`')}", "TabSeparated")
+            for name, value in request.settings.items():
+                conn.query(f"SET {name} = {_quote(value)}", "TabSeparated")
+            if readonly and "readonly" not in request.settings:
+                conn.query("SET readonly = 2", "TabSeparated")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def close(self) -> None:
+        if self._anchor is not None:
+            self._anchor.close()
+            self._anchor = None
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], engine: _Engine) -> None:
+        super().__init__(address, _Handler)
+        self.engine = engine
+        self.display_name = socket.gethostname()
+        self._live: set[socket.socket] = set()
+        self._live_lock = threading.Lock()
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        with self._live_lock:
+            self._live.add(request)
+        try:
+            super().finish_request(request, client_address)
+        finally:
+            with self._live_lock:
+                self._live.discard(request)
+
+    def drop_connections(self) -> None:
+        """Wake handler threads parked on idle keep-alive connections so they exit."""
+        with self._live_lock:
+            for sock in self._live:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "chdb-http"
+    timeout = 300  # an idle keep-alive connection is dropped after this many seconds
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    def do_POST(self) -> None:
+        self._dispatch()
+
+    def do_HEAD(self) -> None:
+        self._dispatch()
+
+    def version_string(self) -> str:
+        return self.server_version
+
+    def log_message(self, format: str, *args: Any) -> None:
+        # The request line carries the URL, which may hold user/password: log the path only.
+        logger.debug("%s %s", self.command, urlsplit(self.path).path)
+
+    @property
+    def _srv(self) -> _Server:
+        return cast(_Server, self.server)
+
+    def _dispatch(self) -> None:
+        split = urlsplit(self.path)
+        headers = {key.lower(): value for key, value in self.headers.items()}
+        body = proto.RequestBody(self.rfile, headers)
+        request: proto.HttpQuery | None = None
+        self._started = False
+        try:
+            if proto.is_ping(split.path, split.query, body.complete):
+                self._respond(200, b"Ok.\n", {"Content-Type": "text/plain; charset=UTF-8"}, body)
+                return
+            request = proto.parse_request(split.query, headers)
+            if headers.get("content-type", "").startswith("multipart/"):
+                raise proto.HttpQueryError(proto.NOT_IMPLEMENTED, "multipart/form-data requests are not supported")
+            chunks = proto.decode_body(iter(body), headers.get("content-encoding"))
+            self._execute(
+                request, itertools.chain([(request.query + "\n").encode() if request.query else b""], chunks), body
+            )
+        except Exception as e:
+            self._fail(e, request, body)
+
+    def _execute(self, request: proto.HttpQuery, chunks: Iterator[bytes], body: proto.RequestBody) -> None:
+        prefix = proto.take_prefix(chunks)
+        if not prefix.strip():
+            raise proto.HttpQueryError(62, "Empty query. (SYNTAX_ERROR)")
+        conn = self._srv.engine.connect(request, readonly=self.command == "GET")
+        try:
+            insert = proto.split_insert(prefix)
+            if insert is not None:
+                self._insert(conn, insert, prefix, chunks, request, body)
+            else:
+                self._query(conn, prefix + b"".join(chunks), request, body)
+        finally:
+            conn.close()
+
+    def _insert(
+        self,
+        conn: Any,
+        insert: tuple[str, str, int],
+        prefix: bytes,
+        chunks: Iterator[bytes],
+        request: proto.HttpQuery,
+        body: proto.RequestBody,
+    ) -> None:
+        statement, fmt, offset = insert
+        inserter = conn.send_insert(statement, fmt)
+        try:
+            if offset < len(prefix):
+                inserter.append(prefix[offset:])
+            for chunk in chunks:
+                inserter.append(chunk)
+            result = inserter.finish()
+        except BaseException:
+            inserter.cancel()
+            raise
+        stats = {
+            "written_rows": result.rows_written,
+            "written_bytes": result.bytes_written,
+            "elapsed_ns": result.elapsed * 1e9,
+        }
+        self._respond(200, b"", self._headers(request, None, stats), body)
+
+    def _query(self, conn: Any, sql: bytes, request: proto.HttpQuery, body: proto.RequestBody) -> None:
+        text = sql.decode("utf-8", "replace")
+        fmt = proto.output_format(text, request.default_format)
+        if fmt.lower() in _PYTHON_ONLY_FORMATS:
+            raise proto.HttpQueryError(73, f"Unknown format {fmt}. (UNKNOWN_FORMAT)")
+        result_fmt = fmt if proto.has_result(text) else None
+        if not request.wait_end_of_query and proto.can_stream(text, fmt):
+            self._stream(conn.send_query(sql, fmt, params=request.params), request, fmt, body)
+            return
+        result = conn.query(sql, fmt, params=request.params)
+        stats = {
+            "read_rows": result.rows_read(),
+            "read_bytes": result.bytes_read(),
+            "written_rows": result.rows_written(),
+            "written_bytes": result.bytes_written(),
+            "elapsed_ns": result.elapsed() * 1e9,
+        }
+        self._respond(200, result.bytes() or b"", self._headers(request, result_fmt, stats), body)
+
+    def _stream(self, stream: Any, request: proto.HttpQuery, fmt: str, body: proto.RequestBody) -> None:
+        """Send blocks as they come; an error after the headers becomes a tagged exception block."""
+        try:
+            first = next(stream, None)  # an error here still gets a proper status
+            tag = secrets.token_hex(8)
+            stats = {"read_rows": first.rows_read(), "read_bytes": first.bytes_read()} if first is not None else {}
+            headers = self._headers(request, fmt, stats)
+            headers.update({"Transfer-Encoding": "chunked", "X-ClickHouse-Exception-Tag": tag})
+            self._start(200, headers, body)
+            for block in itertools.chain([first] if first is not None else [], stream):
+                try:
+                    self._write_chunk(block.bytes())
+                except OSError:  # includes BrokenPipe/ConnectionReset
+                    logger.debug("client went away mid-stream (query %s)", request.query_id)
+                    self.close_connection = True
+                    return
+        except Exception as e:
+            if not self._started:
+                raise
+            message = proto.error_message(e)
+            logger.info("query %s failed mid-stream: %s", request.query_id, message[:500])
+            # ClickHouse 25.11+ ends the reply normally; clients find the error by the tag.
+            self._write_chunk(proto.exception_block(message, tag))
+            self.close_connection = True
+        finally:
+            _close_quietly(stream)
+        self.wfile.write(b"0\r\n\r\n")
+
+    def _write_chunk(self, data: bytes) -> None:
+        if data:
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+            self.wfile.flush()
+
+    def _headers(self, request: proto.HttpQuery, fmt: str | None, stats: dict[str, Any]) -> dict[str, str]:
+        headers = {
+            "X-ClickHouse-Query-Id": request.query_id,
+            "X-ClickHouse-Timezone": self._srv.engine.timezone,
+            "X-ClickHouse-Summary": proto.summary(stats),
+            "Content-Type": proto.content_type(fmt or "TabSeparated"),
+        }
+        if fmt is not None:
+            headers["X-ClickHouse-Format"] = fmt
+        return headers
+
+    def _start(self, status: int, headers: dict[str, str], body: proto.RequestBody) -> None:
+        self.send_response(status)
+        headers.setdefault("X-ClickHouse-Server-Display-Name", self._srv.display_name)
+        if not body.complete:
+            self.close_connection = True  # the unread rest of the body would poison the next request
+            headers["Connection"] = "close"
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self._started = True
+
+    def _respond(self, status: int, data: bytes, headers: dict[str, str], body: proto.RequestBody) -> None:
+        headers["Content-Length"] = str(len(data))
+        self._start(status, headers, body)
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    def _fail(self, error: Exception, request: proto.HttpQuery | None, body: proto.RequestBody) -> None:
+        self.close_connection = self.close_connection or not body.complete
+        if self._started:  # too late for a status: the client lost the connection
+            logger.debug("reply aborted: %s", error)
+            self.close_connection = True
+            return
+        message = proto.error_message(error)
+        code = error.code if isinstance(error, proto.HttpQueryError) else proto.error_code(message)
+        if code == proto.UNKNOWN_EXCEPTION and not isinstance(error, proto.HttpQueryError):
+            logger.exception("unexpected error serving a ClickHouse HTTP request")
+        else:
+            logger.info("query %s failed: %s", request.query_id if request else "-", message[:500])
+        headers = {"X-ClickHouse-Exception-Code": str(code), "Content-Type": "text/plain; charset=UTF-8"}
+        if request is not None:
+            headers["X-ClickHouse-Query-Id"] = request.query_id
+        try:
+            self._respond(proto.http_status(code), message.encode() + b"\n", headers, body)
+        except OSError:
+            self.close_connection = True
+
+
+class ChdbHttpServer:
+    """Owns the chDB store in `data_dir` and serves it over ClickHouse's HTTP protocol."""
+
+    def __init__(self, data_dir: Path, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.data_dir = Path(data_dir)
+        self.host = host
+        self.port = port
+        self._server: _Server | None = None
+        self._engine: _Engine | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> None:
+        """Open the store, bind the port and serve in a daemon thread; StackError if either is taken."""
+        if self._server is not None:
+            return
+        engine = _Engine(self.data_dir)
+        try:
+            server = _Server((self.host, self.port), engine)
+        except OSError as e:
+            raise StackError(f"cannot serve chDB on {self.host}:{self.port}: {e.strerror or e}") from e
+        try:
+            engine.open()
+        except BaseException:
+            server.server_close()
+            raise
+        self._server, self._engine = server, engine
+        self.port = server.server_address[1]
+        self._thread = threading.Thread(target=server.serve_forever, name="chdb-http", daemon=True)
+        self._thread.start()
+        logger.info("chDB store %s served at %s", self.data_dir, self.url)
+
+    def stop(self) -> None:
+        """Stop serving, drop open connections and release the store."""
+        server, engine, self._server, self._engine = self._server, self._engine, None, None
+        if server is not None:
+            server.shutdown()
+            server.drop_connections()
+            server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+        if engine is not None:
+            engine.close()
+
+    def __enter__(self) -> ChdbHttpServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

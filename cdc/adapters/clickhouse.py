@@ -1,0 +1,112 @@
+"""ClickHouse adapter: the only module that imports clickhouse-connect.
+
+One ``Warehouse`` over three transports, chosen by configuration alone:
+an external server (``CDC_CLICKHOUSE_URL``), the embedded store's HTTP endpoint
+when a bridge process owns it, or the embedded chDB store opened in-process.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import clickhouse_connect
+from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import ClickHouseError, DatabaseError, OperationalError
+
+from cdc.adapters.endpoint import chdb_dsn, find_endpoint, warehouse_data_dir
+from cdc.errors import DataRejected, WarehouseError
+
+log = logging.getLogger(__name__)
+
+# ClickHouse error codes that mean "these values cannot be stored", not "the server is unavailable".
+_DATA_CODES = {6, 26, 27, 32, 38, 41, 53, 69, 70, 72, 117, 131, 173, 190, 232, 241, 321, 349, 407}
+
+
+def _translate(e: Exception, what: str) -> Exception:
+    if isinstance(e, OperationalError):
+        return WarehouseError(f"ClickHouse unreachable while {what}: {_first_line(e)}")
+    code = getattr(e, "code", None)
+    if isinstance(e, DatabaseError) and code in _DATA_CODES:
+        return DataRejected(f"ClickHouse rejected the data while {what}: {_first_line(e)}")
+    return WarehouseError(f"ClickHouse error while {what}: {_first_line(e)}")
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+class ClickHouseWarehouse:
+    """The Warehouse port over a clickhouse-connect client."""
+
+    def __init__(self, client: Client, where: str) -> None:
+        self._client = client
+        self.where = where
+
+    def command(self, sql: str) -> None:
+        try:
+            self._client.command(sql)
+        except (ClickHouseError, OSError) as e:
+            raise _translate(e, "running a statement") from None
+
+    def insert(self, database: str, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        if not rows:
+            return
+        try:
+            self._client.insert(table, list(rows), column_names=list(columns), database=database)
+        except (ClickHouseError, OSError) as e:
+            raise _translate(e, f"inserting into {database}.{table}") from None
+
+    def query(self, sql: str, parameters: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        try:
+            return [tuple(r) for r in self._client.query(sql, parameters=dict(parameters or {})).result_rows]
+        except (ClickHouseError, OSError) as e:
+            raise _translate(e, "querying") from None
+
+    def query_formatted(self, sql: str, fmt: str) -> bytes:
+        """The result of ``sql`` rendered by ClickHouse in output format ``fmt``."""
+        try:
+            return bytes(self._client.raw_query(sql, fmt=fmt))
+        except (ClickHouseError, OSError) as e:
+            raise _translate(e, "querying") from None
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def connect_warehouse(url: str | None, state_dir: Path) -> ClickHouseWarehouse:
+    """External server by URL, else the running bridge's endpoint, else the embedded store itself."""
+    if url:
+        return _http(url)
+    endpoint = find_endpoint(state_dir)
+    if endpoint:
+        return _http(endpoint)
+    return open_embedded(state_dir)
+
+
+def open_embedded(state_dir: Path) -> ClickHouseWarehouse:
+    data_dir = warehouse_data_dir(state_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        client = clickhouse_connect.get_client(dsn=chdb_dsn(data_dir))
+    except (ClickHouseError, OSError, RuntimeError) as e:
+        raise WarehouseError(
+            f"cannot open the embedded ClickHouse store at {data_dir}: {_first_line(e)} "
+            "(another process may own it; start `cdc run` or stop the other process)"
+        ) from None
+    return ClickHouseWarehouse(client, f"chDB store {data_dir}")
+
+
+def _http(url: str) -> ClickHouseWarehouse:
+    parts = urlsplit(url)
+    where = f"{parts.scheme}://{parts.hostname}:{parts.port or ''}"
+    try:
+        client = clickhouse_connect.get_client(dsn=url, connect_timeout=5, send_receive_timeout=300)
+    except (ClickHouseError, OSError) as e:
+        msg = f"cannot reach ClickHouse at {where}: {_first_line(e)}; check CDC_CLICKHOUSE_URL"
+        raise WarehouseError(msg) from None
+    return ClickHouseWarehouse(client, where)

@@ -1,0 +1,127 @@
+"""Kafka adapter: the only module that imports kafka-python.
+
+``KafkaChangeStream`` is the consumer-group side of the mirror (manual commits);
+``ensure_topics`` creates change topics up front so consumers can subscribe by name.
+Driver errors become :class:`BrokerError` with a line saying what to check.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka.admin import NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.structs import OffsetAndMetadata
+
+from cdc.errors import BrokerError
+from cdc.ports import Message
+
+log = logging.getLogger(__name__)
+
+# Tansu (and small clusters) answer group joins slowly with the defaults; these keep the first join short.
+GROUP_TIMEOUTS = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000}
+
+
+def _unreachable(bootstrap: str, e: Exception) -> BrokerError:
+    return BrokerError(
+        f"cannot reach Kafka at {bootstrap} ({type(e).__name__}: {e}); "
+        "check CDC_KAFKA_BOOTSTRAP_SERVERS and that the broker is running"
+    )
+
+
+def ensure_topics(bootstrap: str, topics: Sequence[str], partitions: int = 1) -> None:
+    """Create missing topics (idempotent)."""
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="cdc-admin", request_timeout_ms=15000)
+    except (KafkaError, OSError) as e:
+        raise _unreachable(bootstrap, e) from None
+    try:
+        existing = set(admin.list_topics())
+        missing = [t for t in topics if t not in existing]
+        if missing:
+            new = [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in missing]
+            with contextlib.suppress(TopicAlreadyExistsError):
+                admin.create_topics(new)
+            log.info("created topics %s", ", ".join(missing))
+    except KafkaError as e:
+        raise BrokerError(f"Kafka at {bootstrap} refused to create topics: {e}") from None
+    finally:
+        admin.close()
+
+
+class KafkaChangeStream:
+    """A consumer group over named topics with manual, post-sink commits."""
+
+    def __init__(self, bootstrap: str, group_id: str, topics: Sequence[str], **overrides: Any) -> None:
+        self.bootstrap = bootstrap
+        config: dict[str, Any] = {
+            "bootstrap_servers": bootstrap,
+            "group_id": group_id,
+            "client_id": group_id,
+            "enable_auto_commit": False,
+            "auto_offset_reset": "earliest",
+            "max_partition_fetch_bytes": 8 * 1024 * 1024,
+            "fetch_max_wait_ms": 50,
+            "metadata_max_age_ms": 10000,
+            **GROUP_TIMEOUTS,
+            **overrides,
+        }
+        try:
+            self._consumer = KafkaConsumer(**config)
+        except (KafkaError, OSError) as e:
+            raise _unreachable(bootstrap, e) from None
+        self._consumer.subscribe(topics=list(topics))
+
+    def poll(self, timeout_s: float, max_records: int) -> list[Message]:
+        try:
+            batches = self._consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
+        except KafkaError as e:
+            raise BrokerError(f"reading from Kafka at {self.bootstrap} failed: {e}") from None
+        out: list[Message] = []
+        for records in batches.values():
+            out.extend(Message(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp) for r in records)
+        return out
+
+    def commit(self, offsets: Mapping[tuple[str, int], int]) -> None:
+        payload = {TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in offsets.items()}
+        try:
+            self._consumer.commit(payload)
+        except KafkaError as e:
+            raise BrokerError(f"committing offsets to Kafka at {self.bootstrap} failed: {e}") from None
+
+    def lag(self) -> dict[tuple[str, int], int]:
+        """Messages not yet committed, per assigned partition."""
+        assigned = list(self._consumer.assignment())
+        if not assigned:
+            return {}
+        try:
+            ends = self._consumer.end_offsets(assigned)
+            out: dict[tuple[str, int], int] = {}
+            for tp in assigned:
+                committed = self._consumer.committed(tp) or 0
+                out[(tp.topic, tp.partition)] = max(0, ends[tp] - committed)
+            return out
+        except KafkaError as e:
+            raise BrokerError(f"reading offsets from Kafka at {self.bootstrap} failed: {e}") from None
+
+    def close(self) -> None:
+        self._consumer.close(autocommit=False)
+
+
+def topic_end_offsets(bootstrap: str, topics: Sequence[str]) -> dict[tuple[str, int], int]:
+    """Log-end offset per partition of ``topics`` (a group-less consumer, so it never joins the mirror's group)."""
+    try:
+        consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, client_id="cdc-offsets")
+    except (KafkaError, OSError) as e:
+        raise _unreachable(bootstrap, e) from None
+    try:
+        parts = [TopicPartition(t, p) for t in topics for p in (consumer.partitions_for_topic(t) or ())]
+        return {(tp.topic, tp.partition): o for tp, o in consumer.end_offsets(parts).items()}
+    except KafkaError as e:
+        raise BrokerError(f"reading offsets from Kafka at {bootstrap} failed: {e}") from None
+    finally:
+        consumer.close()

@@ -1,0 +1,58 @@
+"""Loopback TCP port helpers for the embedded components (stdlib only)."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+
+logger = logging.getLogger(__name__)
+
+LOOPBACK = "127.0.0.1"
+
+
+def free_port(host: str = LOOPBACK) -> int:
+    """Return a port the OS considers free on ``host`` right now.
+
+    The port is released before returning, so another process may take it in between;
+    callers that bind later must still handle "address in use".
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def port_in_use(port: int, host: str = LOOPBACK) -> bool:
+    """True when something already listens on ``host:port`` or the port cannot be bound."""
+    if _accepts_connections(host, port, timeout=0.5):
+        return True
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # SO_REUSEADDR so a port in TIME_WAIT from a previous run counts as free,
+        # as it does for the servers we start (they all set it).
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def wait_for_port(host: str, port: int, timeout: float) -> bool:
+    """Poll until ``host:port`` accepts a TCP connection; False when ``timeout`` ran out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if _accepts_connections(host, port, timeout=0.5):
+            return True
+        if time.monotonic() >= deadline:
+            logger.debug("port %s:%d not accepting after %.1fs", host, port, timeout)
+            return False
+        time.sleep(0.05)
+
+
+def _accepts_connections(host: str, port: int, timeout: float) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False

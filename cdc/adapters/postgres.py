@@ -1,0 +1,229 @@
+"""PostgreSQL adapter: the only module that imports psycopg.
+
+Reads the catalog (tables, columns, keys, replica identity), checks readiness for
+logical replication, and offers a small session API for setup scripts and the demo's
+load generator. Driver errors become :class:`SourceError` with the password removed.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from cdc.domain.changes import Column, TableRef, TableSchema
+from cdc.errors import SourceError
+
+log = logging.getLogger(__name__)
+
+_CATALOG_SQL = """
+SELECT n.nspname, c.relname, c.relreplident, a.attname, a.attnotnull,
+       bt.typname, bt.typtype, et.typname AS elem, et.typtype AS elem_typtype,
+       CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE a.atttypmod END AS typmod,
+       COALESCE(pk.is_pk, false), COALESCE(ri.is_ri, false), pk.exists_pk
+FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+JOIN pg_type t ON t.oid = a.atttypid
+JOIN pg_type bt ON bt.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
+LEFT JOIN pg_type et ON et.oid = bt.typelem AND bt.typcategory = 'A'
+LEFT JOIN LATERAL (
+    SELECT a.attnum = ANY(con.conkey) AS is_pk, true AS exists_pk FROM pg_constraint con
+    WHERE con.conrelid = c.oid AND con.contype = 'p') pk ON true
+LEFT JOIN LATERAL (
+    SELECT a.attnum = ANY(i.indkey::int2[]) AS is_ri FROM pg_index i
+    WHERE i.indrelid = c.oid AND i.indisreplident) ri ON true
+WHERE c.relkind = 'r' AND NOT c.relispartition
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%%'
+ORDER BY n.nspname, c.relname, a.attnum
+"""
+
+_PASSWORD_RE = re.compile(r"(://[^:/@]+:)[^@]*@|(password\s*=\s*)\S+", re.IGNORECASE)
+
+
+def redact_dsn(dsn: str) -> str:
+    """The DSN with any password replaced, safe to print."""
+    return _PASSWORD_RE.sub(lambda m: (m.group(1) or m.group(2)) + "***" + ("@" if m.group(1) else ""), dsn)
+
+
+@dataclass(frozen=True)
+class Excluded:
+    """A table the bridge will not capture, and why."""
+
+    table: str
+    reason: str
+
+
+class PostgresSource:
+    """Catalog and readiness checks for one source database. Connections are short-lived."""
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+
+    def _connect(self, autocommit: bool = True) -> psycopg.Connection[Any]:
+        try:
+            return psycopg.connect(self.dsn, autocommit=autocommit, connect_timeout=10)
+        except psycopg.Error as e:
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise SourceError(f"cannot connect to PostgreSQL at {redact_dsn(self.dsn)}: {msg}") from None
+
+    def query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+        with self._connect() as conn:
+            try:
+                return conn.execute(sql, params).fetchall()
+            except psycopg.Error as e:
+                raise SourceError(f"PostgreSQL refused a query: {str(e).strip()}") from None
+
+    def execute(self, sql: str, params: Sequence[Any] | None = None) -> None:
+        with self._connect() as conn:
+            try:
+                conn.execute(sql, params)
+            except psycopg.Error as e:
+                raise SourceError(f"PostgreSQL refused a statement: {str(e).strip()}") from None
+
+    def connection_params(self) -> dict[str, Any]:
+        """host/port/user/password/dbname as libpq resolves them (for Debezium)."""
+        with self._connect() as conn:
+            info = conn.info
+            return {
+                "host": info.host if not info.host.startswith("/") else "127.0.0.1",
+                "port": info.port,
+                "user": info.user,
+                "password": info.password or "",
+                "dbname": info.dbname,
+            }
+
+    def check_logical_replication(self) -> None:
+        (level,) = self.query("SHOW wal_level")[0]
+        if level != "logical":
+            raise SourceError(
+                f"wal_level is '{level}' on {redact_dsn(self.dsn)}; logical replication needs "
+                "wal_level=logical: set it in postgresql.conf (ALTER SYSTEM SET wal_level = logical) and restart"
+            )
+
+    def current_wal_lsn(self) -> int:
+        (lsn,) = self.query("SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint")[0]
+        return int(lsn)
+
+    def slot_flushed_lsn(self, slot: str) -> int | None:
+        rows = self.query(
+            "SELECT (confirmed_flush_lsn - '0/0'::pg_lsn)::bigint FROM pg_replication_slots WHERE slot_name = %s",
+            (slot,),
+        )
+        return int(rows[0][0]) if rows and rows[0][0] is not None else None
+
+    def tables(self) -> list[TableSchema]:
+        """Every ordinary table outside the system schemas."""
+        return _schemas_from_rows(self.query(_CATALOG_SQL))
+
+    def select_tables(self, include: Sequence[str] | None, source: str) -> tuple[list[TableSchema], list[Excluded]]:
+        """The tables to capture, and those left out (with the reason and the fix)."""
+        found = {s.ref.qualified: s for s in self.tables()}
+        wanted = list(include) if include else sorted(found)
+        missing = [t for t in wanted if _qualify(t) not in found]
+        if missing:
+            raise SourceError(f"table(s) not found in {redact_dsn(self.dsn)}: {', '.join(missing)}")
+        chosen: list[TableSchema] = []
+        excluded: list[Excluded] = []
+        for name in wanted:
+            schema = found[_qualify(name)]
+            if not schema.key:
+                excluded.append(Excluded(schema.ref.qualified, _NO_IDENTITY.format(t=schema.ref.qualified)))
+            else:
+                chosen.append(_with_source(schema, source))
+        return chosen, excluded
+
+    def table_schema(self, ref: TableRef) -> TableSchema | None:
+        for s in self.tables():
+            if s.ref.schema == ref.schema and s.ref.table == ref.table:
+                return _with_source(s, ref.source)
+        return None
+
+
+_NO_IDENTITY = (
+    "{t} has no primary key and no usable replica identity: left out of the publication, because PostgreSQL "
+    "would then reject UPDATE and DELETE on it in your application. Fix: add a primary key, or run "
+    "ALTER TABLE {t} REPLICA IDENTITY FULL"
+)
+
+
+def _qualify(name: str) -> str:
+    return name if "." in name else f"public.{name}"
+
+
+def _with_source(schema: TableSchema, source: str) -> TableSchema:
+    ref = TableRef(source, schema.ref.schema, schema.ref.table)
+    return TableSchema(ref, schema.columns, schema.key, schema.replica_identity, schema.has_primary_key)
+
+
+def _schemas_from_rows(rows: Iterable[tuple[Any, ...]]) -> list[TableSchema]:
+    grouped: dict[tuple[str, str], list[tuple[Any, ...]]] = {}
+    for r in rows:
+        grouped.setdefault((r[0], r[1]), []).append(r)
+    return [_schema(ns, rel, cols) for (ns, rel), cols in grouped.items()]
+
+
+def _schema(ns: str, rel: str, rows: list[tuple[Any, ...]]) -> TableSchema:
+    columns = tuple(_column(r) for r in rows)
+    ident = rows[0][2]
+    has_pk = bool(rows[0][12])
+    pk = tuple(r[3] for r in rows if r[10])
+    ri = tuple(r[3] for r in rows if r[11])
+    if has_pk and ident in ("d", "f"):
+        key = pk
+    elif ident == "i":
+        key = ri
+    elif ident == "f":
+        key = tuple(c.name for c in columns)
+    else:
+        key = ()
+    return TableSchema(TableRef("", ns, rel), columns, key, ident, has_pk)
+
+
+def _column(r: tuple[Any, ...]) -> Column:
+    _, _, _, name, notnull, typname, typtype, elem, elem_typtype, typmod, *_ = r
+    is_array = elem is not None
+    base, base_kind = (elem, elem_typtype) if is_array else (typname, typtype)
+    precision = scale = None
+    if base == "numeric" and typmod is not None and typmod >= 4:
+        precision, scale = ((typmod - 4) >> 16) & 0xFFFF, (typmod - 4) & 0xFFFF
+    return Column(
+        name,
+        base,
+        nullable=not notnull,
+        is_array=is_array,
+        is_enum=base_kind == "e",
+        numeric_precision=precision,
+        numeric_scale=scale,
+    )
+
+
+class PostgresSession:
+    """A long-lived connection for scripts (demo schema, load generator). Use as a context manager."""
+
+    def __init__(self, source: PostgresSource) -> None:
+        self._conn = source._connect(autocommit=True)
+
+    def execute(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+        try:
+            cur = self._conn.execute(sql, params)
+            return cur.fetchall() if cur.description else []
+        except psycopg.Error as e:
+            raise SourceError(f"PostgreSQL refused a statement: {str(e).strip()}") from None
+
+    def transaction(self) -> Any:
+        """``with session.transaction(): ...`` commits on success, rolls back on error."""
+        return self._conn.transaction()
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> PostgresSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

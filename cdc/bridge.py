@@ -1,0 +1,248 @@
+"""Composition root of the bridge process: wires adapters to the consume loop and Debezium.
+
+Start order: warehouse (chDB + HTTP endpoint, or an external server) -> broker (Tansu or
+external Kafka) -> source checks and table selection -> ClickHouse objects and topics ->
+mirror consumers -> Debezium. Stop runs the other way and *drains*: Debezium stops
+first (its offsets cover only what Kafka acknowledged), then the consumers apply
+everything left in Kafka before the broker goes away — the embedded broker keeps data
+in memory only, so draining is what makes a stop/start lose nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from cdc.adapters.chdb_server import ChdbHttpServer
+from cdc.adapters.clickhouse import ClickHouseWarehouse, connect_warehouse, open_embedded
+from cdc.adapters.endpoint import clear_endpoint, warehouse_data_dir, write_endpoint
+from cdc.adapters.kafka import KafkaChangeStream, ensure_topics, topic_end_offsets
+from cdc.adapters.postgres import PostgresSource, redact_dsn
+from cdc.adapters.tansu import TansuBroker
+from cdc.debezium.config import ConnectorSettings, default_slot_name, embedded_properties
+from cdc.debezium.engine import DebeziumRunner
+from cdc.domain.changes import TableSchema
+from cdc.errors import CdcError, ConfigError
+from cdc.mirror.sink import ClickHouseMirrorSink
+from cdc.service import DeadLetters, MirrorService
+from cdc.settings import PortBook, Settings
+
+log = logging.getLogger(__name__)
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """One source database to capture."""
+
+    dsn: str
+    name: str | None = None
+    tables: tuple[str, ...] = ()
+
+
+class Bridge:
+    """One running bridge: a source, the broker, the warehouse, Debezium and the mirror consumers."""
+
+    def __init__(self, settings: Settings, spec: SourceSpec, say: Say = print) -> None:
+        self.settings = settings
+        self.spec = spec
+        self.say = say
+        self.source = PostgresSource(spec.dsn)
+        self.ports = PortBook(settings.state_dir)
+        self.clickhouse_url = ""
+        self.bootstrap = ""
+        self.name = ""
+        self.schemas: list[TableSchema] = []
+        self._server: ChdbHttpServer | None = None
+        self._broker: TansuBroker | None = None
+        self._warehouse: ClickHouseWarehouse | None = None
+        self._service: MirrorService | None = None
+        self._thread: threading.Thread | None = None
+        self._stream: KafkaChangeStream | None = None
+        self._runner: DebeziumRunner | None = None
+        self.consumer_error: str | None = None
+        self._stopping = threading.Event()
+
+    # -- start -----------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start every part; on failure stop what started and re-raise."""
+        try:
+            self._start_warehouse()
+            self._start_broker()
+            self._prepare_source()
+            self._start_consumers()
+            self._start_debezium()
+        except BaseException:
+            self.stop(drain=False)
+            raise
+
+    def _start_warehouse(self) -> None:
+        if self.settings.clickhouse_url:
+            self._warehouse = connect_warehouse(self.settings.clickhouse_url, self.settings.state_dir)
+            self.clickhouse_url = self._warehouse.where
+            return
+        data_dir = warehouse_data_dir(self.settings.state_dir)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self._server = ChdbHttpServer(data_dir, port=self.ports.port("clickhouse"))
+        self._server.start()
+        self._warehouse = open_embedded(self.settings.state_dir)
+        self.clickhouse_url = self._server.url
+        write_endpoint(self.settings.state_dir, self.clickhouse_url)
+
+    def _start_broker(self) -> None:
+        if self.settings.kafka_bootstrap:
+            self.bootstrap = self.settings.kafka_bootstrap
+            return
+        self.settings.log_dir.mkdir(parents=True, exist_ok=True)
+        self._broker = TansuBroker(self.ports.port("kafka"), self.settings.log_dir / "tansu.log")
+        self._broker.start()
+        self.bootstrap = self._broker.bootstrap_servers
+
+    def _prepare_source(self) -> None:
+        self.source.check_logical_replication()
+        params = self.source.connection_params()
+        self.name = self.spec.name or params["dbname"]
+        schemas, excluded = self.source.select_tables(self.spec.tables or None, self.name)
+        for ex in excluded:
+            self.say(f"warning: {ex.reason}")
+        if not schemas:
+            raise ConfigError(f"nothing to capture in {redact_dsn(self.spec.dsn)}: no table with a usable key")
+        self.schemas = schemas
+        assert self._warehouse is not None
+        self._sink = ClickHouseMirrorSink(self._warehouse, self.source)
+        self._sink.prepare(schemas)
+        ensure_topics(self.bootstrap, self.topics)
+
+    @property
+    def topics(self) -> list[str]:
+        return [s.ref.topic for s in self.schemas]
+
+    def _start_consumers(self) -> None:
+        assert self._warehouse is not None
+        self._stream = KafkaChangeStream(self.bootstrap, f"cdc-mirror-{self.name}", self.topics)
+        self._service = MirrorService(self._stream, self._sink, DeadLetters(self._warehouse))
+        self._thread = threading.Thread(target=self._consume, name="mirror-consumer", daemon=True)
+        self._thread.start()
+
+    def _consume(self) -> None:
+        assert self._service is not None
+        delay = 0.5
+        while not self._stopping.is_set():
+            try:
+                self._service.run_once()
+                delay = 0.5
+                self.consumer_error = None
+            except CdcError as e:
+                self.consumer_error = str(e)
+                log.warning("mirror consumer: %s (retrying in %.1fs)", e, delay)
+                self._stopping.wait(delay)
+                delay = min(delay * 2, 30.0)
+
+    def _start_debezium(self) -> None:
+        params = self.source.connection_params()
+        offsets = self.settings.state_dir / "debezium" / f"{self.name}.offsets"
+        offsets.parent.mkdir(parents=True, exist_ok=True)
+        conn = ConnectorSettings(
+            source=self.name, host=params["host"], port=int(params["port"]), user=params["user"],
+            password=params["password"], dbname=params["dbname"],
+            tables=tuple(s.ref.qualified for s in self.schemas), offset_file=offsets,
+            heartbeat_interval_ms=1000,
+        )
+        self._runner = DebeziumRunner(embedded_properties(conn), self.bootstrap,
+                                      self.settings.log_dir / "debezium.log")
+        self._runner.start()
+
+    # -- observe ---------------------------------------------------------------------------------
+    @property
+    def service(self) -> MirrorService:
+        assert self._service is not None
+        return self._service
+
+    @property
+    def runner(self) -> DebeziumRunner:
+        assert self._runner is not None
+        return self._runner
+
+    @property
+    def warehouse(self) -> ClickHouseWarehouse:
+        assert self._warehouse is not None
+        return self._warehouse
+
+    def check(self) -> None:
+        """Raise if a part failed for good (Debezium stopped with an error)."""
+        if self._runner is not None:
+            self._runner.raise_if_failed()
+
+    def applied_through(self, ends: dict[tuple[str, int], int]) -> bool:
+        committed = self.service.stats.committed
+        return all(committed.get(tp, 0) >= end for tp, end in ends.items() if end > 0)
+
+    def wait_caught_up(self, target_lsn: int, timeout: float, tick: Callable[[], None] | None = None) -> bool:
+        """Wait until every change committed at or before ``target_lsn`` is queryable in ClickHouse.
+
+        Debezium's slot position passing ``target_lsn`` means every earlier change was produced
+        (offsets are stored only for records Kafka acknowledged); then the consumers must have
+        committed up to the topics' end offsets read after that moment.
+        """
+        deadline = time.monotonic() + timeout
+        slot = default_slot_name(self.name)
+        while time.monotonic() < deadline:
+            self.check()
+            flushed = self.source.slot_flushed_lsn(slot) or 0
+            if self.runner.snapshot_completed() and flushed >= target_lsn:
+                ends = topic_end_offsets(self.bootstrap, self.topics)
+                while time.monotonic() < deadline:
+                    if self.applied_through(ends):
+                        return True
+                    self.check()
+                    if tick:
+                        tick()
+                    time.sleep(0.1)
+                return False
+            if tick:
+                tick()
+            time.sleep(0.2)
+        return False
+
+    # -- stop ------------------------------------------------------------------------------------
+    def stop(self, drain: bool = True, drain_timeout: float = 120.0) -> None:
+        """Stop in reverse order; with ``drain`` apply everything already in Kafka first."""
+        if self._runner is not None:
+            self._runner.stop()
+        if drain and self._service is not None and self._thread is not None and self._thread.is_alive():
+            self._drain(drain_timeout)
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        if self._stream is not None:
+            self._stream.close()
+        if self._broker is not None:
+            self._broker.stop()
+        if self._server is not None:
+            clear_endpoint(self.settings.state_dir)
+            self._server.stop()
+        if self._warehouse is not None:
+            self._warehouse.close()
+        self._runner = self._stream = self._broker = self._server = None
+        self._thread = None
+
+    def _drain(self, timeout: float) -> None:
+        try:
+            ends = topic_end_offsets(self.bootstrap, self.topics)
+        except CdcError as e:
+            log.warning("cannot drain: %s", e)
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not self.applied_through(ends):
+            time.sleep(0.1)
+        if not self.applied_through(ends):
+            self.say("warning: stopped before every change in Kafka reached ClickHouse (drain timed out after "
+                     f"{timeout:.0f} s); with the in-memory embedded broker those changes are not in the mirror")
+
+
+def state_path(settings: Settings, *parts: str) -> Path:
+    return settings.state_dir.joinpath(*parts)

@@ -1,0 +1,131 @@
+"""The `cdc` command: thin entry points that parse, compose, call and report.
+
+Exit codes: 0 success; 1 the demo's row counts differ between PostgreSQL and ClickHouse
+(or `--until-caught-up` timed out); 2 a problem to fix (the message says what).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from types import FrameType
+
+from cdc import __version__
+from cdc.errors import CdcError
+from cdc.settings import Settings, parse_tables
+
+EXIT_MISMATCH, EXIT_ERROR = 1, 2
+
+
+def _state_dir_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--state-dir", help="where embedded components keep data and logs (env CDC_STATE_DIR; default .cdc)")
+    p.add_argument("-v", "--verbose", action="store_true", help="log progress details to the console")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cdc",
+        description="Stream PostgreSQL changes through Debezium and Kafka into ClickHouse.",
+        epilog="Unset CDC_SOURCE_DSN / CDC_KAFKA_BOOTSTRAP_SERVERS / CDC_CLICKHOUSE_URL mean embedded components.",
+    )
+    parser.add_argument("--version", action="version", version=f"cdc {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = sub.add_parser("demo", help="run the embedded stack with the pizza-shop demo and its load",
+                          description="Start PostgreSQL (database 'shop'), Kafka, Debezium and ClickHouse locally, "
+                          "generate shop traffic and mirror it. With --duration, stop the load after that many "
+                          "seconds, wait until caught up, compare row counts and exit non-zero if any differ.")
+    demo.add_argument("--duration", type=float, help="seconds of load before the check (default: until Ctrl-C)")
+    demo.add_argument("--rate", type=float, default=20.0, help="shop actions per second (default 20)")
+    _state_dir_arg(demo)
+
+    run = sub.add_parser("run", help="run the bridge for an existing PostgreSQL database",
+                         description="Capture a PostgreSQL database into ClickHouse until Ctrl-C, or with "
+                         "--until-caught-up until every change committed before the start is queryable.")
+    run.add_argument("--source", help="PostgreSQL DSN (env CDC_SOURCE_DSN; default: the embedded demo database)")
+    run.add_argument("--source-name", help="name of the source: topic prefix and ClickHouse database "
+                     "(default: the PostgreSQL database name)")
+    run.add_argument("--tables", help="comma-separated schema.table list (default: every table with a key)")
+    run.add_argument("--until-caught-up", action="store_true",
+                     help="exit 0 once every change committed before the start is in ClickHouse")
+    run.add_argument("--timeout", type=float, default=3600.0,
+                     help="with --until-caught-up: give up (exit 1) after this many seconds (default 3600)")
+    _state_dir_arg(run)
+
+    sql = sub.add_parser("sql", help="run SQL against the ClickHouse warehouse",
+                         description="Query the warehouse: the running bridge's endpoint, the embedded store, "
+                         "or CDC_CLICKHOUSE_URL.")
+    sql.add_argument("query", help='e.g. "SELECT status, count() FROM shop.orders GROUP BY status"')
+    sql.add_argument("--format", choices=["table", "csv", "json"], default="table", help="output format")
+    _state_dir_arg(sql)
+    return parser
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def _setup_logging(settings: Settings, verbose: bool) -> None:
+    settings.log_dir.mkdir(parents=True, exist_ok=True)
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    file_handler = logging.FileHandler(settings.log_dir / "cdc.log")
+    file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    console = logging.StreamHandler(sys.stderr)
+    console.setLevel(logging.INFO if verbose else logging.ERROR)
+    console.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    if not verbose:  # drivers log their own reconnects; the file log keeps them, the console shows ours
+        console.addFilter(lambda record: record.name.startswith("cdc"))
+    root.handlers[:] = [file_handler, console]
+    for noisy in ("kafka", "urllib3", "clickhouse_connect"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        settings = Settings.load(args.state_dir)
+        if args.command == "sql":
+            return _sql(settings, args.query, args.format)
+        _setup_logging(settings, args.verbose)
+        from cdc import commands  # heavy imports (JVM bridge, chDB) only for long-running commands
+
+        if args.command == "demo":
+            return commands.demo(settings, args.duration, args.rate)
+        run_settings = Settings.load(args.state_dir, source_dsn=args.source, source_name=args.source_name,
+                                     tables=parse_tables(args.tables))
+        return commands.run(run_settings, args.until_caught_up, args.timeout)
+    except CdcError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+
+
+_FORMATS = {"table": "PrettyCompactMonoBlock", "csv": "CSVWithNames", "json": "JSONEachRow"}
+
+
+def _sql(settings: Settings, query: str, fmt: str) -> int:
+    from cdc.adapters.clickhouse import connect_warehouse
+
+    warehouse = connect_warehouse(settings.clickhouse_url, settings.state_dir)
+    try:
+        out = warehouse.query_formatted(query, _FORMATS[fmt])
+    finally:
+        warehouse.close()
+    sys.stdout.write(out.decode("utf-8", errors="replace"))
+    sys.stdout.flush()
+    return 0
+
+
+def now() -> str:
+    return time.strftime("%H:%M:%S")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

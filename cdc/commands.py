@@ -1,0 +1,177 @@
+"""Long-running commands: `cdc demo` and `cdc run` (composition of the bridge with a source)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+
+from cdc.adapters.pg_cluster import EmbeddedPostgres
+from cdc.adapters.postgres import PostgresSession, PostgresSource, redact_dsn
+from cdc.bridge import Bridge, SourceSpec
+from cdc.demo import shop
+from cdc.errors import ConfigError
+from cdc.mirror.table import mirror_name, quote
+from cdc.settings import PortBook, Settings
+
+CATCH_UP_TIMEOUT = 600.0
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+def embedded_postgres(settings: Settings) -> EmbeddedPostgres:
+    data_dir = settings.state_dir / "postgres" / "data"
+    running = (data_dir / "postmaster.pid").exists()
+    port = PortBook(settings.state_dir).port("postgres", busy_ok=running)
+    return EmbeddedPostgres(data_dir, port, settings.log_dir / "postgres.log")
+
+
+class StatusLine:
+    """One live line on a terminal (a line every 10 s otherwise): captured, applied, rate, lag, freshness."""
+
+    def __init__(self, bridge: Bridge) -> None:
+        self.bridge = bridge
+        self.tty = sys.stdout.isatty()
+        self._last = (time.monotonic(), 0)
+        self._printed = 0.0
+
+    def tick(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._printed < (1.0 if self.tty else 10.0):
+            return
+        stats = self.bridge.service.stats
+        captured = self.bridge.runner.records_produced
+        then, before = self._last
+        rate = (stats.messages - before) / max(now - then, 1e-6)
+        self._last, self._printed = (now, stats.messages), now
+        lag = max(0, captured - stats.messages)
+        fresh = "-" if not stats.last_commit_ts_ms else f"{max(0.0, time.time() - stats.last_commit_ts_ms / 1000):.1f}s"
+        line = (f"{time.strftime('%H:%M:%S')} captured {captured:,} | applied {stats.messages:,} ({rate:,.0f}/s)"
+                f" | lag {lag:,} | last change {fresh} ago | dead letters {stats.dead_letters}")
+        if self.bridge.consumer_error:
+            line += f" | retrying: {self.bridge.consumer_error[:80]}"
+        print(("\r" + line.ljust(120)) if self.tty else line, end="" if self.tty else "\n", flush=True)
+
+    def end(self) -> None:
+        if self.tty:
+            print(flush=True)
+
+
+def _banner(bridge: Bridge, extra: list[str]) -> None:
+    say(f"ClickHouse endpoint: {bridge.clickhouse_url}")
+    say(f"Kafka bootstrap:     {bridge.bootstrap}")
+    for line in extra:
+        say(line)
+    say(f"Mirrored tables:     {', '.join(bridge.name + '.' + mirror_name(s.ref) for s in bridge.schemas)}")
+
+
+def _run_until(bridge: Bridge, status: StatusLine, done: Callable[[], bool]) -> None:
+    while not done():
+        bridge.check()
+        status.tick()
+        time.sleep(0.2)
+
+
+def demo(settings: Settings, duration: float | None, rate: float) -> int:
+    pg = embedded_postgres(settings)
+    say(f"Starting embedded PostgreSQL (state in {settings.state_dir}) ...")
+    pg.start()
+    try:
+        pg.create_database(shop.DEMO_DATABASE)
+        source = PostgresSource(pg.dsn(shop.DEMO_DATABASE))
+        shop.install_schema(source)
+        with PostgresSession(source) as session:
+            shop.seed(session)
+        return _demo_bridge(settings, source, pg, duration, rate)
+    finally:
+        pg.stop()
+
+
+def _demo_bridge(settings: Settings, source: PostgresSource, pg: EmbeddedPostgres, duration: float | None,
+                 rate: float) -> int:
+    bridge = Bridge(settings, SourceSpec(source.dsn, shop.DEMO_DATABASE, shop.DEMO_TABLES), say)
+    say("Starting Kafka (Tansu), ClickHouse (chDB) and Debezium ...")
+    bridge.start()
+    load = shop.LoadGenerator(source, rate)
+    status = StatusLine(bridge)
+    try:
+        _banner(bridge, [f"PostgreSQL:          {redact_dsn(pg.dsn(shop.DEMO_DATABASE))}",
+                         'Try:                 cdc sql "SELECT status, count() FROM shop.orders GROUP BY status"',
+                         "Generating shop traffic" + (f" for {duration:.0f} s" if duration else "; Ctrl-C stops")])
+        load.start()
+        deadline = time.monotonic() + duration if duration else float("inf")
+        _run_until(bridge, status, lambda: time.monotonic() >= deadline)
+        load.stop()
+        status.end()
+        return _verify(bridge, source, status)
+    except KeyboardInterrupt:
+        status.end()
+        say("Stopping (draining what is already in Kafka) ...")
+        return 0
+    finally:
+        load.stop()
+        bridge.stop()
+
+
+def _verify(bridge: Bridge, source: PostgresSource, status: StatusLine) -> int:
+    say("Load stopped; waiting until ClickHouse has caught up ...")
+    if not bridge.wait_caught_up(source.current_wal_lsn(), CATCH_UP_TIMEOUT, status.tick):
+        status.end()
+        say(f"not caught up within {CATCH_UP_TIMEOUT:.0f} s")
+        return 1
+    status.tick(force=True)
+    status.end()
+    differ = 0
+    say(f"{'table':<24}{'postgres':>12}{'clickhouse':>12}")
+    for schema in bridge.schemas:
+        pg_rows = source.query(f"SELECT count(*) FROM {schema.ref.schema}.{schema.ref.table}")[0][0]
+        ch_rows = bridge.warehouse.query(f"SELECT count() FROM {quote(bridge.name)}.{quote(mirror_name(schema.ref))}")
+        n = int(ch_rows[0][0])
+        mark = "" if n == pg_rows else "   <-- differs"
+        differ += n != pg_rows
+        say(f"{schema.ref.qualified:<24}{pg_rows:>12,}{n:>12,}{mark}")
+    say("all tables match" if not differ else f"{differ} table(s) differ")
+    return 0 if not differ else 1
+
+
+def run(settings: Settings, until_caught_up: bool, timeout: float) -> int:
+    pg: EmbeddedPostgres | None = None
+    dsn = settings.source_dsn
+    if not dsn:
+        pg = embedded_postgres(settings)
+        if not (pg.data_dir / "PG_VERSION").exists():
+            raise ConfigError("no source: pass --source DSN or set CDC_SOURCE_DSN (or run `cdc demo` once to "
+                              "create the embedded shop database)")
+        pg.start()
+        dsn = pg.dsn(shop.DEMO_DATABASE)
+    try:
+        return _run_bridge(settings, dsn, until_caught_up, timeout)
+    finally:
+        if pg is not None:
+            pg.stop()
+
+
+def _run_bridge(settings: Settings, dsn: str, until_caught_up: bool, timeout: float) -> int:
+    source = PostgresSource(dsn)
+    target = source.current_wal_lsn() if until_caught_up else 0
+    bridge = Bridge(settings, SourceSpec(dsn, settings.source_name, settings.tables), say)
+    bridge.start()
+    status = StatusLine(bridge)
+    try:
+        _banner(bridge, [f"PostgreSQL:          {redact_dsn(dsn)}"])
+        if until_caught_up:
+            ok = bridge.wait_caught_up(target, timeout, status.tick)
+            status.tick(force=True)
+            status.end()
+            say("caught up" if ok else f"not caught up within {timeout:.0f} s")
+            return 0 if ok else 1
+        _run_until(bridge, status, lambda: False)
+        return 0
+    except KeyboardInterrupt:
+        status.end()
+        say("Stopping (draining what is already in Kafka) ...")
+        return 0
+    finally:
+        bridge.stop()

@@ -1,0 +1,168 @@
+"""Debezium PostgreSQL connector configuration, as plain string properties.
+
+Pure: stdlib only, no IO. The connector part (`connector_properties`) is what Kafka Connect's
+REST API accepts in external mode; `engine_properties` adds what only the embedded engine needs
+(offset storage, flush interval). `embedded_properties` is both together.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cdc.errors import ConfigError
+
+CONNECTOR_CLASS = "io.debezium.connector.postgresql.PostgresConnector"
+JSON_CONVERTER = "org.apache.kafka.connect.json.JsonConverter"
+SNAPSHOT_MODES = frozenset(
+    {"initial", "initial_only", "no_data", "never", "always", "when_needed", "recovery"}
+)
+BINARY_MODES = frozenset({"bytes", "base64", "base64-url-safe", "hex"})
+_SECRET_KEY = re.compile(r"password|secret|credential|token|sasl\.jaas", re.IGNORECASE)
+_IDENT = re.compile(r"[^a-z0-9_]+")
+_MASK = "********"
+
+
+@dataclass(frozen=True)
+class ConnectorSettings:
+    """Everything the Debezium PostgreSQL connector needs for one source database.
+
+    `tables` are `schema.table` names. Slot and publication default to `cdc_<source>`.
+    Intervals are milliseconds.
+    """
+
+    source: str
+    host: str
+    port: int
+    user: str
+    password: str = field(repr=False)
+    dbname: str
+    tables: tuple[str, ...]
+    offset_file: Path
+    slot_name: str = ""
+    publication_name: str = ""
+    snapshot_mode: str = "initial"
+    poll_interval_ms: int = 20
+    max_batch_size: int = 4096
+    max_queue_size: int = 32768
+    heartbeat_interval_ms: int = 10_000
+    offset_flush_interval_ms: int = 1_000
+    tombstones_on_delete: bool = False
+    binary_handling_mode: str = "base64"
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    @property
+    def slot(self) -> str:
+        """Replication slot name: explicit, or `cdc_<source>` sanitized."""
+        return self.slot_name or default_slot_name(self.source)
+
+    @property
+    def publication(self) -> str:
+        """Publication name: explicit, or `cdc_<source>` sanitized."""
+        return self.publication_name or default_slot_name(self.source)
+
+
+def default_slot_name(source: str) -> str:
+    """`cdc_<source>` reduced to what PostgreSQL accepts for a slot name ([a-z0-9_], 63 chars)."""
+    cleaned = _IDENT.sub("_", source.lower()).strip("_")
+    return f"cdc_{cleaned}"[:63]
+
+
+def table_include_list(tables: tuple[str, ...]) -> str:
+    """Anchored, regex-escaped `schema\\.table` patterns, comma separated (Java regex syntax)."""
+    patterns = []
+    for qualified in tables:
+        schema, table = qualified.split(".", 1)
+        patterns.append(f"^{re.escape(schema)}\\.{re.escape(table)}$")
+    return ",".join(patterns)
+
+
+def connector_properties(settings: ConnectorSettings) -> dict[str, str]:
+    """Connector config: valid both for the embedded engine and Kafka Connect's REST API."""
+    s = settings
+    return {
+        "connector.class": CONNECTOR_CLASS,
+        "name": f"cdc-{s.source}",
+        "tasks.max": "1",
+        "topic.prefix": s.source,
+        "database.hostname": s.host,
+        "database.port": str(s.port),
+        "database.user": s.user,
+        "database.password": s.password,
+        "database.dbname": s.dbname,
+        "plugin.name": "pgoutput",
+        "slot.name": s.slot,
+        "publication.name": s.publication,
+        "publication.autocreate.mode": "filtered",
+        "table.include.list": table_include_list(s.tables),
+        "snapshot.mode": s.snapshot_mode,
+        "poll.interval.ms": str(s.poll_interval_ms),
+        "max.batch.size": str(s.max_batch_size),
+        "max.queue.size": str(s.max_queue_size),
+        "heartbeat.interval.ms": str(s.heartbeat_interval_ms),
+        "tombstones.on.delete": _bool(s.tombstones_on_delete),
+        "decimal.handling.mode": "string",
+        "binary.handling.mode": s.binary_handling_mode,
+        "include.unknown.datatypes": "true",
+        **_converter_properties(),
+    }
+
+
+def engine_properties(settings: ConnectorSettings) -> dict[str, str]:
+    """Extras only the embedded engine understands (Kafka Connect keeps offsets in Kafka)."""
+    return {
+        "offset.storage": "org.apache.kafka.connect.storage.FileOffsetBackingStore",
+        "offset.storage.file.filename": str(settings.offset_file),
+        "offset.flush.interval.ms": str(settings.offset_flush_interval_ms),
+        "offset.flush.timeout.ms": "10000",
+        # The engine reads `converter.*` then overrides with `key.converter.*`/`value.converter.*`;
+        # both spellings are set so either reader sees schemas disabled.
+        "converter.schemas.enable": "false",
+    }
+
+
+def embedded_properties(settings: ConnectorSettings) -> dict[str, str]:
+    """Connector and engine properties together: what `DebeziumRunner` takes."""
+    return {**connector_properties(settings), **engine_properties(settings)}
+
+
+def redacted(props: dict[str, str]) -> dict[str, str]:
+    """A copy safe to log or print: values of password-like keys are masked."""
+    return {k: (_MASK if _SECRET_KEY.search(k) else v) for k, v in props.items()}
+
+
+def _converter_properties() -> dict[str, str]:
+    return {
+        "key.converter": JSON_CONVERTER,
+        "key.converter.schemas.enable": "false",
+        "value.converter": JSON_CONVERTER,
+        "value.converter.schemas.enable": "false",
+    }
+
+
+def _bool(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def _validate(s: ConnectorSettings) -> None:
+    if not s.source or not re.fullmatch(r"[A-Za-z0-9_.\-]+", s.source):
+        raise ConfigError(
+            f"source name {s.source!r} must be non-empty and use only letters, digits, '_', '.', '-'"
+        )
+    if not s.tables:
+        raise ConfigError(f"source {s.source!r}: no tables to capture")
+    for qualified in s.tables:
+        schema, dot, table = qualified.partition(".")
+        if not (schema and dot and table) or "," in qualified:
+            raise ConfigError(f"table {qualified!r} must be written as schema.table")
+    if s.snapshot_mode not in SNAPSHOT_MODES:
+        raise ConfigError(f"snapshot mode {s.snapshot_mode!r} is not one of {sorted(SNAPSHOT_MODES)}")
+    if s.binary_handling_mode not in BINARY_MODES:
+        raise ConfigError(f"binary handling mode {s.binary_handling_mode!r} is not supported")
+    if not 0 < s.port < 65536:
+        raise ConfigError(f"port {s.port} is out of range")
+    if s.max_queue_size <= s.max_batch_size:
+        raise ConfigError("max_queue_size must be larger than max_batch_size")

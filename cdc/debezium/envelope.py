@@ -1,0 +1,92 @@
+"""Parse Debezium's JSON change envelope (schemas disabled) into :class:`RowChange`.
+
+Pure: stdlib only. A message that cannot be understood raises :class:`EnvelopeError`
+so the caller can route it to dead letters with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from cdc.domain.changes import Op, RowChange, SourcePosition, TableRef
+from cdc.errors import CdcError
+
+_ROW_OPS = {"r": Op.SNAPSHOT, "c": Op.CREATE, "u": Op.UPDATE, "d": Op.DELETE}
+
+
+class EnvelopeError(CdcError):
+    """A change message that is not a valid Debezium row-change envelope."""
+
+
+def is_tombstone(value: bytes | None) -> bool:
+    """Debezium follows a delete with a null-valued record for log compaction."""
+    return value is None or len(value) == 0
+
+
+def parse_change(value: bytes | str) -> RowChange | None:
+    """Parse one change-topic value. Returns None for non-row events (truncate, message)."""
+    try:
+        doc = json.loads(value)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise EnvelopeError(f"not JSON: {e}") from e
+    if not isinstance(doc, dict):
+        raise EnvelopeError(f"envelope must be a JSON object, got {type(doc).__name__}")
+    if "payload" in doc and "op" not in doc and isinstance(doc["payload"], dict):
+        doc = doc["payload"]  # tolerate converters with schemas enabled
+    return envelope_to_change(doc)
+
+
+def envelope_to_change(doc: dict[str, Any]) -> RowChange | None:
+    op_code = doc.get("op")
+    if op_code in ("t", "m"):
+        return None
+    op = _ROW_OPS.get(op_code) if isinstance(op_code, str) else None
+    if op is None:
+        raise EnvelopeError(f"unknown op {op_code!r}")
+    source = doc.get("source")
+    if not isinstance(source, dict):
+        raise EnvelopeError("missing 'source' block")
+    before, after = doc.get("before"), doc.get("after")
+    _check_images(op, before, after)
+    return RowChange(
+        table=_table_ref(source),
+        op=op,
+        before=before,
+        after=after,
+        position=_position(source, doc),
+    )
+
+
+def _check_images(op: Op, before: Any, after: Any) -> None:
+    for name, image in (("before", before), ("after", after)):
+        if image is not None and not isinstance(image, dict):
+            raise EnvelopeError(f"'{name}' must be an object or null")
+    if op is Op.DELETE and before is None:
+        raise EnvelopeError("delete without a 'before' image")
+    if op is not Op.DELETE and after is None:
+        raise EnvelopeError(f"op {op.value!r} without an 'after' image")
+
+
+def _table_ref(source: dict[str, Any]) -> TableRef:
+    name, schema, table = source.get("name"), source.get("schema"), source.get("table")
+    if not (isinstance(name, str) and isinstance(schema, str) and isinstance(table, str)):
+        raise EnvelopeError("'source' lacks name/schema/table")
+    return TableRef(name, schema, table)
+
+
+def _position(source: dict[str, Any], doc: dict[str, Any]) -> SourcePosition:
+    lsn = source.get("lsn")
+    if not isinstance(lsn, int) or lsn < 0:
+        raise EnvelopeError(f"'source.lsn' must be a non-negative integer, got {lsn!r}")
+    txid = source.get("txId")
+    ts_ms = source.get("ts_ms", doc.get("ts_ms"))
+    if not isinstance(ts_ms, int):
+        raise EnvelopeError("'source.ts_ms' missing")
+    snapshot = source.get("snapshot") not in (None, False, "false")
+    return SourcePosition(
+        lsn=lsn,
+        txid=txid if isinstance(txid, int) else None,
+        commit_ts_ms=ts_ms,
+        snapshot=snapshot,
+    )

@@ -1,0 +1,181 @@
+"""The consume loop: change topics -> parsed row changes -> mirror sink -> offset commit.
+
+Delivery guarantee: at-least-once transport, exactly-once effect. Offsets are
+committed only after the warehouse stored the whole batch; the sink's writes are
+idempotent (keyed by source position), so a batch delivered twice changes nothing.
+A message that cannot be parsed or applied goes to the dead letters with its error
+and the stream goes on; a warehouse outage is retried with exponential backoff
+without committing (backpressure: nothing new is read meanwhile).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import traceback
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from cdc.debezium.envelope import EnvelopeError, is_tombstone, parse_change
+from cdc.domain.changes import RowChange, TableRef
+from cdc.errors import CdcError, DataRejected
+from cdc.mirror.sink import ClickHouseMirrorSink, UnknownTableError
+from cdc.ports import ChangeStream, Message, TopicPartition, Warehouse
+
+log = logging.getLogger(__name__)
+
+DEAD_LETTERS_DDL = (
+    "CREATE DATABASE IF NOT EXISTS cdc",
+    "CREATE TABLE IF NOT EXISTS cdc.dead_letters (topic String, partition Int32, offset Int64,"
+    " key Nullable(String), value Nullable(String), error String, stage LowCardinality(String),"
+    " failed_at DateTime64(3, 'UTC') DEFAULT now64(3)) ENGINE = ReplacingMergeTree"
+    " ORDER BY (topic, partition, offset)",
+)
+
+
+@dataclass
+class Stats:
+    """Counters the CLI status line and `--until-caught-up` read (updated by the loop thread)."""
+
+    messages: int = 0
+    rows: int = 0
+    tombstones: int = 0
+    dead_letters: int = 0
+    batches: int = 0
+    retries: int = 0
+    last_commit_ts_ms: int = 0  # source commit time of the newest applied change
+    last_batch_at: float = 0.0
+    committed: dict[TopicPartition, int] = field(default_factory=dict)
+
+
+class DeadLetters:
+    """Stores messages that could not be applied, with the reason, in ClickHouse ``cdc.dead_letters``."""
+
+    def __init__(self, warehouse: Warehouse) -> None:
+        self._warehouse = warehouse
+        for statement in DEAD_LETTERS_DDL:
+            warehouse.command(statement)
+
+    def put(self, msg: Message, error: BaseException, stage: str) -> None:
+        summary = f"{type(error).__name__}: {error}"
+        frames = traceback.extract_tb(error.__traceback__)[-3:]
+        if frames:
+            summary += " | " + " < ".join(f"{f.name}:{f.lineno}" for f in reversed(frames))
+        row = [msg.topic, msg.partition, msg.offset, _text(msg.key), _text(msg.value), summary, stage]
+        columns = ["topic", "partition", "offset", "key", "value", "error", "stage"]
+        self._warehouse.insert("cdc", "dead_letters", columns, [row])
+
+
+def _text(raw: bytes | None) -> str | None:
+    return None if raw is None else raw.decode("utf-8", errors="backslashreplace")
+
+
+class MirrorService:
+    """Runs the loop on the calling thread until ``stop()``."""
+
+    def __init__(self, stream: ChangeStream, sink: ClickHouseMirrorSink, dead_letters: DeadLetters,
+                 max_records: int = 5000, poll_timeout_s: float = 0.05,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self._stream = stream
+        self._sink = sink
+        self._dead = dead_letters
+        self._max_records = max_records
+        self._poll_timeout_s = poll_timeout_s
+        self._sleep = sleep
+        self._stop = threading.Event()
+        self.stats = Stats()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> None:
+        while not self._stop.is_set():
+            self.run_once()
+
+    def run_once(self) -> int:
+        """Poll one batch, apply it, commit. Returns the number of messages handled."""
+        messages = self._stream.poll(self._poll_timeout_s, self._max_records)
+        if not messages:
+            return 0
+        by_table = self._parse(messages)
+        self._apply_with_retry(by_table, messages)
+        offsets = _next_offsets(messages)
+        self._stream.commit(offsets)
+        self.stats.committed.update(offsets)
+        self.stats.messages += len(messages)
+        self.stats.batches += 1
+        self.stats.last_batch_at = time.monotonic()
+        return len(messages)
+
+    def _parse(self, messages: list[Message]) -> dict[TableRef, list[tuple[Message, RowChange]]]:
+        by_table: dict[TableRef, list[tuple[Message, RowChange]]] = defaultdict(list)
+        for msg in messages:
+            if is_tombstone(msg.value):
+                self.stats.tombstones += 1
+                continue
+            try:
+                change = parse_change(msg.value or b"")
+            except EnvelopeError as e:
+                self._dead_letter(msg, e, "parse")
+                continue
+            if change is not None:
+                by_table[change.table].append((msg, change))
+        return by_table
+
+    def _apply_with_retry(self, by_table: dict[TableRef, list[tuple[Message, RowChange]]],
+                          messages: list[Message]) -> None:
+        delay = 0.5
+        pending = dict(by_table)
+        while pending:
+            ref, items = next(iter(pending.items()))
+            try:
+                self._apply(ref, items)
+                del pending[ref]
+                delay = 0.5
+            except _DATA_ERRORS as e:
+                self._apply_one_by_one(ref, items, e)
+                del pending[ref]
+            except CdcError as e:
+                if self._stop.is_set():
+                    raise
+                self.stats.retries += 1
+                log.warning("warehouse write failed (%s); retrying in %.1fs, offsets not committed", e, delay)
+                self._sleep(delay)
+                delay = min(delay * 2, 30.0)
+
+    def _apply_one_by_one(self, ref: TableRef, items: list[tuple[Message, RowChange]], error: Exception) -> None:
+        """Isolate the messages that cannot be applied; the good ones of the batch still land."""
+        if len(items) == 1 or isinstance(error, UnknownTableError):
+            for msg, _ in items:
+                self._dead_letter(msg, error, "apply")
+            return
+        for item in items:
+            try:
+                self._apply(ref, [item])
+            except _DATA_ERRORS as e:
+                self._dead_letter(item[0], e, "apply")
+
+    def _apply(self, ref: TableRef, items: list[tuple[Message, RowChange]]) -> None:
+        changes = [c for _, c in items]
+        self._sink.write(ref, changes)
+        self.stats.rows += len(changes)
+        newest = max(c.position.commit_ts_ms for c in changes)
+        self.stats.last_commit_ts_ms = max(self.stats.last_commit_ts_ms, newest)
+
+    def _dead_letter(self, msg: Message, error: BaseException, stage: str) -> None:
+        log.error("dead letter %s[%d]@%d (%s): %s", msg.topic, msg.partition, msg.offset, stage, error)
+        self._dead.put(msg, error, stage)
+        self.stats.dead_letters += 1
+
+
+_DATA_ERRORS = (UnknownTableError, DataRejected, ValueError, TypeError, OverflowError)
+
+
+def _next_offsets(messages: list[Message]) -> dict[TopicPartition, int]:
+    offsets: dict[TopicPartition, int] = {}
+    for m in messages:
+        tp = (m.topic, m.partition)
+        offsets[tp] = max(offsets.get(tp, 0), m.offset + 1)
+    return offsets
