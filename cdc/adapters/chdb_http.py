@@ -35,7 +35,7 @@ TRANSPORT_PARAMS = frozenset(
     }
 )  # fmt: skip
 STREAM_SAFE_FORMATS = frozenset({"Native", "TabSeparated", "TSV", "TabSeparatedRaw", "TSVRaw", "CSV", "RowBinary",
-    "JSONEachRow", "JSONCompactEachRow", "JSONStringsEachRow", "Values", "LineAsString"})  # fmt: skip
+    "JSONEachRow", "JSONCompactEachRow", "JSONStringsEachRow", "LineAsString"})  # fmt: skip
 PREFIX_LIMIT = 1 << 20  # bytes of body inspected for an INSERT ... FORMAT head
 
 _SETTING_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -253,8 +253,31 @@ def split_insert(prefix: bytes) -> tuple[str, str, int] | None:
 
 
 def output_format(sql: str, default_format: str) -> str:
+    """The query's FORMAT clause, else the default; never one of chdb's Python-object formats."""
     match = _TRAILING_FORMAT.search(sql[-4096:])
-    return match.group(1) if match else default_format
+    fmt = match.group(1) if match else default_format
+    if fmt.lower() in ("dataframe", "arrowtable", "datastore"):
+        raise HttpQueryError(73, f"Unknown format {fmt}. (UNKNOWN_FORMAT)")
+    return fmt
+
+
+def _quote(value: str, quote: str = "'") -> str:
+    return quote + value.replace("\\", "\\\\").replace(quote, "\\" + quote) + quote
+
+
+def session_statements(request: HttpQuery, readonly: bool) -> list[str]:
+    """USE/SET statements that give a fresh engine handle the request's context (GET is readonly=2)."""
+    statements = [f"USE {_quote(request.database, '`')}"] if request.database else []
+    statements += [f"SET {name} = {_quote(value)}" for name, value in request.settings.items()]
+    if readonly and "readonly" not in request.settings:
+        statements.append("SET readonly = 2")
+    return statements
+
+
+def result_stats(result: Any) -> dict[str, int | float]:
+    """Summary numbers of a chdb query result (or streamed block)."""
+    return {"read_rows": result.rows_read(), "read_bytes": result.bytes_read(), "written_rows": result.rows_written(),
+            "written_bytes": result.bytes_written(), "elapsed_ns": result.elapsed() * 1e9}  # fmt: skip
 
 
 def leading_keyword(sql: str) -> str:

@@ -14,13 +14,14 @@ connect with any other spelling. Rows inserted through one side are read through
 
 Every request runs on its own chDB connection handle (~2 ms to open), so `USE`/`SET` state never
 leaks between clients and requests run in parallel; one anchor handle keeps the engine (and the
-directory lock) alive between requests. This module is the only one that imports `chdb`.
+directory lock) alive between requests. HTTP sessions (`session_id`) are not kept: like a
+session-less ClickHouse request, `SET`, `USE` and temporary tables last one request. This module is
+the only one that imports `chdb`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import itertools
 import logging
 import os
@@ -36,31 +37,10 @@ from urllib.parse import urlsplit
 import chdb
 
 from cdc.adapters import chdb_http as proto
+from cdc.adapters.endpoint import store_lock_holder
 from cdc.errors import StackError
 
 logger = logging.getLogger(__name__)
-
-_PYTHON_ONLY_FORMATS = frozenset({"dataframe", "arrowtable", "datastore"})
-
-
-def _quote(value: str, quote: str = "'") -> str:
-    return quote + value.replace("\\", "\\\\").replace(quote, "\\" + quote) + quote
-
-
-def _lock_holder(data_dir: Path) -> str | None:
-    """The `status` file chDB locks names the owner's PID; report it when another process holds it."""
-    status = data_dir / "status"
-    try:
-        with status.open("rb") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                first = handle.read(200).decode("utf-8", "replace").splitlines()
-                return first[0].strip() if first else "another process"
-            fcntl.flock(handle, fcntl.LOCK_UN)
-    except OSError:
-        return None
-    return None
 
 
 def _connect(path: str) -> Any:
@@ -88,7 +68,7 @@ class _Engine:
         try:
             self._anchor = _connect(self.path)
         except Exception as e:
-            holder = _lock_holder(self.data_dir)
+            holder = store_lock_holder(self.data_dir)
             if holder is not None:
                 raise StackError(
                     f"chDB store {self.data_dir} is locked by another process ({holder}); "
@@ -101,12 +81,8 @@ class _Engine:
         """A fresh handle with the request's database, settings and (for GET) readonly=2 applied."""
         conn = _connect(self.path)
         try:
-            if request.database:
-                conn.query(f"USE {_quote(request.database, '`')}", "TabSeparated")
-            for name, value in request.settings.items():
-                conn.query(f"SET {name} = {_quote(value)}", "TabSeparated")
-            if readonly and "readonly" not in request.settings:
-                conn.query("SET readonly = 2", "TabSeparated")
+            for statement in proto.session_statements(request, readonly):
+                conn.query(statement, "TabSeparated")
         except BaseException:
             conn.close()
             raise
@@ -150,15 +126,6 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "chdb-http"
     timeout = 300  # an idle keep-alive connection is dropped after this many seconds
 
-    def do_GET(self) -> None:
-        self._dispatch()
-
-    def do_POST(self) -> None:
-        self._dispatch()
-
-    def do_HEAD(self) -> None:
-        self._dispatch()
-
     def version_string(self) -> str:
         return self.server_version
 
@@ -173,96 +140,74 @@ class _Handler(BaseHTTPRequestHandler):
     def _dispatch(self) -> None:
         split = urlsplit(self.path)
         headers = {key.lower(): value for key, value in self.headers.items()}
-        body = proto.RequestBody(self.rfile, headers)
-        request: proto.HttpQuery | None = None
+        self._body = proto.RequestBody(self.rfile, headers)
+        self._request: proto.HttpQuery | None = None
         self._started = False
         try:
-            if proto.is_ping(split.path, split.query, body.complete):
-                self._respond(200, b"Ok.\n", {"Content-Type": "text/plain; charset=UTF-8"}, body)
+            if proto.is_ping(split.path, split.query, self._body.complete):
+                self._respond(200, b"Ok.\n", {"Content-Type": "text/plain; charset=UTF-8"})
                 return
-            request = proto.parse_request(split.query, headers)
+            self._request = request = proto.parse_request(split.query, headers)
             if headers.get("content-type", "").startswith("multipart/"):
                 raise proto.HttpQueryError(proto.NOT_IMPLEMENTED, "multipart/form-data requests are not supported")
-            chunks = proto.decode_body(iter(body), headers.get("content-encoding"))
+            lead = (request.query + "\n").encode() if request.query else b""
             self._execute(
-                request, itertools.chain([(request.query + "\n").encode() if request.query else b""], chunks), body
+                request, itertools.chain([lead], proto.decode_body(iter(self._body), headers.get("content-encoding")))
             )
         except Exception as e:
-            self._fail(e, request, body)
+            self._fail(e)
 
-    def _execute(self, request: proto.HttpQuery, chunks: Iterator[bytes], body: proto.RequestBody) -> None:
+    do_GET = do_POST = do_HEAD = _dispatch
+
+    def _execute(self, request: proto.HttpQuery, chunks: Iterator[bytes]) -> None:
+        """Run the `query` parameter + body: a streamed INSERT when it opens with INSERT ... FORMAT."""
         prefix = proto.take_prefix(chunks)
         if not prefix.strip():
             raise proto.HttpQueryError(62, "Empty query. (SYNTAX_ERROR)")
         conn = self._srv.engine.connect(request, readonly=self.command == "GET")
         try:
             insert = proto.split_insert(prefix)
-            if insert is not None:
-                self._insert(conn, insert, prefix, chunks, request, body)
+            if insert is None:
+                self._query(conn, prefix + b"".join(chunks), request)
             else:
-                self._query(conn, prefix + b"".join(chunks), request, body)
+                statement, fmt, offset = insert
+                self._insert(conn.send_insert(statement, fmt), itertools.chain([prefix[offset:]], chunks), request)
         finally:
             conn.close()
 
-    def _insert(
-        self,
-        conn: Any,
-        insert: tuple[str, str, int],
-        prefix: bytes,
-        chunks: Iterator[bytes],
-        request: proto.HttpQuery,
-        body: proto.RequestBody,
-    ) -> None:
-        statement, fmt, offset = insert
-        inserter = conn.send_insert(statement, fmt)
+    def _insert(self, inserter: Any, data: Iterator[bytes], request: proto.HttpQuery) -> None:
         try:
-            if offset < len(prefix):
-                inserter.append(prefix[offset:])
-            for chunk in chunks:
-                inserter.append(chunk)
+            for chunk in data:
+                if chunk:
+                    inserter.append(chunk)
             result = inserter.finish()
         except BaseException:
-            inserter.cancel()
+            _close_quietly(inserter)
             raise
-        stats = {
-            "written_rows": result.rows_written,
-            "written_bytes": result.bytes_written,
-            "elapsed_ns": result.elapsed * 1e9,
-        }
-        self._respond(200, b"", self._headers(request, None, stats), body)
+        stats = {"written_rows": result.rows_written, "written_bytes": result.bytes_written}
+        self._respond(200, b"", self._headers(request, None, stats))
 
-    def _query(self, conn: Any, sql: bytes, request: proto.HttpQuery, body: proto.RequestBody) -> None:
+    def _query(self, conn: Any, sql: bytes, request: proto.HttpQuery) -> None:
         text = sql.decode("utf-8", "replace")
         fmt = proto.output_format(text, request.default_format)
-        if fmt.lower() in _PYTHON_ONLY_FORMATS:
-            raise proto.HttpQueryError(73, f"Unknown format {fmt}. (UNKNOWN_FORMAT)")
-        result_fmt = fmt if proto.has_result(text) else None
         if not request.wait_end_of_query and proto.can_stream(text, fmt):
-            self._stream(conn.send_query(sql, fmt, params=request.params), request, fmt, body)
+            self._stream(conn.send_query(sql, fmt, params=request.params), request, fmt)
             return
         result = conn.query(sql, fmt, params=request.params)
-        stats = {
-            "read_rows": result.rows_read(),
-            "read_bytes": result.bytes_read(),
-            "written_rows": result.rows_written(),
-            "written_bytes": result.bytes_written(),
-            "elapsed_ns": result.elapsed() * 1e9,
-        }
-        self._respond(200, result.bytes() or b"", self._headers(request, result_fmt, stats), body)
+        headers = self._headers(request, fmt if proto.has_result(text) else None, proto.result_stats(result))
+        self._respond(200, result.bytes() or b"", headers)
 
-    def _stream(self, stream: Any, request: proto.HttpQuery, fmt: str, body: proto.RequestBody) -> None:
+    def _stream(self, stream: Any, request: proto.HttpQuery, fmt: str) -> None:
         """Send blocks as they come; an error after the headers becomes a tagged exception block."""
         try:
             first = next(stream, None)  # an error here still gets a proper status
             tag = secrets.token_hex(8)
-            stats = {"read_rows": first.rows_read(), "read_bytes": first.bytes_read()} if first is not None else {}
-            headers = self._headers(request, fmt, stats)
-            headers.update({"Transfer-Encoding": "chunked", "X-ClickHouse-Exception-Tag": tag})
-            self._start(200, headers, body)
+            headers = self._headers(request, fmt, proto.result_stats(first) if first is not None else {})
+            self._start(200, headers | {"Transfer-Encoding": "chunked", "X-ClickHouse-Exception-Tag": tag})
             for block in itertools.chain([first] if first is not None else [], stream):
                 try:
                     self._write_chunk(block.bytes())
-                except OSError:  # includes BrokenPipe/ConnectionReset
+                except OSError:  # BrokenPipe/ConnectionReset: the client went away
                     logger.debug("client went away mid-stream (query %s)", request.query_id)
                     self.close_connection = True
                     return
@@ -294,10 +239,10 @@ class _Handler(BaseHTTPRequestHandler):
             headers["X-ClickHouse-Format"] = fmt
         return headers
 
-    def _start(self, status: int, headers: dict[str, str], body: proto.RequestBody) -> None:
+    def _start(self, status: int, headers: dict[str, str]) -> None:
         self.send_response(status)
         headers.setdefault("X-ClickHouse-Server-Display-Name", self._srv.display_name)
-        if not body.complete:
+        if not self._body.complete:
             self.close_connection = True  # the unread rest of the body would poison the next request
             headers["Connection"] = "close"
         for name, value in headers.items():
@@ -305,14 +250,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self._started = True
 
-    def _respond(self, status: int, data: bytes, headers: dict[str, str], body: proto.RequestBody) -> None:
-        headers["Content-Length"] = str(len(data))
-        self._start(status, headers, body)
+    def _respond(self, status: int, data: bytes, headers: dict[str, str]) -> None:
+        self._start(status, headers | {"Content-Length": str(len(data))})
         if self.command != "HEAD":
             self.wfile.write(data)
 
-    def _fail(self, error: Exception, request: proto.HttpQuery | None, body: proto.RequestBody) -> None:
-        self.close_connection = self.close_connection or not body.complete
+    def _fail(self, error: Exception) -> None:
         if self._started:  # too late for a status: the client lost the connection
             logger.debug("reply aborted: %s", error)
             self.close_connection = True
@@ -322,12 +265,12 @@ class _Handler(BaseHTTPRequestHandler):
         if code == proto.UNKNOWN_EXCEPTION and not isinstance(error, proto.HttpQueryError):
             logger.exception("unexpected error serving a ClickHouse HTTP request")
         else:
-            logger.info("query %s failed: %s", request.query_id if request else "-", message[:500])
+            logger.info("query %s failed: %s", self._request.query_id if self._request else "-", message[:500])
         headers = {"X-ClickHouse-Exception-Code": str(code), "Content-Type": "text/plain; charset=UTF-8"}
-        if request is not None:
-            headers["X-ClickHouse-Query-Id"] = request.query_id
+        if self._request is not None:
+            headers["X-ClickHouse-Query-Id"] = self._request.query_id
         try:
-            self._respond(proto.http_status(code), message.encode() + b"\n", headers, body)
+            self._respond(proto.http_status(code), message.encode() + b"\n", headers)
         except OSError:
             self.close_connection = True
 

@@ -7,6 +7,7 @@ HTTP to it instead of opening the store itself (chDB admits one process per data
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import tempfile
@@ -32,6 +33,21 @@ def chdb_dsn(data_dir: Path) -> str:
     if any(char in path for char in "?#"):
         raise ValueError(f"a chDB data directory cannot contain '?' or '#': {path}")
     return f"chdb://{path}"
+
+
+def store_lock_holder(data_dir: Path) -> str | None:
+    """Who holds the store's lock, when another process does: chDB flocks `status`, which names its PID."""
+    try:
+        with (Path(data_dir) / "status").open("rb") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                lines = handle.read(200).decode("utf-8", "replace").splitlines()
+                return lines[0].strip() if lines else "another process"
+            fcntl.flock(handle, fcntl.LOCK_UN)
+    except OSError:
+        return None
+    return None
 
 
 def _endpoint_file(state_dir: Path) -> Path:

@@ -94,34 +94,31 @@ class KafkaChangeStream:
             raise BrokerError(f"committing offsets to Kafka at {self.bootstrap} failed: {e}") from None
 
     def lag(self) -> dict[tuple[str, int], int]:
-        """Messages not yet committed, per assigned partition."""
-        assigned = list(self._consumer.assignment())
-        if not assigned:
-            return {}
+        """Messages not yet committed, per assigned partition.
+
+        Uses the high watermark the broker sent with the last fetch: Tansu's ListOffsets answer
+        for "latest" is the base offset of the last record batch + 1, not the log end.
+        """
+        out: dict[tuple[str, int], int] = {}
         try:
-            ends = self._consumer.end_offsets(assigned)
-            out: dict[tuple[str, int], int] = {}
-            for tp in assigned:
+            for tp in self._consumer.assignment():
+                high = self._consumer.highwater(tp)
+                if high is None:
+                    continue
                 committed = self._consumer.committed(tp) or 0
-                out[(tp.topic, tp.partition)] = max(0, ends[tp] - committed)
-            return out
+                out[(tp.topic, tp.partition)] = max(0, high - committed)
         except KafkaError as e:
             raise BrokerError(f"reading offsets from Kafka at {self.bootstrap} failed: {e}") from None
+        return out
+
+    def highwater(self) -> dict[tuple[str, int], int]:
+        out: dict[tuple[str, int], int] = {}
+        for tp in self._consumer.assignment():
+            high = self._consumer.highwater(tp)
+            if high is not None:
+                out[(tp.topic, tp.partition)] = high
+        return out
 
     def close(self) -> None:
         self._consumer.close(autocommit=False)
 
-
-def topic_end_offsets(bootstrap: str, topics: Sequence[str]) -> dict[tuple[str, int], int]:
-    """Log-end offset per partition of ``topics`` (a group-less consumer, so it never joins the mirror's group)."""
-    try:
-        consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, client_id="cdc-offsets")
-    except (KafkaError, OSError) as e:
-        raise _unreachable(bootstrap, e) from None
-    try:
-        parts = [TopicPartition(t, p) for t in topics for p in (consumer.partitions_for_topic(t) or ())]
-        return {(tp.topic, tp.partition): o for tp, o in consumer.end_offsets(parts).items()}
-    except KafkaError as e:
-        raise BrokerError(f"reading offsets from Kafka at {bootstrap} failed: {e}") from None
-    finally:
-        consumer.close()

@@ -80,6 +80,7 @@ class TansuBroker:
         """
         if self.is_running():
             return
+        self.stop()  # reap a broker that died on its own and close its log
         if port_in_use(self._port):
             raise StackError(
                 f"Kafka broker port {self._port} on {LOOPBACK} is already in use; "

@@ -2,7 +2,8 @@
 
 Pure: stdlib only, no IO. The connector part (`connector_properties`) is what Kafka Connect's
 REST API accepts in external mode; `engine_properties` adds what only the embedded engine needs
-(offset storage, flush interval). `embedded_properties` is both together.
+(offset storage, flush interval). `embedded_properties` is both together. The embedded runner's
+producer and log4j2 settings live here too, so the JVM module holds only JVM code.
 """
 
 from __future__ import annotations
@@ -15,13 +16,43 @@ from cdc.errors import ConfigError
 
 CONNECTOR_CLASS = "io.debezium.connector.postgresql.PostgresConnector"
 JSON_CONVERTER = "org.apache.kafka.connect.json.JsonConverter"
-SNAPSHOT_MODES = frozenset(
-    {"initial", "initial_only", "no_data", "never", "always", "when_needed", "recovery"}
-)
+SNAPSHOT_MODES = frozenset({"initial", "initial_only", "no_data", "never", "always", "when_needed", "recovery"})
 BINARY_MODES = frozenset({"bytes", "base64", "base64-url-safe", "hex"})
 _SECRET_KEY = re.compile(r"password|secret|credential|token|sasl\.jaas", re.IGNORECASE)
 _IDENT = re.compile(r"[^a-z0-9_]+")
 _MASK = "********"
+PRODUCER_SETTINGS: dict[str, str] = {
+    "acks": "all",
+    "enable.idempotence": "true",
+    "compression.type": "none",
+    "linger.ms": "2",
+    "batch.size": "524288",
+    "buffer.memory": "134217728",
+    "max.in.flight.requests.per.connection": "5",
+    "request.timeout.ms": "10000",
+    "delivery.timeout.ms": "30000",
+    "max.block.ms": "15000",
+    "key.serializer": "org.apache.kafka.common.serialization.StringSerializer",
+    "value.serializer": "org.apache.kafka.common.serialization.StringSerializer",
+}
+_LOG4J2 = """status = error
+name = cdc-debezium
+appender.file.type = RollingFile
+appender.file.name = file
+appender.file.fileName = {path}
+appender.file.filePattern = {path}.%i
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = %d{{ISO8601}} %-5level [%t] %c{{1.}} - %m%n
+appender.file.policies.type = Policies
+appender.file.policies.size.type = SizeBasedTriggeringPolicy
+appender.file.policies.size.size = 20MB
+appender.file.strategy.type = DefaultRolloverStrategy
+appender.file.strategy.max = 3
+rootLogger.level = INFO
+rootLogger.appenderRef.file.ref = file
+logger.clients.name = org.apache.kafka.clients
+logger.clients.level = WARN
+"""
 
 
 @dataclass(frozen=True)
@@ -129,6 +160,19 @@ def embedded_properties(settings: ConnectorSettings) -> dict[str, str]:
     return {**connector_properties(settings), **engine_properties(settings)}
 
 
+def producer_properties(bootstrap_servers: str, client_id: str, overrides: dict[str, str]) -> dict[str, str]:
+    """The embedded runner's Java KafkaProducer: acks=all + idempotence, small linger, big batches.
+
+    `delivery.timeout.ms` bounds how long a lost broker goes unnoticed before the runner fails.
+    """
+    return {**PRODUCER_SETTINGS, **overrides, "bootstrap.servers": bootstrap_servers, "client.id": client_id}
+
+
+def log4j2_properties(log_path: Path) -> str:
+    """Log4j2 config sending every JVM log line to `log_path` (rolled at 20 MB), none to the console."""
+    return _LOG4J2.format(path=log_path.as_posix())
+
+
 def redacted(props: dict[str, str]) -> dict[str, str]:
     """A copy safe to log or print: values of password-like keys are masked."""
     return {k: (_MASK if _SECRET_KEY.search(k) else v) for k, v in props.items()}
@@ -148,10 +192,9 @@ def _bool(value: bool) -> str:
 
 
 def _validate(s: ConnectorSettings) -> None:
-    if not s.source or not re.fullmatch(r"[A-Za-z0-9_.\-]+", s.source):
-        raise ConfigError(
-            f"source name {s.source!r} must be non-empty and use only letters, digits, '_', '.', '-'"
-        )
+    # No dots: consumers split `<source>.<schema>.<table>` topic names on them.
+    if not re.fullmatch(r"[A-Za-z0-9_\-]+", s.source):
+        raise ConfigError(f"source name {s.source!r} must be non-empty and use only letters, digits, '_', '-'")
     if not s.tables:
         raise ConfigError(f"source {s.source!r}: no tables to capture")
     for qualified in s.tables:

@@ -13,59 +13,27 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 import jpype
 
+from cdc.debezium.config import log4j2_properties, producer_properties
 from cdc.errors import CaptureError
 
 log = logging.getLogger(__name__)
 
-JVM_OPTIONS = ("-Xms128m", "-Xmx768m", "-XX:+UseG1GC", "-Djava.awt.headless=true")
-PRODUCER_SETTINGS: dict[str, str] = {
-    "acks": "all",
-    "enable.idempotence": "true",
-    "compression.type": "none",
-    "linger.ms": "2",
-    "batch.size": "524288",
-    "buffer.memory": "134217728",
-    "max.in.flight.requests.per.connection": "5",
-    "request.timeout.ms": "10000",
-    "delivery.timeout.ms": "30000",
-    "max.block.ms": "15000",
-    "key.serializer": "org.apache.kafka.common.serialization.StringSerializer",
-    "value.serializer": "org.apache.kafka.common.serialization.StringSerializer",
-}
-_LOG4J2 = """status = error
-name = cdc-debezium
-appender.file.type = RollingFile
-appender.file.name = file
-appender.file.fileName = {path}
-appender.file.filePattern = {path}.%i
-appender.file.layout.type = PatternLayout
-appender.file.layout.pattern = %d{{ISO8601}} %-5level [%t] %c{{1.}} - %m%n
-appender.file.policies.type = Policies
-appender.file.policies.size.type = SizeBasedTriggeringPolicy
-appender.file.policies.size.size = 20MB
-appender.file.strategy.type = DefaultRolloverStrategy
-appender.file.strategy.max = 3
-rootLogger.level = INFO
-rootLogger.appenderRef.file.ref = file
-logger.clients.name = org.apache.kafka.clients
-logger.clients.level = WARN
-"""
+# -Xrs: the JVM leaves SIGTERM/SIGINT to Python, which stops the bridge in order (drain, then exit).
+JVM_OPTIONS = ("-Xms128m", "-Xmx768m", "-XX:+UseParallelGC", "-Djava.awt.headless=true", "-Xrs")
 # Source-block markers of snapshot records that are not the snapshot's final one.
 _IN_SNAPSHOT = tuple(
-    f'"snapshot":"{mark}","db"'
-    for mark in ("true", "first", "first_in_data_collection", "last_in_data_collection")
+    f'"snapshot":"{mark}","db"' for mark in ("true", "first", "first_in_data_collection", "last_in_data_collection")
 )
 _PRODUCER = "org.apache.kafka.clients.producer.KafkaProducer"
 _RECORD = "org.apache.kafka.clients.producer.ProducerRecord"
 _F = TypeVar("_F", bound=Callable[..., Any])
 _jvm_lock = threading.Lock()
-import collections, os
-PROF: Any = collections.Counter()
 _log_config: list[Path] = []
 
 
@@ -83,7 +51,7 @@ def _jar_dir() -> Path:
 def _log4j_config(log_path: Path) -> Path:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     config = log_path.with_name(log_path.name + ".log4j2.properties")
-    config.write_text(_LOG4J2.format(path=log_path.resolve().as_posix()))
+    config.write_text(log4j2_properties(log_path.resolve()))
     return config
 
 
@@ -93,7 +61,8 @@ def ensure_jvm(log_path: Path) -> None:
         if jpype.isJVMStarted():
             if _log_config and _log_config[0] != log_path:  # a later runner logs elsewhere
                 configurator = jpype.JClass("org.apache.logging.log4j.core.config.Configurator")
-                configurator.reconfigure(_log4j_config(log_path).resolve().as_uri())
+                uri = jpype.JClass("java.net.URI").create(_log4j_config(log_path).resolve().as_uri())
+                configurator.reconfigure(uri)
                 _log_config[:] = [log_path]
             return
         config = _log4j_config(log_path)
@@ -108,10 +77,20 @@ def ensure_jvm(log_path: Path) -> None:
             "-Dslf4j.internal.verbosity=WARN",
         ]
         started = time.monotonic()
-        options += os.environ.get("XJVM", "").split()
-        jpype.startJVM(*options, classpath=jars, convertStrings=False)
+        jpype.startJVM(*options, classpath=jars, convertStrings=False, interrupt=False)
         _log_config[:] = [log_path]
         log.info("JVM started in %.1f s", time.monotonic() - started)
+
+
+_HINTS = {
+    "No table filters found for filtered publication": "none of the captured tables exist",
+    "wal_level": "set wal_level=logical in postgresql.conf and restart PostgreSQL",
+}
+
+
+def _hinted(message: str) -> str:
+    hints = [hint for needle, hint in _HINTS.items() if needle in message]
+    return f"{message} ({'; '.join(hints)})" if hints else message
 
 
 def _root_message(error: Any) -> str:
@@ -133,15 +112,13 @@ def _java_properties(values: dict[str, str]) -> Any:
     return props
 
 
-def _start_producer(bootstrap_servers: str, client_id: str) -> Any:
-    settings = {**PRODUCER_SETTINGS, "bootstrap.servers": bootstrap_servers, "client.id": client_id}
+def _start_producer(bootstrap_servers: str, client_id: str, overrides: dict[str, str]) -> Any:
+    settings = producer_properties(bootstrap_servers, client_id, overrides)
     producer_class = jpype.JClass(_PRODUCER)
     try:
         return producer_class(_java_properties(settings))
     except jpype.JException as e:
-        raise CaptureError(
-            f"cannot create Kafka producer for {bootstrap_servers}: {_root_message(e)}"
-        ) from None
+        raise CaptureError(f"cannot create Kafka producer for {bootstrap_servers}: {_root_message(e)}") from None
 
 
 class _Status:
@@ -171,36 +148,21 @@ def _make_callbacks(status: _Status, source: str) -> tuple[Any, Any]:
         def handle(self, success: bool, message: Any, error: Any) -> None:
             if not success:
                 detail = _root_message(error) if error is not None else str(message)
-                status.fail(f"Debezium connector for source {source!r} failed: {detail}")
+                status.fail(f"Debezium connector for source {source!r} failed: {_hinted(detail)}")
             status.finished.set()
             status.started.set()
 
     @jpype.JImplements("io.debezium.engine.DebeziumEngine$ConnectorCallback")
     class Connector:
-        @_override
-        def connectorStarted(self) -> None:
-            log.debug("connector started")
-
-        @_override
-        def connectorStopped(self) -> None:
-            log.debug("connector stopped")
-
+        # Only these two of the interface's default methods matter here.
         @_override
         def taskStarted(self) -> None:
             log.info("Debezium task for source %r started", source)
             status.started.set()
 
         @_override
-        def taskStopped(self) -> None:
-            log.debug("task stopped")
-
-        @_override
         def pollingStarted(self) -> None:
             status.started.set()
-
-        @_override
-        def pollingStopped(self) -> None:
-            log.debug("polling stopped")
 
     return Completion(), Connector()
 
@@ -248,10 +210,16 @@ class _JavaBatchOps:
             0,
         )
         send = getter(j(_PRODUCER).class_, "send", types.methodType(j("java.util.concurrent.Future").class_, record))
-        self.send = self._proxy("java.util.function.Function", handles.filterReturnValue(to_record, send.bindTo(producer)))
+        self.send = self._proxy(
+            "java.util.function.Function", handles.filterReturnValue(to_record, send.bindTo(producer))
+        )
         future_get = getter(j("java.util.concurrent.Future").class_, "get", types.methodType(obj))
         self.await_ack = self._proxy("java.util.function.Consumer", future_get)
-        self._mark = getter(j("io.debezium.engine.DebeziumEngine$RecordCommitter").class_, "markProcessed", types.methodType(j("java.lang.Void").TYPE, obj))
+        self._mark = getter(
+            j("io.debezium.engine.DebeziumEngine$RecordCommitter").class_,
+            "markProcessed",
+            types.methodType(j("java.lang.Void").TYPE, obj),
+        )
 
     def _proxy(self, interface: str, handle: Any) -> Any:
         return self._proxies.asInterfaceInstance(jpype.JClass(interface).class_, handle)
@@ -276,20 +244,14 @@ def _make_consumer(status: _Status, producer: Any) -> Any:
         @_override
         def handleBatch(self, records: Any, committer: Any) -> None:
             try:
-                t0 = time.perf_counter()
-                if not os.environ.get("NOKAFKA"):
-                    futures = ops.send_all(records)
-                    t1 = time.perf_counter()
-                    producer.flush()
-                    t2 = time.perf_counter()
-                    futures.forEach(ops.await_ack)  # raises if any record failed
-                    PROF["send"] += t1 - t0; PROF["flush"] += t2 - t1
+                futures = ops.send_all(records)
+                producer.flush()
+                futures.forEach(ops.await_ack)  # raises if any record failed
             except jpype.JException as e:
                 status.fail(f"producing change records to Kafka failed: {_root_message(e)}")
                 raise connect_exception(str(status.error)) from None
             records.forEach(ops.marker(committer))
             committer.markBatchFinished()
-            PROF["total"] += time.perf_counter() - t0
             count = records.size()
             with status.lock:
                 status.records_produced += count
@@ -313,8 +275,16 @@ class DebeziumRunner:
     Offsets are stored only for records Kafka acknowledged (see the module docstring).
     """
 
-    def __init__(self, properties: dict[str, str], bootstrap_servers: str, log_path: Path) -> None:
+    def __init__(
+        self,
+        properties: dict[str, str],
+        bootstrap_servers: str,
+        log_path: Path,
+        *,
+        producer_overrides: dict[str, str] | None = None,
+    ) -> None:
         self._properties = dict(properties)
+        self._producer_overrides = dict(producer_overrides or {})
         self._bootstrap = bootstrap_servers
         self._log_path = Path(log_path)
         self._prefix = properties.get("topic.prefix", "")
@@ -355,7 +325,7 @@ class DebeziumRunner:
             raise CaptureError("Debezium runner is already running")
         ensure_jvm(self._log_path)
         self._status = _Status()
-        self._producer = _start_producer(self._bootstrap, f"cdc-debezium-{self._prefix}")
+        self._producer = _start_producer(self._bootstrap, f"cdc-debezium-{self._prefix}", self._producer_overrides)
         self._engine = self._build_engine()
         self._thread = threading.Thread(target=self._run, name=f"debezium-{self._prefix}", daemon=True)
         self._thread.start()

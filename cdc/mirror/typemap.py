@@ -99,7 +99,7 @@ def plan_column(col: Column, adjusted: Counter[str], force_nullable: bool = Fals
 
 
 def _converter(col: Column, base: str, adjusted: Counter[str]) -> Converter | None:
-    scalar = _scalar_converter(col, base, adjusted)
+    scalar = _scalar_converter(col, _element_type(col), adjusted)
     if not col.is_array:
         return scalar
     if scalar is None:

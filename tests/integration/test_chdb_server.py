@@ -23,7 +23,9 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import clickhouse_connect
+import lz4.frame
 import pytest
+from backports import zstd
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError
 
@@ -155,7 +157,7 @@ def test_concurrent_clients(server: ChdbHttpServer, client: Client) -> None:
             for i in range(5):
                 rows = [[worker * 1000 + i * 100 + k, f"w{worker}", dt.datetime(2024, 1, 1)] for k in range(100)]
                 ch.insert("shop.orders", rows, column_names=["id", "name", "at"])
-                sums.append(ch.command(f"SELECT sum(number) FROM numbers({1_000_000 + worker})"))
+                sums.append(int(str(ch.command(f"SELECT sum(number) FROM numbers({1_000_000 + worker})"))))
         except BaseException as e:  # noqa: BLE001 - surfaced by the assert below
             errors.append(e)
 
@@ -176,11 +178,38 @@ def test_client_disconnecting_mid_stream_does_not_block_others(server: ChdbHttpS
     assert response.status == 200
     assert response.read(64).startswith(b"0\n1\n2\n")
     conn.close()  # walk away mid-stream
-    results: list[int] = []
+    results: list[object] = []
     worker = threading.Thread(target=lambda: results.append(client.command("SELECT 41 + 1")))
     worker.start()
     worker.join(timeout=10)
     assert results == [42]
+
+
+@pytest.mark.parametrize("fmt", ["TSVWithNames", "CSV", "JSONEachRow", "JSON", "Values", "Native", "Parquet", "Pretty"])
+def test_output_formats_stream_and_buffer_alike(server: ChdbHttpServer, client: Client, fmt: str) -> None:
+    sql = "SELECT number, toString(number) AS s FROM numbers(300000)"
+    buffered = client.raw_query(sql, fmt=fmt)  # wait_end_of_query=1: one engine call
+    status, headers, streamed = curl(q(server, query=f"{sql} FORMAT {fmt}"))  # GET, no wait: streamed if it can
+    assert (status, headers["x-clickhouse-format"]) == (200, fmt)
+    assert len(buffered) > 100_000
+    if fmt == "JSON":  # its statistics differ by timing
+        assert json.loads(streamed)["data"] == json.loads(buffered)["data"]
+    else:
+        assert streamed == buffered
+
+
+@pytest.mark.parametrize("compression", [None, "gzip", "lz4", "zstd"])
+@pytest.mark.parametrize(
+    ("fmt", "payload"),
+    [("CSV", b"10,ten,2024-01-01 00:00:00\n"), ("JSONEachRow", b'{"id":10,"name":"ten","at":"2024-01-01"}\n'),
+     ("TSVWithNames", b"id\tname\tat\n10\tten\t2024-01-01 00:00:00\n"), ("Values", b"(10,'ten','2024-01-01')")],
+)  # fmt: skip
+def test_raw_insert_input_formats(client: Client, fmt: str, payload: bytes, compression: str | None) -> None:
+    codecs = {None: bytes, "gzip": gzip.compress, "lz4": lz4.frame.compress, "zstd": zstd.compress}
+    client.raw_insert(
+        "shop.orders", ["id", "name", "at"], codecs[compression](payload), fmt=fmt, compression=compression
+    )
+    assert client.query("SELECT id, name FROM shop.orders").result_rows == [(10, "ten")]
 
 
 # --- curl ------------------------------------------------------------------------------------
@@ -343,6 +372,6 @@ def test_body_decoding_and_insert_split() -> None:
     frames = [zlib.compress(b"abc"), zlib.compress(b"def")]
     assert b"".join(decode_body(iter([b"".join(frames)]), "deflate")) == b"abcdef"
     assert split_insert(b"INSERT INTO t (a) FORMAT Native\n\x01\x02") == ("INSERT INTO t (a)", "Native", 32)
-    assert split_insert(b"INSERT INTO t FORMAT JSONEachRow {\"a\":1}") == ("INSERT INTO t", "JSONEachRow", 33)
+    assert split_insert(b'INSERT INTO t FORMAT JSONEachRow {"a":1}') == ("INSERT INTO t", "JSONEachRow", 33)
     assert split_insert(b"INSERT INTO t VALUES ('FORMAT CSV')") is None
     assert split_insert(b"SELECT 1 FORMAT CSV\n") is None

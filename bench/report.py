@@ -1,0 +1,131 @@
+"""The benchmark's printed report: a few aligned tables from the results dict."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _table(title: str, rows: list[tuple[str, str, str]]) -> list[str]:
+    width = max(len(r[0]) for r in rows)
+    vwidth = max(len(r[1]) for r in rows)
+    out = ["", title, "-" * len(title)]
+    out += [f"  {name:<{width}}  {value:>{vwidth}}  {note}".rstrip() for name, value, note in rows]
+    return out
+
+
+def _verdict(value: float, target: float, higher_is_better: bool) -> str:
+    ok = value >= target if higher_is_better else value <= target
+    return f"target {'>=' if higher_is_better else '<='} {target:,.0f}: {'MET' if ok else 'MISSED'}"
+
+
+def _cpu_rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
+    rows: list[tuple[str, str, str]] = []
+    for phase in ("snapshot", "throughput", "latency"):
+        cpu = results.get(phase, {}).get("cpu")
+        if not cpu:
+            continue
+        c = cpu["cpu_s"]
+        parts = "  ".join(f"{k} {v:.1f}" for k, v in c.items())
+        rows.append(
+            (phase, f"{cpu['wall_s']:.1f} s wall", f"{parts}  other processes {cpu['cpu_s_other_processes']:.1f}")
+        )
+        threads = ", ".join(f"{n} {s:.1f}" for n, s in cpu["bridge_threads_cpu_s"].items())
+        rows.append(("", "", f"bridge threads: {threads}"))
+        b = cpu.get("batches")
+        if b:
+            rows.append(
+                (
+                    "",
+                    "",
+                    f"batches: Debezium {b['debezium_batches']:,} x {b['debezium_records_per_batch']:,.0f}"
+                    f" records, consumer {b['consumer_batches']:,} x {b['consumer_messages_per_batch']:,.0f}"
+                    " messages",
+                )
+            )
+    return rows
+
+
+def render(results: dict[str, Any]) -> str:
+    env = results["environment"]
+    targets = env["targets"]
+    out = [
+        f"cdc bench  {env['started_at']}  {env['cpus']} CPUs  load average start {env['loadavg_start']}"
+        f"  end {env.get('loadavg_end')}"
+    ]
+    s, t, lat = results["snapshot"], results["throughput"], results["latency"]
+    if s["rows"]:
+        out += _table(
+            "Snapshot (rows present before the bridge started)",
+            [
+                ("rows", f"{s['rows']:,}", ""),
+                (
+                    "snapshot rate",
+                    f"{s['rows_per_s']:,.0f} rows/s",
+                    f"{s['seconds_after_start_returned']:.1f} s after Bridge.start() returned",
+                ),
+                (
+                    "incl. bridge startup",
+                    f"{s['rows_per_s_incl_startup']:,.0f} rows/s",
+                    f"start took {s['bridge_start_s']:.1f} s",
+                ),
+            ],
+        )
+    e2e = t["end_to_end_rows_per_s"]
+    ll = t["latency_under_load_ms"]
+    out += _table(
+        f"Streaming throughput ({t['rows']:,} rows, {t['tx_size']} rows per transaction)",
+        [
+            (
+                "end to end",
+                f"{e2e:,.0f} rows/s",
+                f"first commit -> last row queryable {t['end_to_end_s']:.1f} s; "
+                + _verdict(e2e, targets["throughput_rows_per_s"], True),
+            ),
+            ("PostgreSQL writes", f"{t['source_rows_per_s']:,.0f} rows/s", "what the source took (the writer's pace)"),
+            (
+                "captured into Kafka",
+                f"{t['captured_into_kafka_rows_per_s']:,.0f} rows/s",
+                "first commit -> Debezium had all rows acked by the broker",
+            ),
+            ("drain after last commit", f"{t['drain_after_last_commit_s']:.1f} s", ""),
+            (
+                "latency under this load",
+                f"p50 {ll['p50']:,.0f} ms",
+                f"p99 {ll['p99']:,.0f} ms, max {ll['max']:,.0f} ms",
+            ),
+        ],
+    )
+    q = lat["commit_to_queryable_ms"]
+    out += _table(
+        f"Latency at {lat['rate_rows_per_s']:,.0f} rows/s for {lat['seconds']:.0f} s "
+        f"({lat['tx_rows']} rows per transaction; commit -> queryable = _ingested_at - _commit_ts)",
+        [
+            ("p50", f"{q['p50']:,.0f} ms", _verdict(q["p50"], targets["latency_p50_ms"], False)),
+            ("p90", f"{q['p90']:,.0f} ms", ""),
+            ("p99", f"{q['p99']:,.0f} ms", ""),
+            ("max", f"{q['max']:,.0f} ms", f"avg {q['avg']:,.0f} ms over {q['rows']:,} rows"),
+            (
+                "achieved rate",
+                f"{lat['achieved_rows_per_s']:,.0f} rows/s",
+                f"{lat['late_transactions']} transactions sent late",
+            ),
+        ],
+    )
+    m = results.get("memory_peak_mb", {})
+    if m:
+        out += _table(
+            "Peak memory",
+            [
+                ("bridge process", f"{m['bridge_process_vmhwm']:,.0f} MB", "VmHWM: Python + JVM (Debezium) + chDB"),
+                ("Tansu broker", f"{m['tansu_vmhwm'] or 0:,.0f} MB", "VmHWM; topics are held in memory"),
+                (
+                    "PostgreSQL",
+                    f"{m['postgres_total_pss_peak']:,.0f} MB",
+                    f"peak sum of PSS over postmaster + {m['postgres_processes_peak'] - 1} children; postmaster VmHWM "
+                    f"{m['postgres_postmaster_vmhwm']:,.0f} MB, largest child VmHWM "
+                    f"{m['postgres_largest_child_vmhwm']:,.0f} MB",
+                ),
+            ],
+        )
+    out += _table("CPU seconds per phase (bridge = this process: Python, JVM, chDB)", _cpu_rows(results))
+    return "\n".join(out)

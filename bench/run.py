@@ -1,0 +1,475 @@
+"""End-to-end benchmark of the embedded bridge: PostgreSQL -> Debezium -> Tansu -> chDB.
+
+Starts everything itself in a fresh temporary state dir (as `cdc demo` does), then measures
+the snapshot rate, streaming throughput (rows/s from the first commit until the last row is
+queryable in ClickHouse), commit->queryable latency at a steady rate, CPU per process per
+phase, and peak memory per process. Prints a table and writes bench/results/<timestamp>.json.
+
+    .venv/bin/python -m bench.run            # full run (~3-5 min on 2 cores)
+    .venv/bin/python -m bench.run --quick    # smoke run
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # `python bench/run.py`: make `bench` and `cdc` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench import procstats, report, workload
+from cdc.adapters.clickhouse import ClickHouseWarehouse, connect_warehouse
+from cdc.bridge import Bridge, SourceSpec
+from cdc.commands import embedded_postgres
+from cdc.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+SOURCE = "bench"
+TARGETS = {"throughput_rows_per_s": 15_000, "latency_p50_ms": 500}
+WAIT_TIMEOUT = 900.0
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+@dataclass
+class Run:
+    """The running stack and what the phases collected."""
+
+    args: argparse.Namespace
+    state_dir: Path
+    dsn: str = ""
+    bridge: Bridge | None = None
+    ch: ClickHouseWarehouse | None = None
+    pg_data: Path = Path()
+    writer: subprocess.Popen[str] | None = None
+    results: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def b(self) -> Bridge:
+        assert self.bridge is not None
+        return self.bridge
+
+    def count(self, table: str, where: str = "") -> int:
+        assert self.ch is not None
+        sql = f"SELECT count() FROM {SOURCE}._log_{table}" + (f" WHERE {where}" if where else "")
+        return int(self.ch.query(sql)[0][0])
+
+
+# -- CPU accounting per phase -------------------------------------------------------------------
+class CpuMeter:
+    """CPU seconds per process (and per thread of this process) between start() and stop()."""
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+
+    def _snap(self) -> dict[str, Any]:
+        names = {t.native_id: t.name for t in threading.enumerate() if t.native_id is not None}
+        broker = self.run.b._broker if self.run.bridge is not None else None
+        tansu_pid = broker.pid if broker is not None else None
+        return {
+            "t": time.monotonic(),
+            "bridge": procstats.cpu_seconds("self"),
+            "threads": procstats.thread_cpu(names),
+            "tansu": procstats.cpu_seconds(tansu_pid) if tansu_pid else 0.0,
+            "postgres": procstats.postgres_children_cpu_total(self.run.pg_data),
+            "machine": procstats.machine_busy_seconds(),
+            "batches": self._batches(),
+        }
+
+    def _batches(self) -> dict[str, int]:
+        if self.run.bridge is None or self.run.bridge._runner is None or self.run.bridge._service is None:
+            return {"debezium_batches": 0, "debezium_records": 0, "consumer_batches": 0, "consumer_messages": 0}
+        runner, stats = self.run.b.runner, self.run.b.service.stats
+        return {
+            "debezium_batches": runner.batches,
+            "debezium_records": runner.records_produced,
+            "consumer_batches": stats.batches,
+            "consumer_messages": stats.messages,
+        }
+
+    def start(self) -> None:
+        self._before = self._snap()
+
+    @staticmethod
+    def _batch_sizes(before: dict[str, int], after: dict[str, int]) -> dict[str, float]:
+        d = {k: after[k] - before[k] for k in after}
+        return {
+            "debezium_batches": d["debezium_batches"],
+            "debezium_records_per_batch": round(d["debezium_records"] / max(d["debezium_batches"], 1), 1),
+            "consumer_batches": d["consumer_batches"],
+            "consumer_messages_per_batch": round(d["consumer_messages"] / max(d["consumer_batches"], 1), 1),
+        }
+
+    def stop(self, writer_cpu: float = 0.0) -> dict[str, Any]:
+        after, before = self._snap(), self._before
+        wall = after["t"] - before["t"]
+        ours = {k: after[k] - before[k] for k in ("bridge", "tansu", "postgres")}
+        ours["writer"] = writer_cpu
+        threads = {n: s - before["threads"].get(n, 0.0) for n, s in after["threads"].items()}
+        busiest = sorted(threads.items(), key=lambda kv: -kv[1])[:8]
+        top = {name: round(s, 2) for name, s in busiest if s >= 0.05}
+        return {
+            "wall_s": round(wall, 2),
+            "cpu_s": {k: round(v, 2) for k, v in ours.items()},
+            "cpu_s_other_processes": round(max(0.0, after["machine"] - before["machine"] - sum(ours.values())), 2),
+            "bridge_threads_cpu_s": top,
+            "batches": self._batch_sizes(before["batches"], after["batches"]),
+            "loadavg_end": procstats.loadavg(),
+        }
+
+
+# -- waiting ------------------------------------------------------------------------------------
+class Progress:
+    """One line per ~2 s while a phase waits: captured (in Kafka) and applied (in ClickHouse)."""
+
+    def __init__(self, run: Run, label: str) -> None:
+        self.run, self.label = run, label
+        self.last = (time.monotonic(), run.b.service.stats.rows)
+        self.produced_at: float | None = None
+
+    def tick(self, note: str = "") -> None:
+        now = time.monotonic()
+        then, before = self.last
+        if now - then < 2.0:
+            return
+        rows = self.run.b.service.stats.rows
+        self.last = (now, rows)
+        say(
+            f"  [{self.label}] captured {self.run.b.runner.records_produced:,} | applied {rows:,}"
+            f" ({(rows - before) / (now - then):,.0f}/s){note}"
+        )
+
+
+def wait_queryable(
+    run: Run,
+    table: str,
+    expected: int,
+    applied_target: int,
+    progress: Progress,
+    produced_target: int | None = None,
+    writer_running: Any = None,
+) -> dict[str, float]:
+    """Block until ``expected`` rows are in ``SOURCE._log_<table>``; monotonic times of the milestones.
+
+    The in-process counters are polled every 10 ms (cheap); ClickHouse is asked only once they
+    say everything was applied, so polling does not load the store while it ingests.
+    """
+    stats, runner = run.b.service.stats, run.b.runner
+    deadline = time.monotonic() + WAIT_TIMEOUT
+    marks: dict[str, float] = {}
+    while time.monotonic() < deadline:
+        run.b.check()
+        now = time.monotonic()
+        if produced_target is not None and "produced" not in marks and runner.records_produced >= produced_target:
+            marks["produced"] = now
+        if writer_running is not None and "writer_done" not in marks and not writer_running():
+            marks["writer_done"] = now
+        if stats.rows >= applied_target and run.count(table) >= expected:
+            marks["queryable"] = time.monotonic()
+            return marks
+        progress.tick()
+        time.sleep(0.01 if stats.rows < applied_target else 0.05)
+    raise TimeoutError(f"{table}: {run.count(table):,} of {expected:,} rows queryable after {WAIT_TIMEOUT:.0f} s")
+
+
+def start_writer(run: Run, *args: str) -> subprocess.Popen[str]:
+    argv = [sys.executable, "-m", "bench.workload", *args, "--dsn", run.dsn]
+    run.writer = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    return run.writer
+
+
+def finish_writer(run: Run) -> dict[str, Any]:
+    assert run.writer is not None
+    out, _ = run.writer.communicate(timeout=WAIT_TIMEOUT)
+    if run.writer.returncode != 0:
+        raise RuntimeError(f"writer failed with exit code {run.writer.returncode}")
+    run.writer = None
+    return dict(json.loads(out.strip().splitlines()[-1]))
+
+
+# -- phases ---------------------------------------------------------------------------------------
+def phase_snapshot(run: Run) -> None:
+    n = run.args.snapshot_rows
+    say(f"[1/3] snapshot: loading {n:,} rows into bench_snapshot before the bridge starts ...")
+    load_s = workload.load_snapshot_rows(run.dsn, n) if n else 0.0
+    settings = Settings(state_dir=run.state_dir)
+    run.bridge = Bridge(
+        settings,
+        SourceSpec(run.dsn, SOURCE, ("public.bench_snapshot", "public.bench_rows")),
+        lambda line: say(f"  bridge: {line}"),
+    )
+    meter = CpuMeter(run)
+    meter.start()
+    t0 = time.monotonic()
+    run.bridge.start()
+    t_started = time.monotonic()
+    interruptible()  # the JVM has just taken SIGINT over
+    run.ch = connect_warehouse(run.b.clickhouse_url, run.state_dir)  # over HTTP, like any other client
+    say(f"  bridge started in {t_started - t0:.1f} s (chDB, Tansu, JVM + Debezium); snapshotting ...")
+    marks = wait_queryable(run, "bench_snapshot", n, n, Progress(run, "snapshot"))
+    span = marks["queryable"] - t0
+    run.results["snapshot"] = {
+        "rows": n,
+        "load_into_postgres_s": round(load_s, 2),
+        "bridge_start_s": round(t_started - t0, 2),
+        "seconds_from_bridge_start": round(span, 2),
+        "seconds_after_start_returned": round(marks["queryable"] - t_started, 2),
+        "rows_per_s": round(n / (marks["queryable"] - t_started), 1) if n else None,
+        "rows_per_s_incl_startup": round(n / span, 1) if n else None,
+        "cpu": meter.stop(),
+    }
+    say(f"  snapshot: {n:,} rows queryable {marks['queryable'] - t_started:.1f} s after the bridge started")
+
+
+def phase_throughput(run: Run) -> None:
+    a = run.args
+    say(f"[2/3] throughput: {a.rows:,} rows into bench_rows, transactions of {a.tx_size} rows, as fast as possible ...")
+    stats = run.b.service.stats
+    applied0, produced0 = stats.rows, run.b.runner.records_produced
+    meter = CpuMeter(run)
+    meter.start()
+    writer = start_writer(run, "bulk", "--rows", str(a.rows), "--tx-size", str(a.tx_size))
+    marks = wait_queryable(
+        run,
+        "bench_rows",
+        a.rows,
+        applied0 + a.rows,
+        Progress(run, "throughput"),
+        produced_target=produced0 + a.rows,
+        writer_running=lambda: writer.poll() is None,
+    )
+    w = finish_writer(run)
+    cpu = meter.stop(w["cpu_s"])
+    span = marks["queryable"] - w["first_commit"]
+    write_s = w["last_commit"] - w["started"]
+    produced_s = marks.get("produced", marks["queryable"]) - w["first_commit"]
+    run.results["throughput"] = {
+        "rows": a.rows,
+        "tx_size": a.tx_size,
+        "transactions": w["transactions"],
+        "end_to_end_s": round(span, 2),
+        "end_to_end_rows_per_s": round(a.rows / span, 1),
+        "source_write_s": round(write_s, 2),
+        "source_rows_per_s": round(a.rows / write_s, 1),
+        "captured_into_kafka_rows_per_s": round(a.rows / produced_s, 1),
+        "drain_after_last_commit_s": round(marks["queryable"] - w["last_commit"], 2),
+        "latency_under_load_ms": latency(run, f"id <= {a.rows}"),
+        "cpu": cpu,
+    }
+    say(
+        f"  throughput: {a.rows / span:,.0f} rows/s end to end ({span:.1f} s); PostgreSQL took "
+        f"{a.rows / write_s:,.0f} rows/s"
+    )
+
+
+def phase_latency(run: Run) -> None:
+    a = run.args
+    say(
+        f"[3/3] latency: {a.rate:,.0f} rows/s for {a.latency_seconds:.0f} s, "
+        f"{a.latency_tx_rows} rows per transaction ..."
+    )
+    first_id = workload.max_id(run.dsn, "bench_rows")
+    applied0 = run.b.service.stats.rows
+    meter = CpuMeter(run)
+    meter.start()
+    writer = start_writer(
+        run, "steady", "--rate", str(a.rate), "--seconds", str(a.latency_seconds), "--tx-size", str(a.latency_tx_rows)
+    )
+    progress = Progress(run, "latency")
+    while writer.poll() is None:
+        run.b.check()
+        progress.tick()
+        time.sleep(0.2)
+    w = finish_writer(run)
+    wait_queryable(run, "bench_rows", first_id + w["rows"], applied0 + w["rows"], progress)
+    cpu = meter.stop(w["cpu_s"])
+    lat = latency(run, f"id > {first_id}")
+    run.results["latency"] = {
+        "rate_rows_per_s": a.rate,
+        "seconds": a.latency_seconds,
+        "tx_rows": a.latency_tx_rows,
+        "rows": w["rows"],
+        "achieved_rows_per_s": round(w["rows"] / (w["last_commit"] - w["started"]), 1),
+        "late_transactions": w["late_transactions"],
+        "commit_to_queryable_ms": lat,
+        "cpu": cpu,
+    }
+    say(
+        f"  latency: p50 {lat['p50']:.0f} ms, p90 {lat['p90']:.0f} ms, p99 {lat['p99']:.0f} ms, max {lat['max']:.0f} ms"
+    )
+
+
+def latency(run: Run, where: str) -> dict[str, float]:
+    """Quantiles of _ingested_at - _commit_ts (ms) over the change-log rows matching ``where``."""
+    assert run.ch is not None
+    d = "toUnixTimestamp64Milli(_ingested_at) - toUnixTimestamp64Milli(_commit_ts)"
+    row = run.ch.query(
+        f"SELECT count(), quantilesExact(0.5, 0.9, 0.99)({d}), max({d}), avg({d})"
+        f" FROM {SOURCE}._log_bench_rows WHERE {where}"
+    )[0]
+    q = row[1]
+    return {
+        "rows": int(row[0]),
+        "p50": float(q[0]),
+        "p90": float(q[1]),
+        "p99": float(q[2]),
+        "max": float(row[2]),
+        "avg": round(float(row[3]), 1),
+    }
+
+
+def memory(run: Run, sampler: procstats.Sampler) -> None:
+    sampler.sample()
+    broker = run.b._broker
+    pm = procstats.postmaster_pid(run.pg_data)
+    backends = procstats.children(pm) if pm else []
+    largest_child_kb = max((procstats.status_kb(p, "VmHWM") for p in backends), default=0)
+    run.results["memory_peak_mb"] = {
+        "bridge_process_vmhwm": round(procstats.status_kb("self", "VmHWM") / 1024, 1),
+        "tansu_vmhwm": round(procstats.status_kb(broker.pid, "VmHWM") / 1024, 1) if broker and broker.pid else None,
+        "postgres_total_pss_peak": round(sampler.pg_peak_pss_kb / 1024, 1),
+        "postgres_postmaster_vmhwm": round(procstats.status_kb(pm, "VmHWM") / 1024, 1) if pm else None,
+        "postgres_largest_child_vmhwm": round(largest_child_kb / 1024, 1),
+        "postgres_processes_peak": sampler.pg_peak_processes,
+    }
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def interruptible() -> None:
+    """Make SIGINT and SIGTERM raise KeyboardInterrupt in the main thread.
+
+    A JVM started by JPype with ``interrupt=True`` (its default when Python is not interactive)
+    owns SIGINT, after which Ctrl-C never reaches Python; taking the signals back (harmless when
+    the JVM was started with ``interrupt=False``) lets `main`'s `finally` stop everything.
+    """
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
+# -- driver ---------------------------------------------------------------------------------------
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m bench.run",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--rows", type=int, default=300_000, help="rows of the throughput workload")
+    p.add_argument("--tx-size", type=int, default=100, help="rows per transaction in the throughput workload")
+    p.add_argument("--rate", type=float, default=1000.0, help="rows/s of the steady latency workload")
+    p.add_argument("--latency-seconds", type=float, default=30.0, help="duration of the latency workload")
+    p.add_argument(
+        "--latency-tx-rows",
+        type=int,
+        default=10,
+        help="rows per transaction in the latency workload (one every tx-rows/rate s)",
+    )
+    p.add_argument("--snapshot-rows", type=int, default=100_000, help="rows present before the bridge starts")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="small run for a smoke test: 20k rows, 20k snapshot rows, 10 s latency (explicit options still win)",
+    )
+    p.add_argument(
+        "--state-parent",
+        default=None,
+        help="where to create the temporary state dir "
+        "(default: the system temp dir; the postgres OS user must be able to enter it)",
+    )
+    p.add_argument("--keep-state", action="store_true", help="keep the state dir (logs, data) afterwards")
+    p.add_argument("--no-json", action="store_true", help="do not write bench/results/<timestamp>.json")
+    args = p.parse_args(argv)
+    if args.quick:
+        given = set(argv if argv is not None else sys.argv[1:])
+        quick = {
+            "--rows": ("rows", 20_000),
+            "--snapshot-rows": ("snapshot_rows", 20_000),
+            "--latency-seconds": ("latency_seconds", 10.0),
+        }
+        for flag, (name, value) in quick.items():
+            if not any(g == flag or g.startswith(flag + "=") for g in given):
+                setattr(args, name, value)
+    return args
+
+
+def environment(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "cpus": os.cpu_count(),
+        "loadavg_start": procstats.loadavg(),
+        "python": sys.version.split()[0],
+        "options": {k: v for k, v in vars(args).items() if k not in ("no_json",)},
+        "targets": TARGETS,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    state_dir = Path(tempfile.mkdtemp(prefix="cdc-bench-", dir=args.state_parent))
+    state_dir.chmod(0o755)  # the postgres OS user must enter it
+    run = Run(args, state_dir, results={"environment": environment(args)})
+    pg = embedded_postgres(Settings(state_dir=state_dir))
+    run.pg_data = pg.data_dir
+    sampler = procstats.Sampler(pg.data_dir)
+    interrupted = False
+    interruptible()
+    say(
+        f"cdc bench: state in {state_dir}; load average {run.results['environment']['loadavg_start']} "
+        f"on {os.cpu_count()} CPUs"
+    )
+    try:
+        pg.start()
+        pg.create_database(SOURCE)
+        run.dsn = pg.dsn(SOURCE)
+        workload.create_tables(run.dsn)
+        sampler.start()
+        phase_snapshot(run)
+        phase_throughput(run)
+        phase_latency(run)
+        memory(run, sampler)
+        run.results["environment"]["loadavg_end"] = procstats.loadavg()
+    except KeyboardInterrupt:
+        interrupted = True
+        say("\ninterrupted: stopping ...")
+    finally:
+        sampler.stop()
+        if run.writer is not None and run.writer.poll() is None:
+            run.writer.terminate()
+            run.writer.wait(timeout=10)
+        if run.ch is not None:
+            run.ch.close()
+        if run.bridge is not None:
+            run.bridge.stop(drain=not interrupted)
+        pg.stop()
+        if not args.keep_state:
+            shutil.rmtree(state_dir, ignore_errors=True)
+    if interrupted:
+        return 130
+    say(report.render(run.results))
+    if not args.no_json:
+        RESULTS_DIR.mkdir(exist_ok=True)
+        path = RESULTS_DIR / f"{time.strftime('%Y%m%d-%H%M%S')}.json"
+        path.write_text(json.dumps(run.results, indent=2) + "\n")
+        say(f"results written to {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,130 @@
+"""The benchmark's source workload: table DDL, bulk and steady-rate writers.
+
+Writers run in their own process (``python -m bench.workload bulk|steady ...``, one JSON
+line of results on stdout), so they do not share the bridge process's GIL and cores are
+shared the way an application and a bridge would share them. Times are CLOCK_MONOTONIC,
+which is system-wide on Linux, so the parent can compare them with its own clock.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+import psycopg
+
+TABLES = ("bench_snapshot", "bench_rows")
+DDL = """CREATE TABLE IF NOT EXISTS {table} (
+    id          bigserial PRIMARY KEY,
+    quantity    integer        NOT NULL,
+    account_id  bigint         NOT NULL,
+    amount      numeric(12, 2) NOT NULL,
+    note        text           NOT NULL,
+    happened_at timestamptz    NOT NULL,
+    active      boolean        NOT NULL
+)"""
+# One statement per transaction: n rows, note ~42 chars, values vary with the row number.
+INSERT = """INSERT INTO {table} (quantity, account_id, amount, note, happened_at, active)
+SELECT g %% 1000, g * 7919, (g %% 1000000) / 100.0, 'bench row ' || md5(g::text),
+       now() - (g %% 86400) * interval '1 second', g %% 2 = 0
+FROM generate_series(%s::bigint, %s::bigint) AS g"""
+
+
+def create_tables(dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for table in TABLES:
+            conn.execute(DDL.format(table=table))
+
+
+def load_snapshot_rows(dsn: str, rows: int, chunk: int = 50_000) -> float:
+    """Insert ``rows`` into bench_snapshot before the bridge starts; returns seconds taken."""
+    started = time.monotonic()
+    sql = INSERT.format(table="bench_snapshot")
+    with psycopg.connect(dsn) as conn:
+        for lo in range(1, rows + 1, chunk):
+            conn.execute(sql, (lo, min(lo + chunk - 1, rows)))
+            conn.commit()
+    return time.monotonic() - started
+
+
+def max_id(dsn: str, table: str) -> int:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute(f"SELECT coalesce(max(id), 0) FROM {table}").fetchone()
+    return int(row[0]) if row else 0
+
+
+def bulk(dsn: str, rows: int, tx_size: int) -> dict[str, Any]:
+    """``rows`` rows in transactions of ``tx_size``, as fast as PostgreSQL commits them."""
+    sql = INSERT.format(table="bench_rows")
+    first_commit = 0.0
+    with psycopg.connect(dsn) as conn:
+        started = time.monotonic()
+        for lo in range(1, rows + 1, tx_size):
+            conn.execute(sql, (lo, min(lo + tx_size - 1, rows)), prepare=True)
+            conn.commit()
+            if not first_commit:
+                first_commit = time.monotonic()
+        last_commit = time.monotonic()
+    return {
+        "rows": rows,
+        "transactions": -(-rows // tx_size),
+        "started": started,
+        "first_commit": first_commit,
+        "last_commit": last_commit,
+        "cpu_s": time.process_time(),
+    }
+
+
+def steady(dsn: str, rate: float, seconds: float, tx_rows: int) -> dict[str, Any]:
+    """``rate`` rows/s for ``seconds``: a transaction of ``tx_rows`` every ``tx_rows / rate`` s.
+
+    The schedule is absolute (no drift); a late transaction is sent at once, not skipped.
+    """
+    sql = INSERT.format(table="bench_rows")
+    interval = tx_rows / rate
+    count = max(1, round(seconds / interval))
+    late = 0
+    with psycopg.connect(dsn) as conn:
+        started = time.monotonic()
+        for i in range(count):
+            wait = started + i * interval - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            elif wait < -interval:
+                late += 1
+            conn.execute(sql, (i * tx_rows + 1, (i + 1) * tx_rows), prepare=True)
+            conn.commit()
+        last_commit = time.monotonic()
+    return {
+        "rows": count * tx_rows,
+        "transactions": count,
+        "started": started,
+        "first_commit": started,
+        "last_commit": last_commit,
+        "late_transactions": late,
+        "cpu_s": time.process_time(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="bench writer (run by bench.run)")
+    parser.add_argument("mode", choices=["bulk", "steady"])
+    parser.add_argument("--dsn", required=True)
+    parser.add_argument("--rows", type=int, default=300_000)
+    parser.add_argument("--tx-size", type=int, default=100)
+    parser.add_argument("--rate", type=float, default=1000.0)
+    parser.add_argument("--seconds", type=float, default=30.0)
+    args = parser.parse_args(argv)
+    if args.mode == "bulk":
+        result = bulk(args.dsn, args.rows, args.tx_size)
+    else:
+        result = steady(args.dsn, args.rate, args.seconds, args.tx_size)
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,131 @@
+"""Real embedded stack for end-to-end tests: a private PostgreSQL cluster and `cdc run` as a child process."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import clickhouse_connect
+import psycopg
+import pytest
+
+from cdc.adapters.pg_cluster import EmbeddedPostgres
+from cdc.adapters.ports import free_port
+
+
+def _tempdir(prefix: str) -> Path:
+    # not pytest's tmp_path: it sits under a 0700 directory the postgres OS user cannot reach
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o755)
+    return path
+
+
+@pytest.fixture(scope="session")
+def pg() -> Iterator[EmbeddedPostgres]:
+    root = _tempdir("cdc-e2e-pg-")
+    cluster = EmbeddedPostgres(root / "data", free_port(), root / "postgres.log")
+    cluster.start()
+    yield cluster
+    cluster.stop()
+    shutil.copy(root / "postgres.log", "/tmp/last-e2e-postgres.log")
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def database(pg: EmbeddedPostgres, request: pytest.FixtureRequest) -> str:
+    """A fresh database per test; returns its DSN."""
+    name = re.sub(r"[^a-z0-9_]", "_", request.node.name.lower())[:40]
+    pg.run_sql("postgres", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    pg.create_database(name)
+    return pg.dsn(name)
+
+
+def sql(dsn: str, statement: str, params: tuple[object, ...] | None = None) -> list[tuple[object, ...]]:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        cur = conn.execute(statement, params)
+        return cur.fetchall() if cur.description else []
+
+
+class BridgeProcess:
+    """`cdc run` in a child process, read line by line; stopped with SIGTERM like a service manager does."""
+
+    def __init__(self, state_dir: Path, args: list[str]) -> None:
+        self.state_dir = state_dir
+        self.lines: list[str] = []
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        for key in ("CDC_SOURCE_DSN", "CDC_KAFKA_BOOTSTRAP_SERVERS", "CDC_CLICKHOUSE_URL", "CDC_STATE_DIR"):
+            env.pop(key, None)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "cdc.cli", *args, "--state-dir", str(state_dir)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_for_line(self, pattern: str, timeout: float = 180.0) -> re.Match[str]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in list(self.lines):
+                m = re.search(pattern, line)
+                if m:
+                    return m
+            if self.proc.poll() is not None and not self._reader.is_alive():
+                break
+            time.sleep(0.1)
+        raise AssertionError(f"no line matching {pattern!r}; output so far:\n{self.output()}")
+
+    def clickhouse(self) -> clickhouse_connect.driver.client.Client:
+        url = self.wait_for_line(r"ClickHouse endpoint: (http://\S+)").group(1)
+        return clickhouse_connect.get_client(dsn=url)
+
+    def stop(self, timeout: float = 120.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            self._reader.join(5)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(30)
+
+
+@pytest.fixture
+def state_dir() -> Iterator[Path]:
+    path = _tempdir("cdc-e2e-state-")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def bridges() -> Iterator[list[BridgeProcess]]:
+    """Bridge processes started by a test; any still running at the end are stopped."""
+    started: list[BridgeProcess] = []
+    yield started
+    for b in started:
+        b.kill()
+
+
+def start_bridge(bridges: list[BridgeProcess], state_dir: Path, *args: str) -> BridgeProcess:
+    bridge = BridgeProcess(state_dir, ["run", *args])
+    bridges.append(bridge)
+    return bridge
