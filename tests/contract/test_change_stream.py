@@ -60,7 +60,7 @@ def _drain(stream: ChangeStream, want: int, timeout: float = 30.0) -> list[Messa
         got.extend(stream.poll(0.2, 1000))
         return len(got) >= want
 
-    wait_until(enough, timeout, f"{want} messages")
+    wait_until(enough, timeout, f"{want} messages", interval=0.0)
     return got
 
 

@@ -1,0 +1,45 @@
+# Two commands do all set-up on a fresh machine: `make demo` and `make test`.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+ARGS   ?=
+
+.PHONY: install system-deps demo run test unit lint bench clean
+
+# Java 17 (Debezium's JVM) and PostgreSQL 15's server binaries (the embedded demo/test database)
+system-deps:
+	@if ! command -v java >/dev/null 2>&1 || ! command -v pg_config >/dev/null 2>&1 \
+	    || [ ! -x "$$(pg_config --bindir 2>/dev/null)/initdb" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Java 17 and PostgreSQL 15 server binaries (apt-get)"; \
+	    apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless postgresql-15 postgresql-server-dev-15 curl >/dev/null; \
+	  else \
+	    echo "need Java 17 and PostgreSQL 15 server binaries: sudo apt-get install openjdk-17-jre-headless postgresql-15 postgresql-server-dev-15"; exit 1; \
+	  fi; \
+	fi
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: system-deps $(STAMP)
+
+demo: install            ## the embedded demo: make demo ARGS="--duration 60"
+	$(VENV)/bin/cdc demo $(ARGS)
+
+test: install lint       ## everything: unit, contract, integration and end-to-end tests
+	$(PY) -m pytest -q -p no:cacheprovider
+
+unit: install
+	$(PY) -m pytest -q tests/unit
+
+lint: install
+	$(VENV)/bin/ruff check cdc pipelines dagster_project tests bench
+	$(VENV)/bin/mypy cdc pipelines
+
+bench: install           ## make bench ARGS="--quick"
+	$(PY) -m bench.run $(ARGS)
+
+clean:
+	rm -rf .cdc bench/results
