@@ -18,22 +18,12 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from cdc.debezium.envelope import EnvelopeError, is_tombstone, parse_change
-from cdc.domain.changes import RowChange, TableRef
+from cdc.debezium.envelope import is_tombstone
 from cdc.errors import CdcError, DataRejected
-from cdc.mirror.sink import ClickHouseMirrorSink, UnknownTableError
+from cdc.mirror.sink import DEAD_LETTERS_DDL, ClickHouseMirrorSink, UnknownTableError
 from cdc.ports import ChangeStream, Message, TopicPartition, Warehouse
 
 log = logging.getLogger(__name__)
-
-DEAD_LETTERS_DDL = (
-    "CREATE DATABASE IF NOT EXISTS cdc",
-    "CREATE TABLE IF NOT EXISTS cdc.dead_letters (topic String, partition Int32, offset Int64,"
-    " key Nullable(String), value Nullable(String), error String, stage LowCardinality(String),"
-    " failed_at DateTime64(3, 'UTC') DEFAULT now64(3)) ENGINE = ReplacingMergeTree"
-    " ORDER BY (topic, partition, offset)",
-)
-
 
 @dataclass
 class Stats:
@@ -45,7 +35,7 @@ class Stats:
     dead_letters: int = 0
     batches: int = 0
     retries: int = 0
-    last_commit_ts_ms: int = 0  # source commit time of the newest applied change
+    last_commit_ts_ms: int = 0  # broker timestamp (capture time) of the newest applied change
     last_batch_at: float = 0.0
     committed: dict[TopicPartition, int] = field(default_factory=dict)
     highwater: dict[TopicPartition, int] = field(default_factory=dict)
@@ -104,8 +94,7 @@ class MirrorService:
         self.stats.highwater_at = fetched_at
         if not messages:
             return 0
-        by_table = self._parse(messages)
-        self._apply_with_retry(by_table, messages)
+        self._apply_with_retry(self._by_topic(messages))
         offsets = _next_offsets(messages)
         self._stream.commit(offsets)
         self.stats.committed.update(offsets)
@@ -114,34 +103,27 @@ class MirrorService:
         self.stats.last_batch_at = time.monotonic()
         return len(messages)
 
-    def _parse(self, messages: list[Message]) -> dict[TableRef, list[tuple[Message, RowChange]]]:
-        by_table: dict[TableRef, list[tuple[Message, RowChange]]] = defaultdict(list)
+    def _by_topic(self, messages: list[Message]) -> dict[str, list[Message]]:
+        by_topic: dict[str, list[Message]] = defaultdict(list)
         for msg in messages:
             if is_tombstone(msg.value):
                 self.stats.tombstones += 1
-                continue
-            try:
-                change = parse_change(msg.value or b"")
-            except EnvelopeError as e:
-                self._dead_letter(msg, e, "parse")
-                continue
-            if change is not None:
-                by_table[change.table].append((msg, change))
-        return by_table
+            else:
+                by_topic[msg.topic].append(msg)
+        return by_topic
 
-    def _apply_with_retry(self, by_table: dict[TableRef, list[tuple[Message, RowChange]]],
-                          messages: list[Message]) -> None:
+    def _apply_with_retry(self, by_topic: dict[str, list[Message]]) -> None:
         delay = 0.5
-        pending = dict(by_table)
+        pending = dict(by_topic)
         while pending:
-            ref, items = next(iter(pending.items()))
+            topic, items = next(iter(pending.items()))
             try:
-                self._apply(ref, items)
-                del pending[ref]
+                self._apply(topic, items)
+                del pending[topic]
                 delay = 0.5
             except _DATA_ERRORS as e:
-                self._apply_one_by_one(ref, items, e)
-                del pending[ref]
+                self._apply_one_by_one(topic, items, e)
+                del pending[topic]
             except CdcError as e:
                 if self._stop.is_set():
                     raise
@@ -150,23 +132,22 @@ class MirrorService:
                 self._sleep(delay)
                 delay = min(delay * 2, 30.0)
 
-    def _apply_one_by_one(self, ref: TableRef, items: list[tuple[Message, RowChange]], error: Exception) -> None:
+    def _apply_one_by_one(self, topic: str, items: list[Message], error: Exception) -> None:
         """Isolate the messages that cannot be applied; the good ones of the batch still land."""
         if len(items) == 1 or isinstance(error, UnknownTableError):
-            for msg, _ in items:
+            for msg in items:
                 self._dead_letter(msg, error, "apply")
             return
-        for item in items:
+        for msg in items:
             try:
-                self._apply(ref, [item])
+                self._apply(topic, [msg])
             except _DATA_ERRORS as e:
-                self._dead_letter(item[0], e, "apply")
+                self._dead_letter(msg, e, "apply")
 
-    def _apply(self, ref: TableRef, items: list[tuple[Message, RowChange]]) -> None:
-        changes = [c for _, c in items]
-        self._sink.write(ref, changes)
-        self.stats.rows += len(changes)
-        newest = max(c.position.commit_ts_ms for c in changes)
+    def _apply(self, topic: str, items: list[Message]) -> None:
+        self._sink.write(topic, items)
+        self.stats.rows += len(items)
+        newest = max(m.timestamp_ms for m in items)
         self.stats.last_commit_ts_ms = max(self.stats.last_commit_ts_ms, newest)
 
     def _dead_letter(self, msg: Message, error: BaseException, stage: str) -> None:

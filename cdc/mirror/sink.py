@@ -1,4 +1,4 @@
-"""The mirror sink: row changes -> ClickHouse current-state and change-log tables."""
+"""The mirror sink: change messages -> ClickHouse current-state and change-log tables."""
 
 from __future__ import annotations
 
@@ -6,31 +6,49 @@ import logging
 from collections import Counter
 from collections.abc import Sequence
 
-from cdc.domain.changes import RowChange, TableRef, TableSchema
+from cdc.domain.changes import TableRef, TableSchema
 from cdc.errors import CdcError
-from cdc.mirror.table import MirrorTable
-from cdc.ports import Catalog, Warehouse
+from cdc.mirror.table import INGEST_COLUMNS, MirrorTable
+from cdc.ports import Catalog, Message, Warehouse
 
 log = logging.getLogger(__name__)
+
+DEAD_LETTERS_DDL = (
+    "CREATE DATABASE IF NOT EXISTS cdc",
+    "CREATE TABLE IF NOT EXISTS cdc.dead_letters (topic String, partition Int32, offset Int64,"
+    " key Nullable(String), value Nullable(String), error String, stage LowCardinality(String),"
+    " failed_at DateTime64(3, 'UTC') DEFAULT now64(3)) ENGINE = ReplacingMergeTree"
+    " ORDER BY (topic, partition, offset)",
+)
 
 
 class UnknownTableError(CdcError):
     """A change arrived for a table the source catalog does not know."""
 
 
-class ClickHouseMirrorSink:
-    """Writes changes idempotently: a batch applied twice leaves the same tables.
+def table_ref_of(topic: str) -> TableRef:
+    """``<source>.<schema>.<table>`` -> TableRef (source names contain no dots)."""
+    parts = topic.split(".", 2)
+    if len(parts) != 3 or not all(parts):
+        raise UnknownTableError(f"topic {topic!r} is not named <source>.<schema>.<table>")
+    return TableRef(*parts)
 
-    ``write`` returns only after ClickHouse stored both the state rows and the
-    change-log rows, so the caller may then commit the broker offsets.
+
+class ClickHouseMirrorSink:
+    """Hands Kafka messages to ClickHouse, which parses them into the mirror tables.
+
+    ``write`` returns only after ClickHouse stored the batch (the materialized views run
+    inside the insert), so the caller may then commit the broker offsets. Writes are
+    idempotent: rows are versioned by source LSN, a batch applied twice leaves the same tables.
     """
 
-    def __init__(self, warehouse: Warehouse, catalog: Catalog, database_for: dict[str, str] | None = None) -> None:
+    def __init__(self, warehouse: Warehouse, catalog: Catalog) -> None:
         self._warehouse = warehouse
         self._catalog = catalog
-        self._database_for = database_for or {}
         self._tables: dict[TableRef, MirrorTable] = {}
         self.rows_written: Counter[str] = Counter()
+        for statement in DEAD_LETTERS_DDL:
+            warehouse.command(statement)
 
     def prepare(self, schemas: Sequence[TableSchema]) -> None:
         """Create the ClickHouse objects for ``schemas`` up front (idempotent)."""
@@ -47,25 +65,16 @@ class ClickHouseMirrorSink:
         schema = schema or self._catalog.table_schema(ref)
         if schema is None:
             raise UnknownTableError(f"no table {ref.qualified} in source {ref.source!r}")
-        table = MirrorTable(schema, self._database_for.get(ref.source, ref.source))
+        table = MirrorTable(schema, ref.source)
         for statement in table.ddl():
             self._warehouse.command(statement)
         self._tables[ref] = table
         log.info("mirroring %s into %s", ref.qualified, table.view)
         return table
 
-    def write(self, ref: TableRef, changes: Sequence[RowChange]) -> None:
-        table = self.table(ref)
-        state, changelog = table.rows(changes)
-        db, name = table.database, table.name
-        self._warehouse.insert(db, "_state_" + name, table.state_columns, state)
-        self._warehouse.insert(db, "_log_" + name, table.log_columns, changelog)
-        self.rows_written[ref.qualified] += len(changes)
-
-    def adjusted_values(self) -> dict[str, int]:
-        """Per ``table.column``: values clamped or nulled because ClickHouse cannot hold them."""
-        out: dict[str, int] = {}
-        for ref, table in self._tables.items():
-            for column, n in table.adjusted.items():
-                out[f"{ref.qualified}.{column}"] = n
-        return out
+    def write(self, topic: str, messages: Sequence[Message]) -> None:
+        """Store ``messages`` of one change topic (tombstones already removed)."""
+        table = self.table(table_ref_of(topic))
+        rows = [(m.topic, m.partition, m.offset, m.key, m.value) for m in messages]
+        self._warehouse.insert(table.database, table.ingest_table, INGEST_COLUMNS, rows)
+        self.rows_written[topic] += len(messages)

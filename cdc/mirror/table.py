@@ -1,24 +1,26 @@
-"""How one captured table is laid out in ClickHouse, and how changes become rows there.
+"""How one captured table is laid out in ClickHouse; ClickHouse itself parses the change messages.
 
-Pure. For source ``S`` and table ``t`` (schema ``public``; other schemas give ``<schema>__t``):
+Pure: builds SQL only. For source ``S`` and table ``t`` (schema ``public``; other schemas give
+``<schema>__t``):
 
-* ``S._state_t`` — ReplacingMergeTree(_version, _is_deleted) keyed by the row identity;
-  every change inserts one row version, ``_version`` is the source LSN, so a replay
-  or a redelivered batch changes nothing and the latest position wins.
-* ``S._log_t`` — ReplacingMergeTree keyed by (``_lsn``, identity, ``_op``): every change once.
-* ``S.t`` and ``S.t_changes`` — views over those two with FINAL, so plain SELECTs see
-  exactly the current rows (deletes hidden) and each change exactly once.
+* ``S._ingest_t`` — Null engine: the consumer inserts each Kafka message as it is
+  (topic, partition, offset, key, value) and nothing is stored here;
+* ``S._log_t`` — ReplacingMergeTree keyed by (``_lsn``, identity, ``_op``): every change once,
+  filled by the materialized view ``S._mv_log_t`` that parses the Debezium envelope;
+* ``S._state_t`` — ReplacingMergeTree(_version, _is_deleted) keyed by the row identity, filled
+  from the change log by ``S._mv_state_t``; ``_version`` is the source LSN, so replays and
+  redelivered batches change nothing and the latest position wins;
+* ``S._mv_dead_t`` routes messages that are not valid row-change envelopes to ``cdc.dead_letters``;
+* ``S.t`` and ``S.t_changes`` — views with FINAL, so plain SELECTs see exactly the current rows
+  (deletes hidden) and each change exactly once.
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
-from cdc.domain.changes import Op, RowChange, TableRef, TableSchema
-from cdc.mirror.typemap import ColumnPlan, default_for, plan_column
+from cdc.domain.changes import TableRef, TableSchema
+from cdc.mirror.typemap import ColumnPlan, clickhouse_base_type, extract_type, is_raw, plan_column, value_sql
 
 STATE_META = (
     ("_version", "UInt64"),
@@ -35,12 +37,33 @@ LOG_META = (
     ("_commit_ts", "DateTime64(3, 'UTC')"),
     ("_snapshot", "UInt8"),
 )
+INGEST_COLUMNS = ("topic", "partition", "offset", "key", "value")
 INGESTED = "`_ingested_at` DateTime64(3, 'UTC') DEFAULT now64(3)"
 RESERVED = {name for name, _ in STATE_META + LOG_META} | {"_ingested_at"}
+_ENVELOPE = "Tuple(op String, source Tuple(lsn UInt64, txId Nullable(Int64), ts_ms Int64, snapshot Nullable(String)))"
+_ROW_OPS = "('c', 'u', 'd', 'r')"
+_VALID = (
+    "isValidJSON(value) AND JSONExtractString(value, 'op') IN ('c', 'u', 'r') AND JSONType(value, 'after') = 'Object'"
+    " OR isValidJSON(value) AND JSONExtractString(value, 'op') = 'd' AND JSONType(value, 'before') = 'Object'"
+)
+_HAS_POSITION = "JSONType(value, 'source', 'lsn') = 'Int64' OR JSONType(value, 'source', 'lsn') = 'UInt64'"
+# truncate ('t') and logical-decoding message ('m') events are not row changes and are skipped, not dead
+_SKIPPED = "isValidJSON(value) AND JSONExtractString(value, 'op') IN ('t', 'm')"
+_DEAD_WHERE = f"NOT (({_VALID}) AND ({_HAS_POSITION})) AND NOT ({_SKIPPED})"
+_DEAD_REASON = (
+    "multiIf(NOT isValidJSON(value), 'not a JSON document', "
+    f"JSONExtractString(value, 'op') NOT IN {_ROW_OPS}, concat('unknown op ', JSONExtractRaw(value, 'op')), "
+    "NOT (" + _HAS_POSITION + "), 'source.lsn missing or not an integer', "
+    "'row image missing: before (delete) or after (other ops) is not an object')"
+)
 
 
 def quote(identifier: str) -> str:
     return "`" + identifier.replace("\\", "\\\\").replace("`", "\\`") + "`"
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def mirror_name(ref: TableRef) -> str:
@@ -49,92 +72,105 @@ def mirror_name(ref: TableRef) -> str:
 
 @dataclass
 class MirrorTable:
-    """The ClickHouse side of one captured table: DDL and row building."""
+    """The ClickHouse side of one captured table."""
 
     schema: TableSchema
     database: str
-    adjusted: Counter[str] = field(default_factory=Counter)
 
     def __post_init__(self) -> None:
         clash = RESERVED & set(self.schema.column_names)
         if clash:
-            raise ValueError(
-                f"{self.schema.ref.qualified}: column names reserved by the mirror: {sorted(clash)}"
-            )
+            raise ValueError(f"{self.schema.ref.qualified}: column names reserved by the mirror: {sorted(clash)}")
         key = set(self.schema.key)
-        self.state_plans = [plan_column(c, self.adjusted) for c in self.schema.columns]
+        self.state_plans = [plan_column(c) for c in self.schema.columns]
         # the change log keeps deletes' partial images, so every non-key column may be NULL there
-        self.log_plans = [
-            plan_column(c, self.adjusted, force_nullable=c.name not in key) for c in self.schema.columns
-        ]
+        self.log_plans = [plan_column(c, force_nullable=c.name not in key) for c in self.schema.columns]
         self.name = mirror_name(self.schema.ref)
 
-    @property
-    def state_table(self) -> str:
-        return f"{quote(self.database)}.{quote('_state_' + self.name)}"
+    def _t(self, prefix: str, suffix: str = "") -> str:
+        return f"{quote(self.database)}.{quote(prefix + self.name + suffix)}"
 
     @property
-    def log_table(self) -> str:
-        return f"{quote(self.database)}.{quote('_log_' + self.name)}"
+    def ingest_table(self) -> str:
+        return "_ingest_" + self.name
 
     @property
     def view(self) -> str:
-        return f"{quote(self.database)}.{quote(self.name)}"
+        return self._t("")
 
     @property
     def changes_view(self) -> str:
-        return f"{quote(self.database)}.{quote(self.name + '_changes')}"
-
-    @property
-    def state_columns(self) -> list[str]:
-        return [p.name for p in self.state_plans] + [n for n, _ in STATE_META]
-
-    @property
-    def log_columns(self) -> list[str]:
-        return [p.name for p in self.log_plans] + [n for n, _ in LOG_META]
+        return self._t("", "_changes")
 
     def ddl(self) -> list[str]:
-        """Statements that create (idempotently) everything this table needs."""
+        """Statements that create (idempotently) everything this table needs; ``cdc.dead_letters`` must exist."""
         key = ", ".join(quote(k) for k in self.schema.key) or "tuple()"
         cols = ", ".join(quote(p.name) for p in self.state_plans)
         return [
             f"CREATE DATABASE IF NOT EXISTS {quote(self.database)}",
-            _create(
-                self.state_table,
-                self.state_plans,
-                STATE_META,
-                "ReplacingMergeTree(_version, _is_deleted)",
-                key,
-            ),
-            _create(self.log_table, self.log_plans, LOG_META, "ReplacingMergeTree", f"_lsn, {key}, _op"),
-            f"CREATE OR REPLACE VIEW {self.view} AS SELECT {cols} FROM {self.state_table} FINAL"
+            _create(self._t("_state_"), self.state_plans, STATE_META, "ReplacingMergeTree(_version, _is_deleted)", key),
+            _create(self._t("_log_"), self.log_plans, LOG_META, "ReplacingMergeTree", f"_lsn, {key}, _op"),
+            f"CREATE TABLE IF NOT EXISTS {self._t('_ingest_')} (topic String, partition Int32, offset Int64,"
+            " key Nullable(String), value String) ENGINE = Null",
+            f"CREATE MATERIALIZED VIEW IF NOT EXISTS {self._t('_mv_state_')} TO {self._t('_state_')} AS "
+            + self._state_select(),
+            f"CREATE MATERIALIZED VIEW IF NOT EXISTS {self._t('_mv_log_')} TO {self._t('_log_')} AS "
+            + self._log_select(),
+            f"CREATE MATERIALIZED VIEW IF NOT EXISTS {self._t('_mv_dead_')} TO cdc.dead_letters AS SELECT topic,"
+            f" partition, offset, key, value, {_DEAD_REASON} AS error, 'parse' AS stage FROM {self._t('_ingest_')}"
+            f" WHERE {_DEAD_WHERE}",
+            f"CREATE OR REPLACE VIEW {self.view} AS SELECT {cols} FROM {self._t('_state_')} FINAL"
             " WHERE _is_deleted = 0",
             f"CREATE OR REPLACE VIEW {self.changes_view} AS SELECT {cols}, _op, _lsn, _txid, _commit_ts,"
-            f" _snapshot, _ingested_at FROM {self.log_table} FINAL",
+            f" _snapshot, _ingested_at FROM {self._t('_log_')} FINAL",
         ]
 
-    def rows(self, changes: Iterable[RowChange]) -> tuple[list[list[Any]], list[list[Any]]]:
-        """State rows and change-log rows for ``changes``, in the column order of the properties above."""
-        state: list[list[Any]] = []
-        log: list[list[Any]] = []
-        for ch in changes:
-            pos = ch.position
-            deleted = ch.op is Op.DELETE
-            image = ch.row
-            state.append(
-                _values(self.state_plans, image, fill=True)
-                + [pos.lsn, int(deleted), pos.lsn, pos.txid, pos.commit_ts_ms, ch.op.value]
-            )
-            log.append(
-                _values(self.log_plans, image, fill=False)
-                + [ch.op.value, pos.lsn, pos.txid, pos.commit_ts_ms, int(pos.snapshot)]
-            )
-        return state, log
+    def _log_select(self) -> str:
+        fields = ", ".join(f"{quote(c.name)} {extract_type(c)}" for c in self.schema.columns if not is_raw(c))
+        values = []
+        for plan in self.log_plans:
+            c = plan.column
+            if is_raw(c):
+                name = _literal(c.name)
+                expr = (f"if(JSONType(img_raw, {name}) = 'String', JSONExtractString(img_raw, {name}),"
+                        f" nullIf(JSONExtractRaw(img_raw, {name}), 'null'))")
+            else:
+                expr = value_sql(c, f"tupleElement(img, {_literal(c.name)})")
+            if not plan.nullable and not plan.base_type.startswith("Array("):
+                expr = f"assumeNotNull({expr})"
+            values.append(f"{expr} AS {quote(c.name)}")
+        return (
+            f"SELECT {', '.join(values)}, op AS _op, tupleElement(src, 'lsn') AS _lsn,"
+            " tupleElement(src, 'txId') AS _txid,"
+            " fromUnixTimestamp64Milli(tupleElement(src, 'ts_ms'), 'UTC') AS _commit_ts,"
+            " ifNull(tupleElement(src, 'snapshot'), 'false') NOT IN ('false', '') AS _snapshot "
+            "FROM (SELECT tupleElement(env, 'op') AS op, tupleElement(env, 'source') AS src,"
+            " JSONExtractRaw(value, if(op = 'd', 'before', 'after')) AS img_raw,"
+            f" JSONExtract(img_raw, 'Tuple({_escape(fields)})') AS img"
+            f" FROM (SELECT value, JSONExtract(value, '{_ENVELOPE}') AS env FROM {self._t('_ingest_')}"
+            f" WHERE ({_VALID}) AND ({_HAS_POSITION})))"
+        )
+
+    def _state_select(self) -> str:
+        values = []
+        for plan in self.state_plans:
+            name = quote(plan.name)
+            if plan.nullable or plan.base_type.startswith("Array("):
+                values.append(name)
+            else:  # deletes carry only the key: other NOT NULL columns take their type's default
+                values.append(f"ifNull({name}, defaultValueOfTypeName({_literal(plan.base_type)})) AS {name}")
+        return (
+            f"SELECT {', '.join(values)}, _lsn AS _version, toUInt8(_op = 'd') AS _is_deleted, _lsn, _txid,"
+            f" _commit_ts, _op FROM {self._t('_log_')}"
+        )
 
 
-def _create(
-    table: str, plans: Sequence[ColumnPlan], meta: Sequence[tuple[str, str]], engine: str, order_by: str
-) -> str:
+def _escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("'", "\\'")
+
+
+def _create(table: str, plans: list[ColumnPlan], meta: tuple[tuple[str, str], ...], engine: str,
+            order_by: str) -> str:
     cols = [f"{quote(p.name)} {p.ch_type}" for p in plans] + [f"{quote(n)} {t}" for n, t in meta] + [INGESTED]
     return (
         f"CREATE TABLE IF NOT EXISTS {table} ({', '.join(cols)}) ENGINE = {engine} "
@@ -142,13 +178,4 @@ def _create(
     )
 
 
-def _values(plans: Sequence[ColumnPlan], image: Any, fill: bool) -> list[Any]:
-    out: list[Any] = []
-    for p in plans:
-        v = image.get(p.name)
-        if p.convert is not None:
-            v = p.convert(v)
-        if v is None and fill and not p.nullable:
-            v = default_for(p.base_type)
-        out.append(v)
-    return out
+__all__ = ["MirrorTable", "mirror_name", "quote", "INGEST_COLUMNS", "clickhouse_base_type"]

@@ -1,31 +1,28 @@
-"""PostgreSQL column -> ClickHouse column type, and the per-value conversion Debezium JSON needs.
+"""PostgreSQL column -> ClickHouse column type, and the SQL that converts Debezium's JSON value.
 
-Pure. Debezium is configured with ``decimal.handling.mode=string`` and the default
-``time.precision.mode=adaptive_time_microseconds``: dates arrive as days since the
-epoch, timestamps as epoch microseconds, timestamptz as ISO-8601 strings, numerics as
-exact strings. clickhouse-connect accepts those shapes directly for Date32,
-DateTime64 and Decimal, so most columns need no Python-side conversion at all.
+Pure: builds SQL text only. Debezium is configured with ``decimal.handling.mode=string``,
+``binary.handling.mode=base64`` and the default ``time.precision.mode=adaptive_time_microseconds``:
+dates arrive as days since the epoch, timestamps as epoch microseconds, timestamptz as
+ISO-8601 strings, numerics as exact strings, bytea as base64.
 
-Values ClickHouse cannot hold (dates outside 1900..2299, numeric NaN/Infinity) are
-clamped or nulled and *counted*: the mirror reports how many values it adjusted.
+ClickHouse parses the envelope itself (see ``cdc.mirror.table``): each row image is read
+once with ``JSONExtract(image, 'Tuple(...)')`` into the *extract type* of every column,
+then :func:`value_sql` turns that into the column's type. Values ClickHouse cannot hold are
+made explicit rather than wrapped: dates and timestamps are clamped to 1900-01-01 ..
+2299-12-31, ``infinity`` becomes the nearest bound, numeric ``NaN`` becomes NULL.
 """
 
 from __future__ import annotations
 
-import base64
-import json
-from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from cdc.domain.changes import Column
 
-Converter = Callable[[Any], Any]
-
-DATE32_MIN, DATE32_MAX = -25567, 120529  # 1900-01-01 .. 2299-12-31 in days since epoch
+DATE32_MIN, DATE32_MAX = -25567, 120529  # 1900-01-01 .. 2299-12-31 in days since the epoch
 TS64_MIN = -2208988800 * 1_000_000  # 1900-01-01 in microseconds
 TS64_MAX = 10413791999 * 1_000_000 + 999_999  # 2299-12-31 23:59:59.999999
+_TS_LO = "toDateTime64('1900-01-01 00:00:00', 6, 'UTC')"
+_TS_HI = "toDateTime64('2299-12-31 23:59:59.999999', 6, 'UTC')"
 
 _SCALAR = {
     "int2": "Int16",
@@ -35,22 +32,38 @@ _SCALAR = {
     "float4": "Float32",
     "float8": "Float64",
     "bool": "Bool",
-    "text": "String",
-    "varchar": "String",
-    "bpchar": "String",
-    "name": "String",
-    "citext": "String",
     "uuid": "UUID",
-    "json": "String",
-    "jsonb": "String",
-    "xml": "String",
-    "bytea": "String",
     "date": "Date32",
-    "timestamp": "DateTime64(6)",
+    "timestamp": "DateTime64(6, 'UTC')",
     "timestamptz": "DateTime64(6, 'UTC')",
-    "time": "Int64",
-    "interval": "Int64",
+    "time": "Int64",  # microseconds since midnight
+    "interval": "Int64",  # microseconds
 }
+_TEXT = {"text", "varchar", "bpchar", "name", "citext", "json", "jsonb", "xml", "bytea"}
+# How JSONExtract reads the raw JSON value of each ClickHouse element type
+_EXTRACT = {
+    "Int16": "Int64", "Int32": "Int64", "Int64": "Int64", "UInt32": "Int64", "Date32": "Int64",
+    "Float32": "Float64", "Float64": "Float64", "Bool": "Bool",
+}
+
+
+def clickhouse_element_type(col: Column) -> str:
+    if col.is_enum:
+        return "LowCardinality(String)"
+    if col.pg_type == "numeric":
+        p, s = col.numeric_precision, col.numeric_scale
+        if p is None or p > 76:
+            return "String"  # unbounded numeric: kept exact as text
+        return f"Decimal({p}, {s or 0})"
+    if col.pg_type in _TEXT:
+        return "String"
+    return _SCALAR.get(col.pg_type, "String")
+
+
+def clickhouse_base_type(col: Column) -> str:
+    """The ClickHouse type for ``col`` without Nullable."""
+    element = clickhouse_element_type(col)
+    return f"Array(Nullable({element}))" if col.is_array else element
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +73,7 @@ class ColumnPlan:
     name: str
     base_type: str  # without Nullable()
     nullable: bool
-    convert: Converter | None
+    column: Column
 
     @property
     def ch_type(self) -> str:
@@ -71,118 +84,56 @@ class ColumnPlan:
         return f"Nullable({self.base_type})"
 
 
-def clickhouse_base_type(col: Column) -> str:
-    """The ClickHouse type for ``col`` without Nullable."""
-    element = _element_type(col)
-    if col.is_array:
-        return f"Array(Nullable({element}))"
-    return element
-
-
-def _element_type(col: Column) -> str:
-    if col.is_enum:
-        return "LowCardinality(String)"
-    if col.pg_type == "numeric":
-        p, s = col.numeric_precision, col.numeric_scale
-        if p is None or p > 76:
-            return "String"  # unbounded numeric: kept exact as text
-        return f"Decimal({p}, {s or 0})"
-    return _SCALAR.get(col.pg_type, "String")
-
-
-def plan_column(col: Column, adjusted: Counter[str], force_nullable: bool = False) -> ColumnPlan:
-    """Plan a column. ``adjusted`` counts values that had to be clamped or nulled."""
+def plan_column(col: Column, force_nullable: bool = False) -> ColumnPlan:
     base = clickhouse_base_type(col)
     # numerics may hold NaN/Infinity, which Decimal cannot: such values become NULL
     nullable = col.nullable or force_nullable or base.startswith("Decimal")
-    return ColumnPlan(col.name, base, nullable, _converter(col, base, adjusted))
+    return ColumnPlan(col.name, base, nullable, col)
 
 
-def _converter(col: Column, base: str, adjusted: Counter[str]) -> Converter | None:
-    scalar = _scalar_converter(col, _element_type(col), adjusted)
-    if not col.is_array:
-        return scalar
-    if scalar is None:
-        return _array_or_empty
-    return lambda v: [None if x is None else scalar(x) for x in v] if isinstance(v, list) else []
+def is_raw(col: Column) -> bool:
+    """Types Debezium may emit as non-string JSON that we keep as their JSON text."""
+    return not col.is_array and clickhouse_element_type(col) == "String" and col.pg_type not in _TEXT | {"numeric"} \
+        and not col.is_enum
 
 
-def _scalar_converter(col: Column, base: str, adjusted: Counter[str]) -> Converter | None:
-    name = col.name
-    if base == "Date32":
-        return _clamp_int(DATE32_MIN, DATE32_MAX, name, adjusted)
-    if base == "DateTime64(6)":
-        return _clamp_int(TS64_MIN, TS64_MAX, name, adjusted)
-    if base.startswith("DateTime64(6, "):
-        return _zoned_timestamp(name, adjusted)
-    if base.startswith("Decimal"):
-        return _finite_decimal(name, adjusted)
+def extract_type(col: Column) -> str:
+    """The type JSONExtract reads this column's JSON value into."""
+    element = clickhouse_element_type(col)
+    inner = "Int64" if col.pg_type == "timestamp" else _EXTRACT.get(element, "String")  # epoch microseconds
+    return f"Array(Nullable({inner}))" if col.is_array else f"Nullable({inner})"
+
+
+def value_sql(col: Column, ref: str) -> str:
+    """SQL turning the extracted value ``ref`` into the column's ClickHouse type (nullable)."""
+    if col.is_array:
+        return f"arrayMap(x -> {_element_sql(col, 'x')}, {ref})"
+    return _element_sql(col, ref)
+
+
+def _element_sql(col: Column, ref: str) -> str:
+    expr = _convert_sql(col, ref)
+    if expr == ref or expr.startswith(("CAST(", "to", "try")):
+        return expr  # these keep NULL as NULL
+    return f"if({ref} IS NULL, NULL, {expr})"  # least/greatest would turn NULL into a bound
+
+
+def _convert_sql(col: Column, ref: str) -> str:
+    element = clickhouse_element_type(col)
+    if element.startswith("Decimal("):
+        scale = col.numeric_scale or 0
+        return f"CAST(toDecimal256OrNull({ref}, {scale}) AS Nullable({element}))"
+    if element == "Date32":
+        return f"addDays(toDate32('1970-01-01'), toInt32(least(greatest({ref}, {DATE32_MIN}), {DATE32_MAX})))"
+    if element.startswith("DateTime64") and col.pg_type == "timestamp":
+        return f"fromUnixTimestamp64Micro(toInt64(least(greatest({ref}, {TS64_MIN}), {TS64_MAX})), 'UTC')"
+    if element.startswith("DateTime64"):
+        return (f"multiIf({ref} = 'infinity', {_TS_HI}, {ref} = '-infinity', {_TS_LO}, "
+                f"least(greatest(parseDateTime64BestEffortOrNull({ref}, 6, 'UTC'), {_TS_LO}), {_TS_HI}))")
+    if element == "UUID":
+        return f"toUUIDOrNull({ref})"
     if col.pg_type == "bytea":
-        return _b64
-    if base == "String" and col.pg_type not in ("text", "varchar", "bpchar", "name", "citext"):
-        return _as_text
-    return None
-
-
-def _array_or_empty(v: Any) -> Any:
-    return v if isinstance(v, list) else []
-
-
-def _clamp_int(lo: int, hi: int, name: str, adjusted: Counter[str]) -> Converter:
-    def convert(v: Any) -> Any:
-        if v is None or lo <= v <= hi:
-            return v
-        adjusted[name] += 1
-        return lo if v < lo else hi
-
-    return convert
-
-
-def _zoned_timestamp(name: str, adjusted: Counter[str]) -> Converter:
-    def convert(v: Any) -> Any:
-        if v is None:
-            return None
-        head = v[:4]
-        if head.isdigit() and v[4:5] == "-" and 1900 <= int(head) <= 2299:
-            return v
-        adjusted[name] += 1
-        if v.startswith("-") or (head.isdigit() and int(head) < 1900):
-            return TS64_MIN
-        return TS64_MAX
-
-    return convert
-
-
-def _finite_decimal(name: str, adjusted: Counter[str]) -> Converter:
-    def convert(v: Any) -> Any:
-        if v is None or (isinstance(v, str) and v[-1:].isdigit()):
-            return v
-        if isinstance(v, (int, float)) and v == v and v not in (float("inf"), float("-inf")):
-            return str(v)
-        adjusted[name] += 1  # NaN / Infinity / -Infinity
-        return None
-
-    return convert
-
-
-def _b64(v: Any) -> Any:
-    return None if v is None else base64.b64decode(v)
-
-
-def _as_text(v: Any) -> Any:
-    if v is None or isinstance(v, str):
-        return v
-    return json.dumps(v, separators=(",", ":"))
-
-
-def default_for(base_type: str) -> Any:
-    """A value for a non-nullable column absent from a row image (e.g. deletes under REPLICA IDENTITY DEFAULT)."""
-    if base_type.startswith("Array("):
-        return []
-    if base_type.startswith(("Int", "UInt", "Float", "Date", "Decimal")):
-        return 0
-    if base_type == "Bool":
-        return False
-    if base_type == "UUID":
-        return "00000000-0000-0000-0000-000000000000"
-    return ""
+        return f"tryBase64Decode({ref})"
+    if element in ("Int16", "Int32", "UInt32", "Float32"):
+        return f"CAST({ref} AS Nullable({element}))"
+    return ref

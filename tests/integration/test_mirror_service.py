@@ -103,23 +103,40 @@ def test_older_version_arriving_late_does_not_win(chdb_warehouse: ClickHouseWare
     assert [r[1] for r in _current(chdb_warehouse, source)] == ["new"]
 
 
-def test_poison_message_goes_to_dead_letters_and_the_stream_goes_on(chdb_warehouse: ClickHouseWarehouse,
-                                                                    source: str) -> None:
+def test_poison_messages_go_to_dead_letters_and_the_stream_goes_on(chdb_warehouse: ClickHouseWarehouse,
+                                                                     source: str) -> None:
     broker = FakeBroker()
     _produce(broker, source, [b"\xffnot json", envelope("c", None, _row(7), lsn=10, source=source),
-                              envelope("c", None, {**_row(8), "born": "not a date"}, lsn=11, source=source),
+                              b'{"op": "c", "after": {"id": 8}, "source": {}}',
+                              envelope("x", None, _row(8), lsn=11, source=source),
                               envelope("c", None, _row(9), lsn=12, source=source)])
     service = _service(chdb_warehouse, broker, source)
     service.run_once()
     assert [r[0] for r in _current(chdb_warehouse, source)] == [7, 9]
     dead = chdb_warehouse.query(
-        "SELECT offset, stage, error, value FROM cdc.dead_letters WHERE topic = {t:String} ORDER BY offset",
+        "SELECT offset, stage, error, hex(value) FROM cdc.dead_letters WHERE topic = {t:String} ORDER BY offset",
         {"t": f"{source}.public.items"})
-    assert [(d[0], d[1]) for d in dead] == [(0, "parse"), (2, "apply")]
-    assert "not JSON" in dead[0][2]
-    assert dead[0][3] == "\\xffnot json"  # the original bytes, kept
-    assert service.stats.dead_letters == 2
-    assert broker.committed["g"] == {(f"{source}.public.items", 0): 4}
+    assert [(d[0], d[1]) for d in dead] == [(0, "parse"), (2, "parse"), (3, "parse")]
+    assert [d[2] for d in dead] == ["not a JSON document", "source.lsn missing or not an integer", "unknown op \"x\""]
+    assert dead[0][3] == b"\xffnot json".hex().upper()  # the original bytes, kept
+    assert broker.committed["g"] == {(f"{source}.public.items", 0): 5}
+
+
+def test_values_clickhouse_cannot_hold_are_bounded_not_wrapped(chdb_warehouse: ClickHouseWarehouse,
+                                                               source: str) -> None:
+    broker = FakeBroker()
+    odd = {"id": 1, "name": None, "price": "NaN", "born": 10**7, "seen": "infinity", "tags": []}
+    low = {"id": 2, "name": "ünï", "price": "-Infinity", "born": -10**7, "seen": "-infinity", "tags": None}
+    empty = {"id": 3, "name": None, "price": None, "born": None, "seen": None, "tags": [None]}
+    _produce(broker, source, [envelope("c", None, odd, lsn=1, source=source),
+                              envelope("c", None, low, lsn=2, source=source),
+                              envelope("c", None, empty, lsn=3, source=source)])
+    _service(chdb_warehouse, broker, source).run_once()
+    rows = chdb_warehouse.query(f"SELECT id, name, price, toString(born), toString(seen), tags FROM {source}.items"
+                                " ORDER BY id")
+    assert rows == [(1, None, None, "2299-12-31", "2299-12-31 23:59:59.999999", []),
+                    (2, "ünï", None, "1900-01-01", "1900-01-01 00:00:00.000000", []),
+                    (3, None, None, None, None, [None])]
 
 
 class FlakyWarehouse:
