@@ -68,13 +68,14 @@ class MirrorService:
     """Runs the loop on the calling thread until ``stop()``."""
 
     def __init__(self, stream: ChangeStream, sink: ClickHouseMirrorSink, dead_letters: DeadLetters,
-                 max_records: int = 5000, poll_timeout_s: float = 0.05,
+                 max_records: int = 10000, poll_timeout_s: float = 0.05, linger_s: float = 0.1,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self._stream = stream
         self._sink = sink
         self._dead = dead_letters
         self._max_records = max_records
         self._poll_timeout_s = poll_timeout_s
+        self._linger_s = linger_s
         self._sleep = sleep
         self._stop = threading.Event()
         self.stats = Stats()
@@ -89,7 +90,7 @@ class MirrorService:
     def run_once(self) -> int:
         """Poll one batch, apply it, commit. Returns the number of messages handled."""
         fetched_at = time.monotonic()
-        messages = self._stream.poll(self._poll_timeout_s, self._max_records)
+        messages = self._collect()
         self.stats.highwater = self._stream.highwater()
         self.stats.highwater_at = fetched_at
         if not messages:
@@ -102,6 +103,18 @@ class MirrorService:
         self.stats.batches += 1
         self.stats.last_batch_at = time.monotonic()
         return len(messages)
+
+    def _collect(self) -> list[Message]:
+        """One batch: poll, then keep polling up to ``linger_s`` so ClickHouse gets fewer, larger inserts."""
+        messages = self._stream.poll(self._poll_timeout_s, self._max_records)
+        if not messages:
+            return messages
+        until = time.monotonic() + self._linger_s
+        while len(messages) < self._max_records and time.monotonic() < until:
+            more = self._stream.poll(max(0.0, min(self._poll_timeout_s, until - time.monotonic())),
+                                     self._max_records - len(messages))
+            messages.extend(more)
+        return messages
 
     def _by_topic(self, messages: list[Message]) -> dict[str, list[Message]]:
         by_topic: dict[str, list[Message]] = defaultdict(list)

@@ -11,6 +11,7 @@ the LSN to the replication slot) only after the broker acknowledged every record
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -75,6 +76,7 @@ def ensure_jvm(log_path: Path) -> None:
             # slf4j 2 would print a warning about logback's 1.x binding to stderr otherwise.
             "-Dslf4j.provider=org.apache.logging.slf4j.SLF4JServiceProvider",
             "-Dslf4j.internal.verbosity=WARN",
+            *os.environ.get("CDC_JVM_OPTS", "").split(),  # e.g. "-Xmx2g", appended so they win
         ]
         started = time.monotonic()
         jpype.startJVM(*options, classpath=jars, convertStrings=False, interrupt=False)
