@@ -1,0 +1,95 @@
+"""The `cdc` command as a user meets it: the demo, and one clear line for bad input."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cdc.adapters.pg_cluster import EmbeddedPostgres
+from cdc.adapters.ports import free_port
+from tests.e2e.conftest import _tempdir, sql
+
+pytestmark = pytest.mark.e2e
+
+
+def cdc(state_dir: Path, *args: str, timeout: float = 600, env: dict[str, str] | None = None,
+        ) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("CDC_")}
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-m", "cdc.cli", *args, "--state-dir", str(state_dir)],
+                          capture_output=True, text=True, timeout=timeout, env=full_env)
+
+
+def test_demo_with_duration_verifies_every_table(state_dir: Path) -> None:
+    done = cdc(state_dir, "demo", "--duration", "15", "--rate", "30")
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    assert "ClickHouse endpoint: http://127.0.0.1:" in out
+    assert "all tables match" in out
+    for table in ("public.customers", "public.products", "public.orders", "public.order_items"):
+        line = next(x for x in out.splitlines() if x.startswith(table))
+        pg_rows, ch_rows = line.split()[1:3]
+        assert pg_rows == ch_rows and int(pg_rows.replace(",", "")) > 0
+    assert "Traceback" not in done.stderr
+    # the warehouse outlives the demo: the same state dir answers afterwards, no bridge running
+    after = cdc(state_dir, "sql", "SELECT count() > 0 FROM shop.orders_changes WHERE _op = 'u'", "--format", "csv")
+    assert after.returncode == 0 and after.stdout.strip().splitlines()[-1] == "1"
+
+
+@pytest.fixture(scope="module")
+def replica_pg() -> Iterator[EmbeddedPostgres]:
+    root = _tempdir("cdc-e2e-replica-")
+    cluster = EmbeddedPostgres(root / "data", free_port(), root / "postgres.log")
+    cluster.start()
+    cluster.run_sql("postgres", "ALTER SYSTEM SET wal_level = replica")
+    cluster.stop()
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
+def _one_error_line(done: subprocess.CompletedProcess[str]) -> str:
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    errors = [x for x in done.stderr.splitlines() if x.startswith("error: ")]
+    assert len(errors) == 1, done.stderr
+    return errors[0]
+
+
+def test_source_without_logical_wal_is_refused_with_the_fix(replica_pg: EmbeddedPostgres, state_dir: Path) -> None:
+    assert sql(replica_pg.dsn(), "SHOW wal_level") == [("replica",)]
+    line = _one_error_line(cdc(state_dir, "run", "--source", replica_pg.dsn(), timeout=180))
+    assert "wal_level is 'replica'" in line and "wal_level=logical" in line
+
+
+def test_missing_table_is_named(database: str, state_dir: Path) -> None:
+    sql(database, "CREATE TABLE present (id int PRIMARY KEY)")
+    line = _one_error_line(cdc(state_dir, "run", "--source", database, "--tables", "public.present,public.nope",
+                               timeout=180))
+    assert "public.nope" in line and "not found" in line
+
+
+def test_unreachable_source_hides_the_password(state_dir: Path) -> None:
+    dsn = f"postgresql://someone:s3cret@127.0.0.1:{free_port()}/db"
+    done = cdc(state_dir, "run", "--source", dsn, timeout=180)
+    line = _one_error_line(done)
+    assert "cannot connect to PostgreSQL" in line
+    assert "s3cret" not in done.stdout + done.stderr
+
+
+def test_unreachable_broker_is_one_line(database: str, state_dir: Path) -> None:
+    sql(database, "CREATE TABLE t (id int PRIMARY KEY)")
+    done = cdc(state_dir, "run", "--source", database, timeout=300,
+               env={"CDC_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}"})
+    line = _one_error_line(done)
+    assert "Kafka" in line and "CDC_KAFKA_BOOTSTRAP_SERVERS" in line
+
+
+def test_sql_error_is_one_line(state_dir: Path) -> None:
+    line = _one_error_line(cdc(state_dir, "sql", "SELECT * FROM no_such_db.no_such_table"))
+    assert "no_such" in line
