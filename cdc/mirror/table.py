@@ -38,25 +38,25 @@ LOG_META = (
     ("_snapshot", "UInt8"),
 )
 INGEST_COLUMNS = ("topic", "partition", "offset", "key", "value")
+_INGEST_COLUMNS = "topic String, partition Int32, offset Int64, key Nullable(String), value String"
 INGESTED = "`_ingested_at` DateTime64(3, 'UTC') DEFAULT now64(3)"
 RESERVED = {name for name, _ in STATE_META + LOG_META} | {"_ingested_at"}
-_ENVELOPE = "Tuple(op String, source Tuple(lsn UInt64, txId Nullable(Int64), ts_ms Int64, snapshot Nullable(String)))"
+_SOURCE = "Tuple(lsn UInt64, txId Nullable(Int64), ts_ms Int64, snapshot Nullable(String))"
 _ROW_OPS = "('c', 'u', 'd', 'r')"
-_VALID = (
-    "isValidJSON(value) AND JSONExtractString(value, 'op') IN ('c', 'u', 'r') AND JSONType(value, 'after') = 'Object'"
-    " OR isValidJSON(value) AND JSONExtractString(value, 'op') = 'd' AND JSONType(value, 'before') = 'Object'"
+# One JSON parse per message: the envelope's top-level members as raw JSON text.
+_PARSE = (
+    "SELECT topic, partition, offset, key, value, op, img, src, multiIf("
+    "NOT ok_json, 'not a JSON document', "
+    f"op NOT IN {_ROW_OPS}, concat('unknown op ', if(op_raw = '', '(none)', op_raw)), "
+    "JSONType(src, 'lsn') NOT IN ('Int64', 'UInt64'), 'source.lsn missing or not an integer', "
+    "NOT startsWith(img, '{'), 'row image missing: before (delete) or after (other ops) is not an object', "
+    "'') AS reason "
+    "FROM (SELECT *, isValidJSON(value) AS ok_json, if(ok_json, JSONExtractKeysAndValuesRaw(value), []) AS kv, "
+    "arrayFirst(x -> x.1 = 'op', kv).2 AS op_raw, replaceAll(op_raw, '\"', '') AS op, "
+    "arrayFirst(x -> x.1 = if(op = 'd', 'before', 'after'), kv).2 AS img, "
+    "arrayFirst(x -> x.1 = 'source', kv).2 AS src FROM {ingest})"
 )
-_HAS_POSITION = "JSONType(value, 'source', 'lsn') = 'Int64' OR JSONType(value, 'source', 'lsn') = 'UInt64'"
-# truncate ('t') and logical-decoding message ('m') events are not row changes and are skipped, not dead
-_SKIPPED = "isValidJSON(value) AND JSONExtractString(value, 'op') IN ('t', 'm')"
-_DEAD_WHERE = f"NOT (({_VALID}) AND ({_HAS_POSITION})) AND NOT ({_SKIPPED})"
-_DEAD_REASON = (
-    "multiIf(NOT isValidJSON(value), 'not a JSON document', "
-    f"JSONExtractString(value, 'op') NOT IN {_ROW_OPS}, concat('unknown op ', JSONExtractRaw(value, 'op')), "
-    "NOT (" + _HAS_POSITION + "), 'source.lsn missing or not an integer', "
-    "'row image missing: before (delete) or after (other ops) is not an object')"
-)
-
+# truncate ('t') and logical-decoding message ('m') events are not row changes: skipped, not dead letters
 
 def quote(identifier: str) -> str:
     return "`" + identifier.replace("\\", "\\\\").replace("`", "\\`") + "`"
@@ -110,15 +110,18 @@ class MirrorTable:
             f"CREATE DATABASE IF NOT EXISTS {quote(self.database)}",
             _create(self._t("_state_"), self.state_plans, STATE_META, "ReplacingMergeTree(_version, _is_deleted)", key),
             _create(self._t("_log_"), self.log_plans, LOG_META, "ReplacingMergeTree", f"_lsn, {key}, _op"),
-            f"CREATE TABLE IF NOT EXISTS {self._t('_ingest_')} (topic String, partition Int32, offset Int64,"
-            " key Nullable(String), value String) ENGINE = Null",
+            f"CREATE TABLE IF NOT EXISTS {self._t('_ingest_')} ({_INGEST_COLUMNS}) ENGINE = Null",
+            f"CREATE TABLE IF NOT EXISTS {self._t('_parsed_')} ({_INGEST_COLUMNS}, op String, img String,"
+            " src String, reason String) ENGINE = Null",
             f"CREATE MATERIALIZED VIEW IF NOT EXISTS {self._t('_mv_state_')} TO {self._t('_state_')} AS "
             + self._state_select(),
             f"CREATE MATERIALIZED VIEW IF NOT EXISTS {self._t('_mv_log_')} TO {self._t('_log_')} AS "
             + self._log_select(),
             f"CREATE MATERIALIZED VIEW IF NOT EXISTS {self._t('_mv_dead_')} TO cdc.dead_letters AS SELECT topic,"
-            f" partition, offset, key, value, {_DEAD_REASON} AS error, 'parse' AS stage FROM {self._t('_ingest_')}"
-            f" WHERE {_DEAD_WHERE}",
+            f" partition, offset, key, value, reason AS error, 'parse' AS stage FROM {self._t('_parsed_')}"
+            " WHERE reason != '' AND op NOT IN ('t', 'm')",
+            f"CREATE MATERIALIZED VIEW IF NOT EXISTS {self._t('_mv_parse_')} TO {self._t('_parsed_')} AS "
+            + _PARSE.replace("{ingest}", self._t("_ingest_")),
             f"CREATE OR REPLACE VIEW {self.view} AS SELECT {cols} FROM {self._t('_state_')} FINAL"
             " WHERE _is_deleted = 0",
             f"CREATE OR REPLACE VIEW {self.changes_view} AS SELECT {cols}, _op, _lsn, _txid, _commit_ts,"
@@ -144,11 +147,9 @@ class MirrorTable:
             " tupleElement(src, 'txId') AS _txid,"
             " fromUnixTimestamp64Milli(tupleElement(src, 'ts_ms'), 'UTC') AS _commit_ts,"
             " ifNull(tupleElement(src, 'snapshot'), 'false') NOT IN ('false', '') AS _snapshot "
-            "FROM (SELECT tupleElement(env, 'op') AS op, tupleElement(env, 'source') AS src,"
-            " JSONExtractRaw(value, if(op = 'd', 'before', 'after')) AS img_raw,"
-            f" JSONExtract(img_raw, 'Tuple({_escape(fields)})') AS img"
-            f" FROM (SELECT value, JSONExtract(value, '{_ENVELOPE}') AS env FROM {self._t('_ingest_')}"
-            f" WHERE ({_VALID}) AND ({_HAS_POSITION})))"
+            "FROM (SELECT op, JSONExtract(src, '" + _SOURCE + "') AS src,"
+            f" img AS img_raw, JSONExtract(img, 'Tuple({_escape(fields)})') AS img"
+            f" FROM {self._t('_parsed_')} WHERE reason = '')"
         )
 
     def _state_select(self) -> str:
