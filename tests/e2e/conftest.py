@@ -58,12 +58,14 @@ def sql(dsn: str, statement: str, params: tuple[object, ...] | None = None) -> l
 class BridgeProcess:
     """`cdc run` in a child process, read line by line; stopped with SIGTERM like a service manager does."""
 
-    def __init__(self, state_dir: Path, args: list[str]) -> None:
+    def __init__(self, state_dir: Path, args: list[str], env: dict[str, str] | None = None) -> None:
         self.state_dir = state_dir
         self.lines: list[str] = []
+        extra_env = env
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         for key in ("CDC_SOURCE_DSN", "CDC_KAFKA_BOOTSTRAP_SERVERS", "CDC_CLICKHOUSE_URL", "CDC_STATE_DIR"):
             env.pop(key, None)
+        env.update(extra_env or {})
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "cdc.cli", *args, "--state-dir", str(state_dir)],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
