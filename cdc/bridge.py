@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cdc.adapters.chdb_server import ChdbHttpServer
-from cdc.adapters.clickhouse import ClickHouseWarehouse, connect_warehouse, open_embedded
+from cdc.adapters.clickhouse import ClickHouseWarehouse, connect_warehouse, open_embedded, warm_up
 from cdc.adapters.endpoint import clear_endpoint, warehouse_data_dir, write_endpoint
 from cdc.adapters.kafka import KafkaChangeStream, ensure_topics
 from cdc.adapters.postgres import PostgresSource, redact_dsn
@@ -81,6 +81,7 @@ class Bridge:
             raise
 
     def _start_warehouse(self) -> None:
+        warm_up()
         if self.settings.clickhouse_url:
             self._warehouse = connect_warehouse(self.settings.clickhouse_url, self.settings.state_dir)
             self.clickhouse_url = self._warehouse.where
@@ -217,25 +218,38 @@ class Bridge:
 
     # -- stop ------------------------------------------------------------------------------------
     def stop(self, drain: bool = True, drain_timeout: float = 120.0) -> None:
-        """Stop in reverse order; with ``drain`` apply everything already in Kafka first."""
-        if self._runner is not None:
-            self._runner.stop()
+        """Stop in reverse order; with ``drain`` apply everything already in Kafka first.
+
+        Every step runs even if an earlier one fails (or a second Ctrl-C arrives): a failed
+        step is logged, and nothing is left running.
+        """
+        self._step("stopping Debezium", self._runner.stop if self._runner else None)
         if drain and self._service is not None and self._thread is not None and self._thread.is_alive():
-            self._drain(drain_timeout)
+            self._step("draining Kafka into ClickHouse", lambda: self._drain(drain_timeout))
         self._stopping.set()
         if self._thread is not None:
-            self._thread.join(timeout=30)
-        if self._stream is not None:
-            self._stream.close()
-        if self._broker is not None:
-            self._broker.stop()
+            self._step("stopping the consumers", lambda: self._thread.join(timeout=30) if self._thread else None)
+        self._step("closing the Kafka consumer", self._stream.close if self._stream else None)
+        self._step("stopping the broker", self._broker.stop if self._broker else None)
         if self._server is not None:
-            clear_endpoint(self.settings.state_dir)
-            self._server.stop()
-        if self._warehouse is not None:
-            self._warehouse.close()
+            self._step("stopping the ClickHouse endpoint", self._stop_server)
+        self._step("closing the warehouse client", self._warehouse.close if self._warehouse else None)
         self._runner = self._stream = self._broker = self._server = None
         self._thread = None
+
+    def _stop_server(self) -> None:
+        clear_endpoint(self.settings.state_dir)
+        if self._server is not None:
+            self._server.stop()
+
+    def _step(self, what: str, action: Callable[[], object] | None) -> None:
+        if action is None:
+            return
+        try:
+            action()
+        except (Exception, KeyboardInterrupt) as e:  # keep stopping the rest
+            log.error("%s failed: %s", what, e, exc_info=True)
+            self.say(f"warning: {what} failed: {e}")
 
     def _drain(self, timeout: float) -> None:
         since = time.monotonic()  # Debezium is stopped: nothing new reaches Kafka after this

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import time
+import traceback
 from collections.abc import Sequence
 from types import FrameType
+from typing import NoReturn
 
 from cdc import __version__
 from cdc.errors import CdcError
@@ -89,6 +92,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
+        code = _main(args)
+    except Exception:  # a bug: show it, but do not leave the JVM holding the process open
+        if args.command not in ("demo", "run"):
+            raise
+        traceback.print_exc()
+        code = EXIT_ERROR
+    if args.command in ("demo", "run"):
+        _exit_now(code)
+    return code
+
+
+def _main(args: argparse.Namespace) -> int:
+    try:
         settings = Settings.load(args.state_dir)
         if args.command == "sql":
             return _sql(settings, args.query, args.format)
@@ -96,15 +112,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         from cdc import commands  # heavy imports (JVM bridge, chDB) only for long-running commands
 
         if args.command == "demo":
-            return commands.demo(settings, args.duration, args.rate)
-        run_settings = Settings.load(args.state_dir, source_dsn=args.source, source_name=args.source_name,
-                                     tables=parse_tables(args.tables))
-        return commands.run(run_settings, args.until_caught_up, args.timeout)
+            code = commands.demo(settings, args.duration, args.rate)
+        else:
+            run_settings = Settings.load(args.state_dir, source_dsn=args.source, source_name=args.source_name,
+                                         tables=parse_tables(args.tables))
+            code = commands.run(run_settings, args.until_caught_up, args.timeout)
+        return code
     except CdcError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
+
+
+def _exit_now(code: int) -> NoReturn:
+    """Every component is stopped by now: leave without waiting on the JVM's shutdown, which can
+    hang on a non-daemon Java thread and would keep the process (and the terminal) alive."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(code)
 
 
 _FORMATS = {"table": "PrettyCompactMonoBlock", "csv": "CSVWithNames", "json": "JSONEachRow"}

@@ -7,7 +7,10 @@ when a bridge process owns it, or the embedded chDB store opened in-process.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import logging
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -76,6 +79,17 @@ class ClickHouseWarehouse:
 
     def close(self) -> None:
         self._client.close()
+
+
+def warm_up() -> None:
+    """Import in the background what clickhouse-connect loads on the first insert (pandas, ~1-4 s),
+    so the first batch of a starting bridge does not stall on it."""
+
+    def load() -> None:
+        with contextlib.suppress(ImportError):
+            importlib.import_module("pandas")
+
+    threading.Thread(target=load, name="warehouse-warm-up", daemon=True).start()
 
 
 def connect_warehouse(url: str | None, state_dir: Path) -> ClickHouseWarehouse:

@@ -26,7 +26,9 @@ from cdc.errors import CaptureError
 log = logging.getLogger(__name__)
 
 # -Xrs: the JVM leaves SIGTERM/SIGINT to Python, which stops the bridge in order (drain, then exit).
-JVM_OPTIONS = ("-Xms128m", "-Xmx768m", "-XX:+UseParallelGC", "-Djava.awt.headless=true", "-Xrs")
+# Serial GC with a roomy young generation: on 2 cores it spent about half the GC CPU of ParallelGC
+# for the same Debezium workload (bench: 3.6 vs 6.7 CPU-s per 300k rows).
+JVM_OPTIONS = ("-Xms512m", "-Xmx768m", "-Xmn256m", "-XX:+UseSerialGC", "-Djava.awt.headless=true", "-Xrs")
 # Source-block markers of snapshot records that are not the snapshot's final one.
 _IN_SNAPSHOT = tuple(
     f'"snapshot":"{mark}","db"' for mark in ("true", "first", "first_in_data_collection", "last_in_data_collection")
