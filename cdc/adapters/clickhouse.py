@@ -56,11 +56,13 @@ class ClickHouseWarehouse:
         except (ClickHouseError, OSError) as e:
             raise _translate(e, "running a statement") from None
 
-    def insert(self, database: str, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    def insert(self, database: str, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]],
+               settings: Mapping[str, Any] | None = None) -> None:
         if not rows:
             return
         try:
-            self._client.insert(table, list(rows), column_names=list(columns), database=database)
+            self._client.insert(table, list(rows), column_names=list(columns), database=database,
+                                settings=dict(settings or {}))
         except (ClickHouseError, OSError) as e:
             raise _translate(e, f"inserting into {database}.{table}") from None
 

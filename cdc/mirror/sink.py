@@ -22,6 +22,10 @@ DEAD_LETTERS_DDL = (
 )
 
 
+# Replacing merges and FINAL resolve versions; deduplicating again while inserting costs ~13% of the insert.
+INSERT_SETTINGS = {"optimize_on_insert": 0}
+
+
 class UnknownTableError(CdcError):
     """A change arrived for a table the source catalog does not know."""
 
@@ -76,5 +80,5 @@ class ClickHouseMirrorSink:
         """Store ``messages`` of one change topic (tombstones already removed)."""
         table = self.table(table_ref_of(topic))
         rows = [(m.topic, m.partition, m.offset, m.key, m.value) for m in messages]
-        self._warehouse.insert(table.database, table.ingest_table, INGEST_COLUMNS, rows)
+        self._warehouse.insert(table.database, table.ingest_table, INGEST_COLUMNS, rows, INSERT_SETTINGS)
         self.rows_written[topic] += len(messages)

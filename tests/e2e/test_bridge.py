@@ -70,6 +70,11 @@ def test_snapshot_then_inserts_updates_deletes_and_key_changes(database: str, st
     bridge = start_bridge(bridges, state_dir, "--source", database)
     ch = bridge.clickhouse()
     assert "nokey has no primary key" in bridge.output()
+    sql(database, "INSERT INTO nokey VALUES (1)")
+    sql(database, "UPDATE nokey SET a = 2")  # the application can still update and delete it
+    sql(database, "DELETE FROM nokey")
+    publication = sql(database, "SELECT tablename FROM pg_publication_tables ORDER BY 1")
+    assert [r[0] for r in publication] == ["items", "lines"]
     wait_until(lambda: _ch_items(ch, db) == _pg_items(database), 120, "snapshot in ClickHouse")
     assert ch.query(f"SELECT count() FROM {db}.items_changes WHERE _op = 'r' AND _snapshot = 1").result_rows == [(20,)]
 

@@ -148,11 +148,12 @@ class FlakyWarehouse:
     def command(self, sql: str) -> None:
         self.inner.command(sql)
 
-    def insert(self, database: str, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    def insert(self, database: str, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]],
+               settings: Any = None) -> None:
         if self.failures > 0 and database != "cdc":
             self.failures -= 1
             raise WarehouseError("ClickHouse unreachable (injected)")
-        self.inner.insert(database, table, columns, rows)
+        self.inner.insert(database, table, columns, rows, settings)
 
     def query(self, sql: str, parameters: Any = None) -> list[tuple[Any, ...]]:
         return self.inner.query(sql, parameters)
