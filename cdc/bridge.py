@@ -173,6 +173,14 @@ class Bridge:
         assert self._warehouse is not None
         return self._warehouse
 
+    def dead_letter_count(self) -> int | None:
+        """Rows in ``cdc.dead_letters`` (routed by the consumer or by ClickHouse's parse views)."""
+        try:
+            return int(self.warehouse.query("SELECT count() FROM cdc.dead_letters")[0][0])
+        except CdcError as e:
+            log.warning("cannot count dead letters: %s", e)
+            return None
+
     def check(self) -> None:
         """Raise if a part failed for good (Debezium stopped with an error)."""
         if self._runner is not None:

@@ -36,6 +36,7 @@ class StatusLine:
         self.tty = sys.stdout.isatty()
         self._last = (time.monotonic(), 0)
         self._printed = 0.0
+        self._dead: tuple[float, int | None] = (0.0, 0)
 
     def tick(self, force: bool = False) -> None:
         now = time.monotonic()
@@ -48,8 +49,11 @@ class StatusLine:
         self._last, self._printed = (now, stats.messages), now
         lag = sum(max(0, end - stats.committed.get(tp, 0)) for tp, end in stats.highwater.items())
         fresh = "-" if not stats.last_commit_ts_ms else f"{max(0.0, time.time() - stats.last_commit_ts_ms / 1000):.1f}s"
+        if now - self._dead[0] >= 5.0:
+            self._dead = (now, self.bridge.dead_letter_count())
+        dead = "?" if self._dead[1] is None else f"{self._dead[1]:,}"
         line = (f"{time.strftime('%H:%M:%S')} captured {captured:,} | applied {stats.messages:,} ({rate:,.0f}/s)"
-                f" | lag {lag:,} | last change {fresh} ago | dead letters {stats.dead_letters}")
+                f" | lag {lag:,} | last change {fresh} ago | dead letters {dead}")
         if self.bridge.consumer_error:
             line += f" | retrying: {self.bridge.consumer_error[:80]}"
         print(("\r" + line.ljust(120)) if self.tty else line, end="" if self.tty else "\n", flush=True)

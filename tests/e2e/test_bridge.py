@@ -203,3 +203,24 @@ def test_endpoint_serves_curl_and_cdc_sql_while_running(database: str, state_dir
                           "SELECT nope FROM nowhere", url], capture_output=True, text=True, timeout=30)
     assert bad.stdout in ("400", "404", "500")
     assert bridge.stop() == 0
+
+
+def test_poison_message_on_the_real_stack_is_routed_and_counted(database: str, state_dir: Path,
+                                                                bridges: list[BridgeProcess]) -> None:
+    from kafka import KafkaProducer
+
+    sql(database, "CREATE TABLE t (id int PRIMARY KEY, v text)")
+    db = database.rsplit("/", 1)[1]
+    bridge = start_bridge(bridges, state_dir, "--source", database)
+    ch = bridge.clickhouse()
+    bootstrap = bridge.wait_for_line(r"Kafka bootstrap:\s+(\S+)").group(1)
+    producer = KafkaProducer(bootstrap_servers=bootstrap)
+    producer.send(f"{db}.public.t", key=b'{"id":1}', value=b"\x00garbage, not an envelope")
+    producer.flush()
+    producer.close()
+    sql(database, "INSERT INTO t VALUES (1, 'after the poison')")
+    wait_until(lambda: ch.query(f"SELECT v FROM {db}.t").result_rows == [("after the poison",)], 120, "good row")
+    dead = ch.query("SELECT topic, error, hex(value) FROM cdc.dead_letters").result_rows
+    assert dead == [(f"{db}.public.t", "not a JSON document", b"\x00garbage, not an envelope".hex().upper())]
+    bridge.wait_for_line(r"dead letters 1\b", 60)
+    assert bridge.stop() == 0
