@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from cdc.adapters.ports import port_in_use
 from tests.e2e.conftest import BridgeProcess, sql, start_bridge
 from tests.polling import wait_until
 
@@ -202,7 +203,12 @@ def test_endpoint_serves_curl_and_cdc_sql_while_running(database: str, state_dir
     bad = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--data-binary",
                           "SELECT nope FROM nowhere", url], capture_output=True, text=True, timeout=30)
     assert bad.stdout in ("400", "404", "500")
+    kafka_port = int(bridge.wait_for_line(r"Kafka bootstrap:\s+\S+:(\d+)").group(1))
     assert bridge.stop() == 0
+    # nothing left behind: the broker and the endpoint are gone with the bridge
+    assert not port_in_use(kafka_port)
+    assert not port_in_use(int(url.rsplit(":", 1)[1]))
+    assert not (state_dir / "clickhouse" / "endpoint.json").exists()
 
 
 def test_poison_message_on_the_real_stack_is_routed_and_counted(database: str, state_dir: Path,
