@@ -56,9 +56,11 @@ def max_id(dsn: str, table: str) -> int:
     return int(row[0]) if row else 0
 
 
-def bulk(dsn: str, rows: int, tx_size: int) -> dict[str, Any]:
+def bulk(dsn: str, rows: int, tx_size: int, table: str = "bench_rows") -> dict[str, Any]:
     """``rows`` rows in transactions of ``tx_size``, as fast as PostgreSQL commits them."""
-    sql = INSERT.format(table="bench_rows")
+    if table not in TABLES:
+        raise ValueError(f"unknown bench table {table!r}")
+    sql = INSERT.format(table=table)
     first_commit = 0.0
     with psycopg.connect(dsn) as conn:
         started = time.monotonic()
@@ -117,9 +119,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tx-size", type=int, default=100)
     parser.add_argument("--rate", type=float, default=1000.0)
     parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--table", choices=TABLES, default="bench_rows")
     args = parser.parse_args(argv)
     if args.mode == "bulk":
-        result = bulk(args.dsn, args.rows, args.tx_size)
+        result = bulk(args.dsn, args.rows, args.tx_size, args.table)
     else:
         result = steady(args.dsn, args.rate, args.seconds, args.tx_size)
     print(json.dumps(result), flush=True)
