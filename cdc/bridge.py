@@ -19,14 +19,20 @@ from pathlib import Path
 
 from cdc.adapters.chdb_server import ChdbHttpServer
 from cdc.adapters.clickhouse import ClickHouseWarehouse, connect_warehouse, open_embedded, warm_up
-from cdc.adapters.endpoint import clear_endpoint, warehouse_data_dir, write_endpoint
+from cdc.adapters.endpoint import (
+    clear_endpoint,
+    find_endpoint,
+    store_lock_holder,
+    warehouse_data_dir,
+    write_endpoint,
+)
 from cdc.adapters.kafka import KafkaChangeStream, ensure_topics
 from cdc.adapters.postgres import PostgresSource, redact_dsn
 from cdc.adapters.tansu import TansuBroker
 from cdc.debezium.config import ConnectorSettings, default_slot_name, embedded_properties
 from cdc.debezium.engine import DebeziumRunner
 from cdc.domain.changes import TableSchema
-from cdc.errors import CdcError, ConfigError
+from cdc.errors import CdcError, ConfigError, StackError
 from cdc.mirror.sink import ClickHouseMirrorSink
 from cdc.service import DeadLetters, MirrorService
 from cdc.settings import PortBook, Settings
@@ -86,13 +92,23 @@ class Bridge:
             self._warehouse = connect_warehouse(self.settings.clickhouse_url, self.settings.state_dir)
             self.clickhouse_url = self._warehouse.where
             return
-        data_dir = warehouse_data_dir(self.settings.state_dir)
+        state_dir = self.settings.state_dir
+        data_dir = warehouse_data_dir(state_dir)
         data_dir.mkdir(parents=True, exist_ok=True)
-        self._server = ChdbHttpServer(data_dir, port=self.ports.port("clickhouse"))
-        self._server.start()
-        self._warehouse = open_embedded(self.settings.state_dir)
-        self.clickhouse_url = self._server.url
-        write_endpoint(self.settings.state_dir, self.clickhouse_url)
+        running = find_endpoint(state_dir)
+        if running:
+            raise StackError(f"a bridge already runs on state dir {state_dir} (ClickHouse endpoint {running}); "
+                             "stop it first, or pass another --state-dir")
+        holder = store_lock_holder(data_dir)
+        if holder:
+            raise StackError(f"the ClickHouse store in {data_dir} is in use by another process ({holder}); "
+                             "stop it first, or pass another --state-dir")
+        server = ChdbHttpServer(data_dir, port=self.ports.port("clickhouse"))
+        server.start()
+        self._server = server  # only now is the endpoint ours to clear on stop
+        self._warehouse = open_embedded(state_dir)
+        self.clickhouse_url = server.url
+        write_endpoint(state_dir, self.clickhouse_url)
 
     def _start_broker(self) -> None:
         if self.settings.kafka_bootstrap:

@@ -6,11 +6,12 @@ import sys
 import time
 from collections.abc import Callable
 
+from cdc.adapters.endpoint import find_endpoint
 from cdc.adapters.pg_cluster import EmbeddedPostgres
 from cdc.adapters.postgres import PostgresSession, PostgresSource, redact_dsn
 from cdc.bridge import Bridge, SourceSpec
 from cdc.demo import shop
-from cdc.errors import ConfigError
+from cdc.errors import ConfigError, StackError
 from cdc.mirror.table import mirror_name, quote
 from cdc.settings import PortBook, Settings
 
@@ -78,10 +79,32 @@ def _run_until(bridge: Bridge, status: StatusLine, done: Callable[[], bool]) -> 
         time.sleep(0.2)
 
 
+def refuse_second_bridge(settings: Settings) -> None:
+    """One bridge per state dir: fail before touching anything another bridge uses."""
+    if settings.clickhouse_url:
+        return
+    running = find_endpoint(settings.state_dir)
+    if running:
+        raise StackError(f"a bridge already runs on state dir {settings.state_dir} (ClickHouse endpoint {running}); "
+                         "stop it first, or pass another --state-dir")
+
+
+def start_embedded_postgres(pg: EmbeddedPostgres, settings: Settings) -> bool:
+    """Start the embedded cluster; True when this command owns it and must stop it at the end.
+
+    With the embedded warehouse, ``refuse_second_bridge`` already proved no other bridge uses this
+    state dir, so a cluster found running is a leftover of a killed run and is ours to stop.
+    """
+    was_running = pg.is_running()
+    pg.start()
+    return not was_running or not settings.clickhouse_url
+
+
 def demo(settings: Settings, duration: float | None, rate: float) -> int:
+    refuse_second_bridge(settings)
     pg = embedded_postgres(settings)
     say(f"Starting embedded PostgreSQL (state in {settings.state_dir}) ...")
-    pg.start()
+    started = start_embedded_postgres(pg, settings)
     try:
         pg.create_database(shop.DEMO_DATABASE)
         source = PostgresSource(pg.dsn(shop.DEMO_DATABASE))
@@ -90,7 +113,8 @@ def demo(settings: Settings, duration: float | None, rate: float) -> int:
             shop.seed(session)
         return _demo_bridge(settings, source, pg, duration, rate)
     finally:
-        pg.stop()
+        if started:
+            pg.stop()
 
 
 def _demo_bridge(settings: Settings, source: PostgresSource, pg: EmbeddedPostgres, duration: float | None,
@@ -141,19 +165,21 @@ def _verify(bridge: Bridge, source: PostgresSource, status: StatusLine) -> int:
 
 
 def run(settings: Settings, until_caught_up: bool, timeout: float) -> int:
+    refuse_second_bridge(settings)
     pg: EmbeddedPostgres | None = None
+    started = False
     dsn = settings.source_dsn
     if not dsn:
         pg = embedded_postgres(settings)
         if not (pg.data_dir / "PG_VERSION").exists():
             raise ConfigError("no source: pass --source DSN or set CDC_SOURCE_DSN (or run `cdc demo` once to "
                               "create the embedded shop database)")
-        pg.start()
+        started = start_embedded_postgres(pg, settings)
         dsn = pg.dsn(shop.DEMO_DATABASE)
     try:
         return _run_bridge(settings, dsn, until_caught_up, timeout)
     finally:
-        if pg is not None:
+        if pg is not None and started:
             pg.stop()
 
 

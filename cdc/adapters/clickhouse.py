@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import logging
+import os
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -20,7 +21,7 @@ import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError, DatabaseError, OperationalError
 
-from cdc.adapters.endpoint import chdb_dsn, find_endpoint, warehouse_data_dir
+from cdc.adapters.endpoint import chdb_dsn, find_endpoint, store_lock_holder, warehouse_data_dir
 from cdc.errors import DataRejected, WarehouseError
 
 log = logging.getLogger(__name__)
@@ -107,6 +108,10 @@ def connect_warehouse(url: str | None, state_dir: Path) -> ClickHouseWarehouse:
 def open_embedded(state_dir: Path) -> ClickHouseWarehouse:
     data_dir = warehouse_data_dir(state_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
+    holder = store_lock_holder(data_dir)
+    if holder and holder.split()[-1] != str(os.getpid()):  # this process's own server may hold it
+        raise WarehouseError(f"the embedded ClickHouse store in {data_dir} is in use by another process ({holder}) "
+                             "that serves no endpoint; stop it, or set CDC_CLICKHOUSE_URL")
     try:
         client = clickhouse_connect.get_client(dsn=chdb_dsn(data_dir))
     except (ClickHouseError, OSError, RuntimeError) as e:

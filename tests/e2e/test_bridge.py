@@ -203,6 +203,10 @@ def test_endpoint_serves_curl_and_cdc_sql_while_running(database: str, state_dir
     bad = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--data-binary",
                           "SELECT nope FROM nowhere", url], capture_output=True, text=True, timeout=30)
     assert bad.stdout in ("400", "404", "500")
+    second = _cdc(state_dir, "run", "--source", database)  # same state dir: refused, first one undisturbed
+    assert second.returncode == 2 and "a bridge already runs on state dir" in second.stderr
+    sql(database, "INSERT INTO t VALUES (3, 'three')")
+    wait_until(lambda: curl_count() == "3", 120, "the first bridge still streaming")
     kafka_port = int(bridge.wait_for_line(r"Kafka bootstrap:\s+\S+:(\d+)").group(1))
     assert bridge.stop() == 0
     # nothing left behind: the broker and the endpoint are gone with the bridge
