@@ -50,6 +50,14 @@ class SourceSpec:
     tables: tuple[str, ...] = ()
 
 
+def refuse_second_bridge(state_dir: Path) -> None:
+    """One bridge per state dir: raise if another one serves this state dir's warehouse."""
+    running = find_endpoint(state_dir)
+    if running:
+        raise StackError(f"a bridge already runs on state dir {state_dir} (ClickHouse endpoint {running}); "
+                         "stop it first, or pass another --state-dir")
+
+
 class Bridge:
     """One running bridge: a source, the broker, the warehouse, Debezium and the mirror consumers."""
 
@@ -95,10 +103,7 @@ class Bridge:
         state_dir = self.settings.state_dir
         data_dir = warehouse_data_dir(state_dir)
         data_dir.mkdir(parents=True, exist_ok=True)
-        running = find_endpoint(state_dir)
-        if running:
-            raise StackError(f"a bridge already runs on state dir {state_dir} (ClickHouse endpoint {running}); "
-                             "stop it first, or pass another --state-dir")
+        refuse_second_bridge(state_dir)
         holder = store_lock_holder(data_dir)
         if holder:
             raise StackError(f"the ClickHouse store in {data_dir} is in use by another process ({holder}); "
@@ -284,6 +289,3 @@ class Bridge:
             self.say("warning: stopped before every change in Kafka reached ClickHouse (drain timed out after "
                      f"{timeout:.0f} s); with the in-memory embedded broker those changes are not in the mirror")
 
-
-def state_path(settings: Settings, *parts: str) -> Path:
-    return settings.state_dir.joinpath(*parts)

@@ -11,7 +11,6 @@ import logging
 import os
 import signal
 import sys
-import time
 import traceback
 from collections.abc import Sequence
 from types import FrameType
@@ -148,10 +147,6 @@ def _sql(settings: Settings, query: str, fmt: str) -> int:
     sys.stdout.write(out.decode("utf-8", errors="replace"))
     sys.stdout.flush()
     return 0
-
-
-def now() -> str:
-    return time.strftime("%H:%M:%S")
 
 
 if __name__ == "__main__":

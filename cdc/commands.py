@@ -6,12 +6,12 @@ import sys
 import time
 from collections.abc import Callable
 
-from cdc.adapters.endpoint import find_endpoint
 from cdc.adapters.pg_cluster import EmbeddedPostgres
 from cdc.adapters.postgres import PostgresSession, PostgresSource, redact_dsn
 from cdc.bridge import Bridge, SourceSpec
+from cdc.bridge import refuse_second_bridge as refuse_on_state_dir
 from cdc.demo import shop
-from cdc.errors import ConfigError, StackError
+from cdc.errors import ConfigError
 from cdc.mirror.table import mirror_name, quote
 from cdc.settings import PortBook, Settings
 
@@ -49,7 +49,7 @@ class StatusLine:
         rate = (stats.messages - before) / max(now - then, 1e-6)
         self._last, self._printed = (now, stats.messages), now
         lag = sum(max(0, end - stats.committed.get(tp, 0)) for tp, end in stats.highwater.items())
-        fresh = "-" if not stats.last_commit_ts_ms else f"{max(0.0, time.time() - stats.last_commit_ts_ms / 1000):.1f}s"
+        fresh = "-" if not stats.last_captured_ms else f"{max(0.0, time.time() - stats.last_captured_ms / 1000):.1f}s"
         if now - self._dead[0] >= 5.0:
             self._dead = (now, self.bridge.dead_letter_count())
         dead = "?" if self._dead[1] is None else f"{self._dead[1]:,}"
@@ -80,13 +80,9 @@ def _run_until(bridge: Bridge, status: StatusLine, done: Callable[[], bool]) -> 
 
 
 def refuse_second_bridge(settings: Settings) -> None:
-    """One bridge per state dir: fail before touching anything another bridge uses."""
-    if settings.clickhouse_url:
-        return
-    running = find_endpoint(settings.state_dir)
-    if running:
-        raise StackError(f"a bridge already runs on state dir {settings.state_dir} (ClickHouse endpoint {running}); "
-                         "stop it first, or pass another --state-dir")
+    """Fail before touching anything (such as the embedded Postgres) another bridge uses."""
+    if not settings.clickhouse_url:
+        refuse_on_state_dir(settings.state_dir)
 
 
 def start_embedded_postgres(pg: EmbeddedPostgres, settings: Settings) -> bool:

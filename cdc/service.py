@@ -35,8 +35,7 @@ class Stats:
     dead_letters: int = 0
     batches: int = 0
     retries: int = 0
-    last_commit_ts_ms: int = 0  # broker timestamp (capture time) of the newest applied change
-    last_batch_at: float = 0.0
+    last_captured_ms: int = 0  # broker timestamp (capture time) of the newest applied change
     committed: dict[TopicPartition, int] = field(default_factory=dict)
     highwater: dict[TopicPartition, int] = field(default_factory=dict)
     highwater_at: float = 0.0  # monotonic time of the fetch that reported ``highwater``
@@ -55,13 +54,9 @@ class DeadLetters:
         frames = traceback.extract_tb(error.__traceback__)[-3:]
         if frames:
             summary += " | " + " < ".join(f"{f.name}:{f.lineno}" for f in reversed(frames))
-        row = [msg.topic, msg.partition, msg.offset, _text(msg.key), _text(msg.value), summary, stage]
+        row = [msg.topic, msg.partition, msg.offset, msg.key, msg.value, summary, stage]  # original bytes
         columns = ["topic", "partition", "offset", "key", "value", "error", "stage"]
         self._warehouse.insert("cdc", "dead_letters", columns, [row])
-
-
-def _text(raw: bytes | None) -> str | None:
-    return None if raw is None else raw.decode("utf-8", errors="backslashreplace")
 
 
 class MirrorService:
@@ -101,7 +96,6 @@ class MirrorService:
         self.stats.committed.update(offsets)
         self.stats.messages += len(messages)
         self.stats.batches += 1
-        self.stats.last_batch_at = time.monotonic()
         return len(messages)
 
     def _collect(self) -> list[Message]:
@@ -161,7 +155,7 @@ class MirrorService:
         self._sink.write(topic, items)
         self.stats.rows += len(items)
         newest = max(m.timestamp_ms for m in items)
-        self.stats.last_commit_ts_ms = max(self.stats.last_commit_ts_ms, newest)
+        self.stats.last_captured_ms = max(self.stats.last_captured_ms, newest)
 
     def _dead_letter(self, msg: Message, error: BaseException, stage: str) -> None:
         log.error("dead letter %s[%d]@%d (%s): %s", msg.topic, msg.partition, msg.offset, stage, error)

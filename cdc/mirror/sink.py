@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from collections.abc import Sequence
 
 from cdc.domain.changes import TableRef, TableSchema
@@ -50,7 +49,6 @@ class ClickHouseMirrorSink:
         self._warehouse = warehouse
         self._catalog = catalog
         self._tables: dict[TableRef, MirrorTable] = {}
-        self.rows_written: Counter[str] = Counter()
         for statement in DEAD_LETTERS_DDL:
             warehouse.command(statement)
 
@@ -81,4 +79,3 @@ class ClickHouseMirrorSink:
         table = self.table(table_ref_of(topic))
         rows = [(m.topic, m.partition, m.offset, m.key, m.value) for m in messages]
         self._warehouse.insert(table.database, table.ingest_table, INGEST_COLUMNS, rows, INSERT_SETTINGS)
-        self.rows_written[topic] += len(messages)

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cdc.domain.changes import TableRef, TableSchema
-from cdc.mirror.typemap import ColumnPlan, clickhouse_base_type, extract_type, is_raw, plan_column, value_sql
+from cdc.mirror.typemap import ColumnPlan, extract_type, is_raw, plan_column, value_sql
 
 STATE_META = (
     ("_version", "UInt64"),
@@ -179,4 +179,4 @@ def _create(table: str, plans: list[ColumnPlan], meta: tuple[tuple[str, str], ..
     )
 
 
-__all__ = ["MirrorTable", "mirror_name", "quote", "INGEST_COLUMNS", "clickhouse_base_type"]
+__all__ = ["MirrorTable", "mirror_name", "quote", "INGEST_COLUMNS"]

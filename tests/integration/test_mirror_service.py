@@ -139,6 +139,26 @@ def test_values_clickhouse_cannot_hold_are_bounded_not_wrapped(chdb_warehouse: C
                     (3, None, None, None, None, [None])]
 
 
+def test_message_for_an_unknown_table_is_dead_lettered_with_its_bytes(chdb_warehouse: ClickHouseWarehouse,
+                                                                      source: str) -> None:
+    broker = FakeBroker()
+    stray = f"{source}.public.not_in_catalog"
+    broker.produce(stray, b"k", b"\xfe raw bytes")
+    _produce(broker, source, [envelope("c", None, _row(4), lsn=5, source=source)])
+    schema = TableSchema(TableRef(source, "public", "items"), COLUMNS, ("id",))
+    sink = ClickHouseMirrorSink(chdb_warehouse, StaticCatalog([schema]))
+    stream = FakeStream(broker, "g", [stray, schema.ref.topic])
+    service = MirrorService(stream, sink, DeadLetters(chdb_warehouse), sleep=lambda s: None)
+    service.run_once()
+    assert [r[0] for r in _current(chdb_warehouse, source)] == [4]
+    dead = chdb_warehouse.query(
+        "SELECT stage, error, hex(value) FROM cdc.dead_letters WHERE topic = {t:String}", {"t": stray})
+    assert len(dead) == 1 and dead[0][0] == "apply"
+    assert "UnknownTableError" in dead[0][1] and "not_in_catalog" in dead[0][1]
+    assert dead[0][2] == b"\xfe raw bytes".hex().upper()  # the original bytes, not a decoded copy
+    assert broker.committed["g"][(stray, 0)] == 1  # routed, so the stream moves on
+
+
 class FlakyWarehouse:
     """The real warehouse behind a switch that makes inserts fail like an outage."""
 
