@@ -92,7 +92,7 @@ class CpuMeter:
         }
 
     def _batches(self) -> dict[str, int]:
-        if self.run.bridge is None or self.run.bridge._runner is None or self.run.bridge._service is None:
+        if self.run.bridge is None or self.run.bridge._runner is None or not self.run.bridge._lanes:
             return {"debezium_batches": 0, "debezium_records": 0, "consumer_batches": 0, "consumer_messages": 0}
         runner, stats = self.run.b.runner, self.run.b.service.stats
         return {

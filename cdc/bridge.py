@@ -10,6 +10,8 @@ in memory only, so draining is what makes a stop/start lose nothing.
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
 import threading
 import time
@@ -26,19 +28,66 @@ from cdc.adapters.endpoint import (
     warehouse_data_dir,
     write_endpoint,
 )
-from cdc.adapters.kafka import KafkaChangeStream, ensure_topics
+from cdc.adapters.kafka import KafkaChangeStream, KafkaPublisher, ensure_topics
 from cdc.adapters.postgres import PostgresSource, redact_dsn
 from cdc.adapters.tansu import TansuBroker
 from cdc.debezium.config import ConnectorSettings, default_slot_name, embedded_properties
 from cdc.debezium.engine import DebeziumRunner
 from cdc.domain.changes import TableSchema
+from cdc.domain.events import EventDefinitionError, EventRegistry, load_modules
 from cdc.errors import CdcError, ConfigError, StackError
+from cdc.events.sink import DomainEventSink
+from cdc.events.store import ClickHouseEventStore
 from cdc.mirror.sink import ClickHouseMirrorSink
-from cdc.service import DeadLetters, MirrorService
+from cdc.ports import Sink
+from cdc.service import DEAD_LETTER_TOPIC, ConsumerService, DeadLetters
 from cdc.settings import PortBook, Settings
+from cdc.translate import generic_names
 
 log = logging.getLogger(__name__)
 Say = Callable[[str], None]
+
+
+TRANSLATORS_FILE = "translators.json"
+
+
+def remember_translators(state_dir: Path, modules: tuple[str, ...]) -> None:
+    """Record the bridge's translator modules so `cdc events`/`cdc dlq` default to the same ones."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    (state_dir / TRANSLATORS_FILE).write_text(json.dumps({"translators": list(modules)}) + "\n")
+
+
+def remembered_translators(state_dir: Path) -> tuple[str, ...]:
+    try:
+        return tuple(json.loads((state_dir / TRANSLATORS_FILE).read_text())["translators"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return ()
+
+
+class _Lane:
+    """One consumer group on the change topics, run on its own thread with backoff on outages."""
+
+    def __init__(self, name: str, stream: KafkaChangeStream, service: ConsumerService,
+                 stopping: threading.Event) -> None:
+        self.name = name
+        self.stream = stream
+        self.service = service
+        self.error: str | None = None
+        self._stopping = stopping
+        self.thread = threading.Thread(target=self._consume, name=f"{name}-consumer", daemon=True)
+
+    def _consume(self) -> None:
+        delay = 0.5
+        while not self._stopping.is_set():
+            try:
+                self.service.run_once()
+                delay = 0.5
+                self.error = None
+            except CdcError as e:
+                self.error = str(e)
+                log.warning("%s consumer: %s (retrying in %.1fs)", self.name, e, delay)
+                self._stopping.wait(delay)
+                delay = min(delay * 2, 30.0)
 
 
 @dataclass(frozen=True)
@@ -74,11 +123,11 @@ class Bridge:
         self._server: ChdbHttpServer | None = None
         self._broker: TansuBroker | None = None
         self._warehouse: ClickHouseWarehouse | None = None
-        self._service: MirrorService | None = None
-        self._thread: threading.Thread | None = None
-        self._stream: KafkaChangeStream | None = None
+        self._lanes: list[_Lane] = []
+        self._publisher: KafkaPublisher | None = None
         self._runner: DebeziumRunner | None = None
-        self.consumer_error: str | None = None
+        self.registry: EventRegistry | None = None
+        self.event_sink: DomainEventSink | None = None
         self._stopping = threading.Event()
 
     # -- start -----------------------------------------------------------------------------------
@@ -134,35 +183,45 @@ class Bridge:
         if not schemas:
             raise ConfigError(f"nothing to capture in {redact_dsn(self.spec.dsn)}: no table with a usable key")
         self.schemas = schemas
+        if self.settings.events:
+            try:
+                self.registry = load_modules(self.settings.translators)
+            except EventDefinitionError as e:
+                raise ConfigError(f"translators: {e}") from None
+            remember_translators(self.settings.state_dir, self.settings.translators)
         assert self._warehouse is not None
         self._sink = ClickHouseMirrorSink(self._warehouse, self.source)
         self._sink.prepare(schemas)
-        ensure_topics(self.bootstrap, self.topics)
+        ensure_topics(self.bootstrap, self.topics + self.event_topics)
 
     @property
     def topics(self) -> list[str]:
         return [s.ref.topic for s in self.schemas]
 
+    @property
+    def event_topics(self) -> list[str]:
+        """``events.<aggregate>`` of every declared event and generic table, and the dead letters."""
+        if self.registry is None:
+            return []
+        aggregates = {spec.aggregate for name in self.registry.names() for spec in self.registry.versions(name)}
+        aggregates |= {generic_names(s.ref.schema, s.ref.table)[0] for s in self.schemas
+                       if s.ref.qualified not in self.registry.translators}
+        return sorted(f"events.{a}" for a in aggregates) + [DEAD_LETTER_TOPIC]
+
     def _start_consumers(self) -> None:
         assert self._warehouse is not None
-        self._stream = KafkaChangeStream(self.bootstrap, f"cdc-mirror-{self.name}", self.topics)
-        self._service = MirrorService(self._stream, self._sink, DeadLetters(self._warehouse))
-        self._thread = threading.Thread(target=self._consume, name="mirror-consumer", daemon=True)
-        self._thread.start()
+        self._add_lane("mirror", self._sink, DeadLetters(self._warehouse), "apply")
+        if self.registry is not None:
+            self._publisher = KafkaPublisher(self.bootstrap, f"cdc-events-{self.name}")
+            self.event_sink = DomainEventSink(self.registry, self.source, self._publisher,
+                                              ClickHouseEventStore(self._warehouse))
+            self._add_lane("events", self.event_sink, DeadLetters(self._warehouse, self._publisher), "events")
+        for lane in self._lanes:
+            lane.thread.start()
 
-    def _consume(self) -> None:
-        assert self._service is not None
-        delay = 0.5
-        while not self._stopping.is_set():
-            try:
-                self._service.run_once()
-                delay = 0.5
-                self.consumer_error = None
-            except CdcError as e:
-                self.consumer_error = str(e)
-                log.warning("mirror consumer: %s (retrying in %.1fs)", e, delay)
-                self._stopping.wait(delay)
-                delay = min(delay * 2, 30.0)
+    def _add_lane(self, name: str, sink: Sink, dead: DeadLetters, stage: str) -> None:
+        stream = KafkaChangeStream(self.bootstrap, f"cdc-{name}-{self.name}", self.topics)
+        self._lanes.append(_Lane(name, stream, ConsumerService(stream, sink, dead, stage), self._stopping))
 
     def _start_debezium(self) -> None:
         params = self.source.connection_params()
@@ -180,9 +239,19 @@ class Bridge:
 
     # -- observe ---------------------------------------------------------------------------------
     @property
-    def service(self) -> MirrorService:
-        assert self._service is not None
-        return self._service
+    def service(self) -> ConsumerService:
+        """The mirror consumer (its counters are the status line's)."""
+        assert self._lanes
+        return self._lanes[0].service
+
+    @property
+    def services(self) -> list[ConsumerService]:
+        return [lane.service for lane in self._lanes]
+
+    @property
+    def consumer_error(self) -> str | None:
+        errors = [f"{lane.name}: {lane.error}" for lane in self._lanes if lane.error]
+        return "; ".join(errors) or None
 
     @property
     def runner(self) -> DebeziumRunner:
@@ -195,9 +264,9 @@ class Bridge:
         return self._warehouse
 
     def dead_letter_count(self) -> int | None:
-        """Rows in ``cdc.dead_letters`` (routed by the consumer or by ClickHouse's parse views)."""
+        """Messages in ``cdc.dead_letters`` (routed by a consumer or by ClickHouse's parse views)."""
         try:
-            return int(self.warehouse.query("SELECT count() FROM cdc.dead_letters")[0][0])
+            return int(self.warehouse.query("SELECT uniqExact(topic, partition, offset) FROM cdc.dead_letters")[0][0])
         except CdcError as e:
             log.warning("cannot count dead letters: %s", e)
             return None
@@ -208,15 +277,12 @@ class Bridge:
             self._runner.raise_if_failed()
 
     def applied_all_fetched_since(self, since: float) -> bool:
-        """True when a fetch started after ``since`` saw log ends that are all committed.
+        """True when, for every consumer, a fetch started after ``since`` saw log ends all committed.
 
         Log ends come from fetch responses (high watermarks): Tansu's ListOffsets answer is not
         the log end, so it is not used.
         """
-        stats = self.service.stats
-        if stats.highwater_at <= since or not set(self.topics) <= {t for t, _ in stats.highwater}:
-            return False  # not every change topic assigned and fetched yet
-        return all(stats.committed.get(tp, 0) >= end for tp, end in stats.highwater.items() if end > 0)
+        return bool(self._lanes) and all(_caught_up(lane.service, self.topics, since) for lane in self._lanes)
 
     def wait_caught_up(self, target_lsn: int, timeout: float, tick: Callable[[], None] | None = None) -> bool:
         """Wait until every change committed at or before ``target_lsn`` is queryable in ClickHouse.
@@ -253,18 +319,20 @@ class Bridge:
         step is logged, and nothing is left running.
         """
         self._step("stopping Debezium", self._runner.stop if self._runner else None)
-        if drain and self._service is not None and self._thread is not None and self._thread.is_alive():
+        if drain and any(lane.thread.is_alive() for lane in self._lanes):
             self._step("draining Kafka into ClickHouse", lambda: self._drain(drain_timeout))
         self._stopping.set()
-        if self._thread is not None:
-            self._step("stopping the consumers", lambda: self._thread.join(timeout=30) if self._thread else None)
-        self._step("closing the Kafka consumer", self._stream.close if self._stream else None)
+        for lane in self._lanes:
+            if lane.thread.is_alive():
+                self._step(f"stopping the {lane.name} consumer", functools.partial(lane.thread.join, 30))
+            self._step(f"closing the {lane.name} Kafka consumer", lane.stream.close)
+        self._step("closing the Kafka producer", self._publisher.close if self._publisher else None)
         self._step("stopping the broker", self._broker.stop if self._broker else None)
         if self._server is not None:
             self._step("stopping the ClickHouse endpoint", self._stop_server)
         self._step("closing the warehouse client", self._warehouse.close if self._warehouse else None)
-        self._runner = self._stream = self._broker = self._server = None
-        self._thread = None
+        self._runner = self._broker = self._server = self._publisher = None
+        self._lanes = []
 
     def _stop_server(self) -> None:
         clear_endpoint(self.settings.state_dir)
@@ -289,3 +357,10 @@ class Bridge:
             self.say("warning: stopped before every change in Kafka reached ClickHouse (drain timed out after "
                      f"{timeout:.0f} s); with the in-memory embedded broker those changes are not in the mirror")
 
+
+
+def _caught_up(service: ConsumerService, topics: list[str], since: float) -> bool:
+    stats = service.stats
+    if stats.highwater_at <= since or not set(topics) <= {t for t, _ in stats.highwater}:
+        return False  # not every change topic assigned and fetched yet
+    return all(stats.committed.get(tp, 0) >= end for tp, end in stats.highwater.items() if end > 0)

@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "seconds, wait until caught up, compare row counts and exit non-zero if any differ.")
     demo.add_argument("--duration", type=float, help="seconds of load before the check (default: until Ctrl-C)")
     demo.add_argument("--rate", type=float, default=20.0, help="shop actions per second (default 20)")
+    _translators_arg(demo)
     _state_dir_arg(demo)
 
     run = sub.add_parser("run", help="run the bridge for an existing PostgreSQL database",
@@ -56,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="exit 0 once every change committed before the start is in ClickHouse")
     run.add_argument("--timeout", type=float, default=3600.0,
                      help="with --until-caught-up: give up (exit 1) after this many seconds (default 3600)")
+    _translators_arg(run)
+    run.add_argument("--no-events", action="store_true", help="mirror only: do not run the domain-event consumer")
     _state_dir_arg(run)
 
     sql = sub.add_parser("sql", help="run SQL against the ClickHouse warehouse",
@@ -64,7 +67,56 @@ def build_parser() -> argparse.ArgumentParser:
     sql.add_argument("query", help='e.g. "SELECT status, count() FROM shop.orders GROUP BY status"')
     sql.add_argument("--format", choices=["table", "csv", "json"], default="table", help="output format")
     _state_dir_arg(sql)
+    _events_parser(sub)
+    _dlq_parser(sub)
     return parser
+
+
+def _translators_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--translators", help="comma-separated Python modules declaring events and translators "
+                   "(env CDC_TRANSLATORS; default: the ones the last bridge on this state dir used)")
+
+
+def _events_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    events = sub.add_parser("events", help="domain events: catalog, compatibility check, replay of an aggregate",
+                            description="Work with the versioned domain events the bridge derives from row changes.")
+    esub = events.add_subparsers(dest="events_command", required=True, metavar="SUBCOMMAND")
+    catalog = esub.add_parser("catalog", help="list every event type and version with its fields (JSON Schema)")
+    catalog.add_argument("--format", choices=["markdown", "json"], default="markdown", help="output format")
+    check = esub.add_parser("check", help="fail when an event's fields changed without a version bump and an "
+                            "upcaster (compares with the catalog snapshot kept in the repository)")
+    check.add_argument("--snapshot", default="event-catalog.json",
+                       help="catalog snapshot file (default ./event-catalog.json)")
+    check.add_argument("--update", action="store_true", help="record the current definitions as the new snapshot")
+    replay = esub.add_parser("replay", help="fold an aggregate's events into its state and print its history",
+                             description="Read the aggregate's events from events.domain_events, upcast each "
+                             "to its type's latest version, fold them into the state and print both.")
+    replay.add_argument("aggregate_type", help="e.g. order")
+    replay.add_argument("aggregate_id", help="e.g. 42")
+    replay.add_argument("--as-of", help="only events that occurred up to this ISO 8601 time (UTC by default)")
+    replay.add_argument("--format", choices=["text", "json"], default="text", help="output format")
+    for p in (catalog, check, replay):
+        _translators_arg(p)
+        _state_dir_arg(p)
+
+
+def _dlq_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    dlq = sub.add_parser("dlq", help="dead letters: messages a consumer could not parse or translate",
+                         description="Dead letters live in Kafka topic cdc.dead_letters and ClickHouse "
+                         "cdc.dead_letters, with the error, a short stack and the original bytes.")
+    dsub = dlq.add_subparsers(dest="dlq_command", required=True, metavar="SUBCOMMAND")
+    lst = dsub.add_parser("list", help="show dead letters waiting for a replay")
+    lst.add_argument("--all", action="store_true", help="include the ones already replayed")
+    lst.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
+    lst.add_argument("--format", choices=["text", "json"], default="text", help="output format")
+    replay = dsub.add_parser("replay", help="send dead letters back through the running bridge after a fix",
+                             description="Re-publish each pending dead letter's original bytes to its original "
+                             "topic; the running bridge processes it again (idempotently). Needs a running "
+                             "bridge or CDC_KAFKA_BOOTSTRAP_SERVERS.")
+    replay.add_argument("--topic", help="only dead letters from this change topic")
+    replay.add_argument("--limit", type=int, default=1000, help="at most this many (default 1000)")
+    for p in (lst, replay):
+        _state_dir_arg(p)
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -107,14 +159,22 @@ def _main(args: argparse.Namespace) -> int:
         settings = Settings.load(args.state_dir)
         if args.command == "sql":
             return _sql(settings, args.query, args.format)
+        if args.command in ("events", "dlq"):
+            from cdc import tools
+
+            return tools.dispatch(args, settings)
         _setup_logging(settings, args.verbose)
         from cdc import commands  # heavy imports (JVM bridge, chDB) only for long-running commands
 
         if args.command == "demo":
-            code = commands.demo(settings, args.duration, args.rate)
+            extra = parse_tables(args.translators) or settings.translators
+            demo_settings = Settings.load(args.state_dir, translators=("cdc.demo.events", *extra))
+            code = commands.demo(demo_settings, args.duration, args.rate)
         else:
             run_settings = Settings.load(args.state_dir, source_dsn=args.source, source_name=args.source_name,
-                                         tables=parse_tables(args.tables))
+                                         tables=parse_tables(args.tables),
+                                         translators=parse_tables(args.translators),
+                                         events=False if args.no_events else None)
             code = commands.run(run_settings, args.until_caught_up, args.timeout)
         return code
     except CdcError as e:

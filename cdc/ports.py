@@ -28,6 +28,24 @@ class Message:
 TopicPartition = tuple[str, int]
 
 
+@dataclass(frozen=True, slots=True)
+class OutRecord:
+    """One record to publish: ``headers`` are (name, bytes) pairs, as Kafka carries them."""
+
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A message a sink could not take, and why; the consume loop sends it to the dead letters."""
+
+    message: Message
+    error: BaseException
+
+
 class ChangeStream(Protocol):
     """A consumer-group subscription to change topics.
 
@@ -46,6 +64,31 @@ class ChangeStream(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class Publisher(Protocol):
+    """Producer side of the broker.
+
+    ``publish`` returns only after the broker acknowledged every record (or raises
+    :class:`cdc.errors.BrokerError`), so the caller may then commit what it consumed.
+    Records of one topic and key keep the order they are given in.
+    """
+
+    def publish(self, records: Sequence[OutRecord]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class Sink(Protocol):
+    """Where the consume loop hands each topic's messages.
+
+    ``write`` returns once everything it accepted is durable. A message it cannot take
+    (bad data) comes back as :class:`Rejected`; an outage raises :class:`cdc.errors.CdcError`
+    (retried, nothing committed); a data error raised for the whole batch makes the loop
+    retry message by message to isolate the bad ones.
+    """
+
+    def write(self, topic: str, messages: Sequence[Message]) -> Sequence[Rejected]: ...
 
 
 class Warehouse(Protocol):

@@ -1,4 +1,4 @@
-"""The consume loop: change topics -> parsed row changes -> mirror sink -> offset commit.
+"""The consume loop: change topics -> a sink (mirror or domain events) -> offset commit.
 
 Delivery guarantee: at-least-once transport, exactly-once effect. Offsets are
 committed only after the warehouse stored the whole batch; the sink's writes are
@@ -10,6 +10,8 @@ without committing (backpressure: nothing new is read meanwhile).
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import threading
 import time
@@ -20,8 +22,8 @@ from dataclasses import dataclass, field
 
 from cdc.debezium.envelope import is_tombstone
 from cdc.errors import CdcError, DataRejected
-from cdc.mirror.sink import DEAD_LETTERS_DDL, ClickHouseMirrorSink, UnknownTableError
-from cdc.ports import ChangeStream, Message, TopicPartition, Warehouse
+from cdc.mirror.sink import DEAD_LETTERS_DDL, UnknownTableError
+from cdc.ports import ChangeStream, Message, OutRecord, Publisher, Sink, TopicPartition, Warehouse
 
 log = logging.getLogger(__name__)
 
@@ -41,33 +43,65 @@ class Stats:
     highwater_at: float = 0.0  # monotonic time of the fetch that reported ``highwater``
 
 
-class DeadLetters:
-    """Stores messages that could not be applied, with the reason, in ClickHouse ``cdc.dead_letters``."""
+DEAD_LETTER_TOPIC = "cdc.dead_letters"
 
-    def __init__(self, warehouse: Warehouse) -> None:
+
+def error_summary(error: BaseException) -> tuple[str, str]:
+    """(``Type: message``, the innermost frames as ``fn:line < fn:line``), following ``raise ... from``."""
+    root: BaseException = error
+    while root.__cause__ is not None:
+        root = root.__cause__
+    text = f"{type(error).__name__}: {error}"
+    frames = traceback.extract_tb(root.__traceback__)[-4:] or traceback.extract_tb(error.__traceback__)[-4:]
+    stack = " < ".join(f"{f.name} ({f.filename.rsplit('/', 1)[-1]}:{f.lineno})" for f in reversed(frames))
+    return text, stack
+
+
+class DeadLetters:
+    """Messages that could not be applied: ClickHouse ``cdc.dead_letters`` and, with a publisher,
+    Kafka topic ``cdc.dead_letters`` — each with the error, a short stack, the original
+    topic/partition/offset/key and the raw bytes. ``stage`` says which consumer gave up on it.
+    """
+
+    COLUMNS = ("topic", "partition", "offset", "key", "value", "error", "stack", "stage")
+
+    def __init__(self, warehouse: Warehouse, publisher: Publisher | None = None) -> None:
         self._warehouse = warehouse
+        self._publisher = publisher
         for statement in DEAD_LETTERS_DDL:
             warehouse.command(statement)
 
     def put(self, msg: Message, error: BaseException, stage: str) -> None:
-        summary = f"{type(error).__name__}: {error}"
-        frames = traceback.extract_tb(error.__traceback__)[-3:]
-        if frames:
-            summary += " | " + " < ".join(f"{f.name}:{f.lineno}" for f in reversed(frames))
-        row = [msg.topic, msg.partition, msg.offset, msg.key, msg.value, summary, stage]  # original bytes
-        columns = ["topic", "partition", "offset", "key", "value", "error", "stage"]
-        self._warehouse.insert("cdc", "dead_letters", columns, [row])
+        text, stack = error_summary(error)
+        if self._publisher is not None:
+            self._publisher.publish([dead_letter_record(msg, text, stack, stage)])
+        row = [msg.topic, msg.partition, msg.offset, msg.key, msg.value, text, stack, stage]  # original bytes
+        self._warehouse.insert("cdc", "dead_letters", self.COLUMNS, [row])
 
 
-class MirrorService:
+def dead_letter_record(msg: Message, error: str, stack: str, stage: str) -> OutRecord:
+    """The Kafka form: JSON with the raw key and value base64-encoded (they may not be UTF-8)."""
+    doc = {
+        "topic": msg.topic, "partition": msg.partition, "offset": msg.offset, "stage": stage,
+        "error": error, "stack": stack,
+        "key_b64": base64.b64encode(msg.key).decode() if msg.key is not None else None,
+        "value_b64": base64.b64encode(msg.value).decode() if msg.value is not None else None,
+    }
+    headers = (("cdc_error", error[:500].encode()), ("cdc_stage", stage.encode()),
+               ("cdc_origin", f"{msg.topic}[{msg.partition}]@{msg.offset}".encode()))
+    return OutRecord(DEAD_LETTER_TOPIC, msg.key, json.dumps(doc).encode(), headers)
+
+
+class ConsumerService:
     """Runs the loop on the calling thread until ``stop()``."""
 
-    def __init__(self, stream: ChangeStream, sink: ClickHouseMirrorSink, dead_letters: DeadLetters,
+    def __init__(self, stream: ChangeStream, sink: Sink, dead_letters: DeadLetters, stage: str = "apply",
                  max_records: int = 10000, poll_timeout_s: float = 0.05, linger_s: float = 0.1,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self._stream = stream
         self._sink = sink
         self._dead = dead_letters
+        self._stage = stage
         self._max_records = max_records
         self._poll_timeout_s = poll_timeout_s
         self._linger_s = linger_s
@@ -143,23 +177,25 @@ class MirrorService:
         """Isolate the messages that cannot be applied; the good ones of the batch still land."""
         if len(items) == 1 or isinstance(error, UnknownTableError):
             for msg in items:
-                self._dead_letter(msg, error, "apply")
+                self._dead_letter(msg, error)
             return
         for msg in items:
             try:
                 self._apply(topic, [msg])
             except _DATA_ERRORS as e:
-                self._dead_letter(msg, e, "apply")
+                self._dead_letter(msg, e)
 
     def _apply(self, topic: str, items: list[Message]) -> None:
-        self._sink.write(topic, items)
-        self.stats.rows += len(items)
+        rejected = self._sink.write(topic, items)
+        for r in rejected:
+            self._dead_letter(r.message, r.error)
+        self.stats.rows += len(items) - len(rejected)
         newest = max(m.timestamp_ms for m in items)
         self.stats.last_captured_ms = max(self.stats.last_captured_ms, newest)
 
-    def _dead_letter(self, msg: Message, error: BaseException, stage: str) -> None:
-        log.error("dead letter %s[%d]@%d (%s): %s", msg.topic, msg.partition, msg.offset, stage, error)
-        self._dead.put(msg, error, stage)
+    def _dead_letter(self, msg: Message, error: BaseException) -> None:
+        log.error("dead letter %s[%d]@%d (%s): %s", msg.topic, msg.partition, msg.offset, self._stage, error)
+        self._dead.put(msg, error, self._stage)
         self.stats.dead_letters += 1
 
 

@@ -25,6 +25,8 @@ class Settings:
     clickhouse_url: str | None = field(default=None, repr=False)
     source_name: str | None = None
     tables: tuple[str, ...] = ()
+    translators: tuple[str, ...] = ()  # modules declaring events and translators
+    events: bool = True  # run the domain-event consumer
 
     @classmethod
     def load(cls, state_dir: str | None = None, **overrides: object) -> Settings:
@@ -36,8 +38,10 @@ class Settings:
             clickhouse_url=env.get("CDC_CLICKHOUSE_URL") or None,
             source_name=env.get("CDC_SOURCE_NAME") or None,
             tables=_tables(env.get("CDC_TABLES", "")),
+            translators=_tables(env.get("CDC_TRANSLATORS", "")),
+            events=env.get("CDC_EVENTS", "on").lower() not in ("0", "off", "false", "no"),
         )
-        given = {k: v for k, v in overrides.items() if v not in (None, (), "")}
+        given = {k: v for k, v in overrides.items() if v is not None and v != () and v != ""}
         return replace(base, **given)  # type: ignore[arg-type]
 
     @property

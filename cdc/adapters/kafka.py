@@ -1,6 +1,7 @@
 """Kafka adapter: the only module that imports kafka-python.
 
 ``KafkaChangeStream`` is the consumer-group side of the mirror (manual commits);
+``KafkaPublisher`` produces domain events and dead letters (acks=all, waits for every ack);
 ``ensure_topics`` creates change topics up front so consumers can subscribe by name.
 Driver errors become :class:`BrokerError` with a line saying what to check.
 """
@@ -12,13 +13,13 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata
 
 from cdc.errors import BrokerError
-from cdc.ports import Message
+from cdc.ports import Message, OutRecord
 
 log = logging.getLogger(__name__)
 
@@ -122,3 +123,43 @@ class KafkaChangeStream:
     def close(self) -> None:
         self._consumer.close(autocommit=False)
 
+
+
+class KafkaPublisher:
+    """Idempotent producer; ``publish`` returns after the broker acknowledged every record.
+
+    One in-flight request per connection keeps records of one partition in the order given
+    even when a send is retried.
+    """
+
+    def __init__(self, bootstrap: str, client_id: str, **overrides: Any) -> None:
+        self.bootstrap = bootstrap
+        config: dict[str, Any] = {
+            "bootstrap_servers": bootstrap,
+            "client_id": client_id,
+            "acks": "all",
+            "linger_ms": 5,
+            "batch_size": 256 * 1024,
+            "max_in_flight_requests_per_connection": 1,
+            "retries": 5,
+            "request_timeout_ms": 15000,
+            "max_block_ms": 15000,
+            **overrides,
+        }
+        try:
+            self._producer = KafkaProducer(**config)
+        except (KafkaError, OSError) as e:
+            raise _unreachable(bootstrap, e) from None
+
+    def publish(self, records: Sequence[OutRecord]) -> None:
+        try:
+            futures = [self._producer.send(r.topic, key=r.key, value=r.value, headers=list(r.headers))
+                       for r in records]
+            self._producer.flush(timeout=30)
+            for future in futures:
+                future.get(timeout=30)
+        except KafkaError as e:
+            raise BrokerError(f"publishing to Kafka at {self.bootstrap} failed: {e}") from None
+
+    def close(self) -> None:
+        self._producer.close(timeout=5)

@@ -47,3 +47,9 @@ CREATE TABLE IF NOT EXISTS order_items (
     unit_price numeric(10,2) NOT NULL,
     PRIMARY KEY (order_id, line_no)
 );
+
+-- The shop's translators compare old and new rows (status and price changes), so these tables
+-- log their whole old row on UPDATE and DELETE.
+ALTER TABLE customers REPLICA IDENTITY FULL;
+ALTER TABLE products REPLICA IDENTITY FULL;
+ALTER TABLE orders REPLICA IDENTITY FULL;

@@ -11,6 +11,7 @@ import logging
 import random
 import threading
 import time
+from decimal import Decimal
 from importlib import resources
 
 from cdc.adapters.postgres import PostgresSession, PostgresSource
@@ -72,26 +73,28 @@ def new_customer(session: PostgresSession, rng: random.Random) -> None:
 
 
 def place_order(session: PostgresSession, rng: random.Random) -> None:
+    """Like the shop's app: pick the pizzas, price the order, then store order and lines together."""
+    menu = session.execute("SELECT id, price FROM products WHERE active ORDER BY id")
+    if not menu:
+        return
+    lines = [(product_id, rng.randint(1, 3), price)
+             for product_id, price in (rng.choice(menu) for _ in range(rng.randint(1, 4)))]
+    total = sum((quantity * price for _, quantity, price in lines), Decimal(0))
     with session.transaction():
         rows = session.execute(
-            "INSERT INTO orders (customer_id, delivery_address, notes) SELECT id, address, %s FROM customers"
-            " ORDER BY random() LIMIT 1 RETURNING id",
-            (json.dumps({"channel": rng.choice(["app", "web", "phone"]), "ring_bell": rng.random() < 0.5}),),
+            "INSERT INTO orders (customer_id, delivery_address, notes, total) SELECT id, address, %s, %s"
+            " FROM customers ORDER BY random() LIMIT 1 RETURNING id",
+            (json.dumps({"channel": rng.choice(["app", "web", "phone"]), "ring_bell": rng.random() < 0.5}), total),
         )
         if not rows:
             return
         order_id = rows[0][0]
-        for line in range(1, rng.randint(1, 4) + 1):
+        for line_no, (product_id, quantity, price) in enumerate(lines, start=1):
             session.execute(
                 "INSERT INTO order_items (order_id, line_no, product_id, quantity, unit_price)"
-                " SELECT %s, %s, id, %s, price FROM products WHERE active ORDER BY random() LIMIT 1",
-                (order_id, line, rng.randint(1, 3)),
+                " VALUES (%s, %s, %s, %s, %s)",
+                (order_id, line_no, product_id, quantity, price),
             )
-        session.execute(
-            "UPDATE orders SET total = (SELECT coalesce(sum(quantity * unit_price), 0) FROM order_items"
-            " WHERE order_id = %s) WHERE id = %s",
-            (order_id, order_id),
-        )
 
 
 def advance_order(session: PostgresSession, rng: random.Random) -> None:

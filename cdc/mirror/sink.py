@@ -8,16 +8,22 @@ from collections.abc import Sequence
 from cdc.domain.changes import TableRef, TableSchema
 from cdc.errors import CdcError
 from cdc.mirror.table import INGEST_COLUMNS, MirrorTable
-from cdc.ports import Catalog, Message, Warehouse
+from cdc.ports import Catalog, Message, Rejected, Warehouse
 
 log = logging.getLogger(__name__)
 
 DEAD_LETTERS_DDL = (
     "CREATE DATABASE IF NOT EXISTS cdc",
+    # one row per message and stage: the mirror and the events consumer may both give up on a message
     "CREATE TABLE IF NOT EXISTS cdc.dead_letters (topic String, partition Int32, offset Int64,"
-    " key Nullable(String), value Nullable(String), error String, stage LowCardinality(String),"
-    " failed_at DateTime64(3, 'UTC') DEFAULT now64(3)) ENGINE = ReplacingMergeTree"
-    " ORDER BY (topic, partition, offset)",
+    " key Nullable(String), value Nullable(String), error String, stack String DEFAULT '',"
+    " stage LowCardinality(String), failed_at DateTime64(3, 'UTC') DEFAULT now64(3))"
+    " ENGINE = ReplacingMergeTree(failed_at) ORDER BY (topic, partition, offset, stage)",
+    # `cdc dlq replay` outcomes; the newest per dead letter wins
+    "CREATE TABLE IF NOT EXISTS cdc.dead_letter_replays (topic String, partition Int32, offset Int64,"
+    " stage LowCardinality(String), outcome LowCardinality(String), detail String,"
+    " replayed_at DateTime64(3, 'UTC') DEFAULT now64(3))"
+    " ENGINE = ReplacingMergeTree(replayed_at) ORDER BY (topic, partition, offset, stage)",
 )
 
 
@@ -74,8 +80,9 @@ class ClickHouseMirrorSink:
         log.info("mirroring %s into %s", ref.qualified, table.view)
         return table
 
-    def write(self, topic: str, messages: Sequence[Message]) -> None:
+    def write(self, topic: str, messages: Sequence[Message]) -> Sequence[Rejected]:
         """Store ``messages`` of one change topic (tombstones already removed)."""
         table = self.table(table_ref_of(topic))
         rows = [(m.topic, m.partition, m.offset, m.key, m.value) for m in messages]
         self._warehouse.insert(table.database, table.ingest_table, INGEST_COLUMNS, rows, INSERT_SETTINGS)
+        return ()  # ClickHouse routes envelopes it cannot parse to cdc.dead_letters itself

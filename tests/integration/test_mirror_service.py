@@ -12,7 +12,7 @@ from cdc.adapters.clickhouse import ClickHouseWarehouse
 from cdc.domain.changes import Column, TableRef, TableSchema
 from cdc.errors import WarehouseError
 from cdc.mirror.sink import ClickHouseMirrorSink
-from cdc.service import DeadLetters, MirrorService
+from cdc.service import ConsumerService, DeadLetters
 from tests.envelopes import envelope
 from tests.fakes import FakeBroker, FakeStream, StaticCatalog
 
@@ -31,12 +31,12 @@ def source() -> str:
     return f"s{uuid.uuid4().hex[:8]}"
 
 
-def _service(warehouse: Any, broker: FakeBroker, source: str, group: str = "g") -> MirrorService:
+def _service(warehouse: Any, broker: FakeBroker, source: str, group: str = "g") -> ConsumerService:
     schema = TableSchema(TableRef(source, "public", "items"), COLUMNS, ("id",))
     sink = ClickHouseMirrorSink(warehouse, StaticCatalog([schema]))
     sink.prepare([schema])
     stream = FakeStream(broker, group, [schema.ref.topic])
-    return MirrorService(stream, sink, DeadLetters(warehouse), sleep=lambda s: None)
+    return ConsumerService(stream, sink, DeadLetters(warehouse), sleep=lambda s: None)
 
 
 def _row(i: int, name: str = "a", price: str = "1.50") -> dict[str, Any]:
@@ -148,7 +148,7 @@ def test_message_for_an_unknown_table_is_dead_lettered_with_its_bytes(chdb_wareh
     schema = TableSchema(TableRef(source, "public", "items"), COLUMNS, ("id",))
     sink = ClickHouseMirrorSink(chdb_warehouse, StaticCatalog([schema]))
     stream = FakeStream(broker, "g", [stray, schema.ref.topic])
-    service = MirrorService(stream, sink, DeadLetters(chdb_warehouse), sleep=lambda s: None)
+    service = ConsumerService(stream, sink, DeadLetters(chdb_warehouse), sleep=lambda s: None)
     service.run_once()
     assert [r[0] for r in _current(chdb_warehouse, source)] == [4]
     dead = chdb_warehouse.query(

@@ -1,0 +1,99 @@
+"""The domain-event sink: change messages -> translated events -> Kafka ``events.*`` + the event store.
+
+``write`` returns after the broker acknowledged every event and the store holds them, so
+the consume loop may then commit the change-topic offsets. Redelivered changes translate
+to the same event ids: the store keeps one copy, and consumers of ``events.*`` can drop
+repeats by the ``event_id`` header. A message that cannot be parsed or translated comes
+back as :class:`Rejected` (-> dead letters) while the rest of the batch goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from cdc.debezium.envelope import EnvelopeError, is_tombstone, parse_change
+from cdc.domain.changes import TableRef, TableSchema
+from cdc.domain.events import DomainEvent, EventRegistry
+from cdc.events.store import ClickHouseEventStore, payload_json
+from cdc.ports import Catalog, Message, OutRecord, Publisher, Rejected
+from cdc.translate import TranslationError, translate
+
+log = logging.getLogger(__name__)
+_BAD_INPUT = (EnvelopeError, TranslationError, ValueError, TypeError, KeyError, AttributeError, LookupError)
+
+
+@dataclass
+class EventCounts:
+    translated: int = 0
+    stored: int = 0
+    skipped: int = 0  # changes a translator mapped to no event
+
+
+def event_record(e: DomainEvent) -> OutRecord:
+    """The Kafka form of an event: keyed by aggregate id, type/version/id in headers."""
+    doc = {
+        "event_id": e.event_id, "event_type": e.event_type, "version": e.version,
+        "aggregate_type": e.aggregate_type, "aggregate_id": e.aggregate_id,
+        "occurred_at": e.occurred_at.isoformat(), "correlation_id": e.correlation_id,
+        "source": {"name": e.source, "table": e.table, "op": e.op, "lsn": e.lsn, "txid": e.txid,
+                   "sequence": e.sequence},
+        "payload": json.loads(payload_json(e)),
+    }
+    headers = (("event_type", e.event_type.encode()), ("event_version", str(e.version).encode()),
+               ("event_id", e.event_id.encode()), ("correlation_id", e.correlation_id.encode()))
+    return OutRecord(e.topic, e.aggregate_id.encode(), json.dumps(doc, separators=(",", ":")).encode(), headers)
+
+
+class DomainEventSink:
+    """Translates with ``registry``; publishes with ``publisher``; stores in ``store``."""
+
+    def __init__(self, registry: EventRegistry, catalog: Catalog, publisher: Publisher,
+                 store: ClickHouseEventStore) -> None:
+        self.registry = registry
+        self._catalog = catalog
+        self._publisher = publisher
+        self._store = store
+        self._schemas: dict[TableRef, TableSchema | None] = {}
+        self.counts = EventCounts()
+
+    def write(self, topic: str, messages: Sequence[Message]) -> Sequence[Rejected]:
+        events, records, rejected = self.translate_all(messages)
+        if events:
+            self._publisher.publish(records)
+            self.counts.stored += self._store.append(events)
+            self.counts.translated += len(events)
+        return rejected
+
+    def translate_all(self, messages: Sequence[Message]) -> tuple[list[DomainEvent], list[OutRecord], list[Rejected]]:
+        events: list[DomainEvent] = []
+        records: list[OutRecord] = []
+        rejected: list[Rejected] = []
+        for msg in messages:
+            if is_tombstone(msg.value):
+                continue
+            try:
+                produced = self._translate(msg)
+                out = [event_record(e) for e in produced]  # serialises: a bad value fails here, per message
+            except _BAD_INPUT as e:
+                rejected.append(Rejected(msg, e))
+                continue
+            if not produced:
+                self.counts.skipped += 1
+            events.extend(produced)
+            records.extend(out)
+        return events, records, rejected
+
+    def _translate(self, msg: Message) -> list[DomainEvent]:
+        assert msg.value is not None
+        change = parse_change(msg.value)
+        if change is None:
+            return []  # truncate / logical message: not a row change
+        return translate(change, self._schema(change.table), self.registry)
+
+    def _schema(self, ref: TableRef) -> TableSchema | None:
+        if ref not in self._schemas:
+            self._schemas[ref] = self._catalog.table_schema(ref)
+        return self._schemas[ref]
