@@ -37,6 +37,7 @@ unit: install
 lint: install
 	$(VENV)/bin/ruff check cdc pipelines dagster_project tests bench
 	$(VENV)/bin/mypy cdc pipelines
+	$(VENV)/bin/cdc events check --translators cdc.demo.events --snapshot event-catalog.json
 
 bench: install           ## make bench ARGS="--quick"
 	$(PY) -m bench.run $(ARGS)

@@ -53,8 +53,9 @@ class StatusLine:
         if now - self._dead[0] >= 5.0:
             self._dead = (now, self.bridge.dead_letter_count())
         dead = "?" if self._dead[1] is None else f"{self._dead[1]:,}"
+        events = "" if self.bridge.event_sink is None else f" | events {self.bridge.event_sink.counts.stored:,}"
         line = (f"{time.strftime('%H:%M:%S')} captured {captured:,} | applied {stats.messages:,} ({rate:,.0f}/s)"
-                f" | lag {lag:,} | last change {fresh} ago | dead letters {dead}")
+                f"{events} | lag {lag:,} | last change {fresh} ago | dead letters {dead}")
         if self.bridge.consumer_error:
             line += f" | retrying: {self.bridge.consumer_error[:80]}"
         print(("\r" + line.ljust(120)) if self.tty else line, end="" if self.tty else "\n", flush=True)
@@ -123,6 +124,9 @@ def _demo_bridge(settings: Settings, source: PostgresSource, pg: EmbeddedPostgre
     try:
         _banner(bridge, [f"PostgreSQL:          {redact_dsn(pg.dsn(shop.DEMO_DATABASE))}",
                          'Try:                 cdc sql "SELECT status, count() FROM shop.orders GROUP BY status"',
+                         '                     cdc sql "SELECT event_type, count() FROM events.domain_events'
+                         ' GROUP BY event_type"',
+                         "                     cdc events replay order 1",
                          "Generating shop traffic" + (f" for {duration:.0f} s" if duration else "; Ctrl-C stops")])
         load.start()
         deadline = time.monotonic() + duration if duration else float("inf")
