@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from cdc.domain import catalog as cat
+from cdc.domain import compat
 from cdc.domain.events import DomainEvent, EventRegistry, Payload
 from cdc.errors import ConfigError
 from cdc.events.dlq import DeadLetter, list_dead_letters, replay
@@ -29,8 +30,8 @@ def catalog(registry: EventRegistry, fmt: str) -> int:
 def check(registry: EventRegistry, snapshot_path: Path, update: bool) -> int:
     """Exit 0 when the definitions are compatible with the snapshot (or after ``--update``), else 1."""
     current = cat.build_catalog(registry)
-    snapshot = cat.load_snapshot(snapshot_path)
-    findings = cat.check(current, snapshot) if snapshot is not None else []
+    snapshot = compat.load_snapshot(snapshot_path)
+    findings = compat.check(current, snapshot) if snapshot is not None else []
     errors = [f for f in findings if f.severity == "error"]
     for f in findings:
         out(f"{f.severity}: {f.message}")
@@ -38,7 +39,7 @@ def check(registry: EventRegistry, snapshot_path: Path, update: bool) -> int:
         if errors:
             out(f"not updating {snapshot_path}: fix the errors above first")
             return 1
-        cat.write_snapshot(snapshot_path, cat.merge_snapshot(current, snapshot))
+        compat.write_snapshot(snapshot_path, compat.merge_snapshot(current, snapshot))
         out(f"recorded {len(current['events'])} event types in {snapshot_path}")
         return 0
     if snapshot is None:

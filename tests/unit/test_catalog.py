@@ -11,18 +11,8 @@ from typing import Any, Literal, Optional
 
 import pytest
 
-from cdc.domain.catalog import (
-    DRAFT,
-    GENERIC_NOTE,
-    Finding,
-    build_catalog,
-    check,
-    json_schema,
-    load_snapshot,
-    merge_snapshot,
-    render_markdown,
-    write_snapshot,
-)
+from cdc.domain.catalog import DRAFT, GENERIC_NOTE, build_catalog, json_schema, render_markdown
+from cdc.domain.compat import Finding, check, load_snapshot, merge_snapshot, write_snapshot
 from cdc.domain.events import EventDefinitionError, EventRegistry, EventSpec, collecting, event, upcaster
 
 UPDATE = "record it with `cdc events check --update`"
