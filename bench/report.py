@@ -97,6 +97,11 @@ def render(results: dict[str, Any]) -> str:
             ),
             ("drain after last commit", f"{t['drain_after_last_commit_s']:.1f} s", ""),
             (
+                "domain events",
+                f"{t['domain_events_rows_per_s']:,.0f} rows/s" if t.get("domain_events_rows_per_s") else "off",
+                "first commit -> every change translated, published and stored (runs beside the mirror)",
+            ),
+            (
                 "latency under this load",
                 f"p50 {ll['p50']:,.0f} ms",
                 f"p99 {ll['p99']:,.0f} ms, max {ll['max']:,.0f} ms",

@@ -187,6 +187,20 @@ def wait_queryable(
     raise TimeoutError(f"{table}: {run.count(table):,} of {expected:,} rows queryable after {WAIT_TIMEOUT:.0f} s")
 
 
+def wait_events(run: Run, target: int, since: float) -> float | None:
+    """Seconds from ``since`` until the domain-event consumer translated ``target`` changes (None: not running)."""
+    sink = run.b.event_sink
+    if sink is None:
+        return None
+    deadline = time.monotonic() + WAIT_TIMEOUT
+    while sink.counts.translated < target:
+        run.b.check()
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"domain events: {sink.counts.translated:,} of {target:,} after {WAIT_TIMEOUT:.0f} s")
+        time.sleep(0.05)
+    return time.monotonic() - since
+
+
 def start_writer(run: Run, *args: str) -> subprocess.Popen[str]:
     argv = [sys.executable, "-m", "bench.workload", *args, "--dsn", run.dsn]
     run.writer = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, text=True)
@@ -207,7 +221,7 @@ def phase_snapshot(run: Run) -> None:
     n = run.args.snapshot_rows
     say(f"[1/3] snapshot: loading {n:,} rows into bench_snapshot before the bridge starts ...")
     load_s = workload.load_snapshot_rows(run.dsn, n) if n else 0.0
-    settings = Settings(state_dir=run.state_dir)
+    settings = Settings(state_dir=run.state_dir, events=not run.args.no_events)
     run.bridge = Bridge(
         settings,
         SourceSpec(run.dsn, SOURCE, ("public.bench_snapshot", "public.bench_rows")),
@@ -262,6 +276,7 @@ def phase_throughput(run: Run) -> None:
     say(f"[2/3] throughput: {a.rows:,} rows into bench_rows, transactions of {a.tx_size} rows, as fast as possible ...")
     stats = run.b.service.stats
     applied0, produced0 = stats.rows, run.b.runner.records_produced
+    events0 = run.b.event_sink.counts.translated if run.b.event_sink else 0
     meter = CpuMeter(run)
     meter.start()
     writer = start_writer(run, "bulk", "--rows", str(a.rows), "--tx-size", str(a.tx_size))
@@ -275,6 +290,7 @@ def phase_throughput(run: Run) -> None:
         writer_running=lambda: writer.poll() is None,
     )
     w = finish_writer(run)
+    events_s = wait_events(run, events0 + a.rows, w["first_commit"])
     cpu = meter.stop(w["cpu_s"])
     span = marks["queryable"] - w["first_commit"]
     write_s = w["last_commit"] - w["started"]
@@ -290,11 +306,13 @@ def phase_throughput(run: Run) -> None:
         "captured_into_kafka_rows_per_s": round(a.rows / produced_s, 1),
         "drain_after_last_commit_s": round(marks["queryable"] - w["last_commit"], 2),
         "latency_under_load_ms": latency(run, f"id <= {a.rows}"),
+        "domain_events_rows_per_s": round(a.rows / events_s, 1) if events_s else None,
         "cpu": cpu,
     }
     say(
         f"  throughput: {a.rows / span:,.0f} rows/s end to end ({span:.1f} s); PostgreSQL took "
         f"{a.rows / write_s:,.0f} rows/s"
+        + (f"; domain events {a.rows / events_s:,.0f} rows/s" if events_s else "")
     )
 
 
@@ -420,6 +438,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="where to create the temporary state dir "
         "(default: the system temp dir; the postgres OS user must be able to enter it)",
     )
+    p.add_argument("--no-events", action="store_true",
+                   help="run the mirror consumer only (default: the domain-event consumer runs too, as in production)")
     p.add_argument("--keep-state", action="store_true", help="keep the state dir (logs, data) afterwards")
     p.add_argument("--no-json", action="store_true", help="do not write bench/results/<timestamp>.json")
     args = p.parse_args(argv)

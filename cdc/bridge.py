@@ -202,7 +202,7 @@ class Bridge:
     def event_topics(self) -> list[str]:
         """``events.<aggregate>`` of every declared event and generic table, and the dead letters."""
         if self.registry is None:
-            return []
+            return [DEAD_LETTER_TOPIC]
         aggregates = {spec.aggregate for name in self.registry.names() for spec in self.registry.versions(name)}
         aggregates |= {generic_names(s.ref.schema, s.ref.table)[0] for s in self.schemas
                        if s.ref.qualified not in self.registry.translators}
@@ -210,12 +210,13 @@ class Bridge:
 
     def _start_consumers(self) -> None:
         assert self._warehouse is not None
-        self._add_lane("mirror", self._sink, DeadLetters(self._warehouse), "apply")
+        self._publisher = KafkaPublisher(self.bootstrap, f"cdc-{self.name}")  # events and dead letters
+        dead_letters = DeadLetters(self._warehouse, self._publisher)
+        self._add_lane("mirror", self._sink, dead_letters, "apply")
         if self.registry is not None:
-            self._publisher = KafkaPublisher(self.bootstrap, f"cdc-events-{self.name}")
             self.event_sink = DomainEventSink(self.registry, self.source, self._publisher,
                                               ClickHouseEventStore(self._warehouse))
-            self._add_lane("events", self.event_sink, DeadLetters(self._warehouse, self._publisher), "events")
+            self._add_lane("events", self.event_sink, dead_letters, "events")
         for lane in self._lanes:
             lane.thread.start()
 

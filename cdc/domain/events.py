@@ -12,6 +12,7 @@ into a fresh one, so tests and tools can hold several registries side by side.
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import datetime as dt
 import decimal
@@ -153,6 +154,17 @@ class EventRegistry:
     def add_reducer(self, aggregate: str, fn: Callable[[Payload, DomainEvent], Payload]) -> None:
         self.reducers[aggregate] = fn
 
+    def merge(self, other: EventRegistry) -> None:
+        """Add everything ``other`` declares (conflicts raise, as for a declaration made twice)."""
+        for spec in other._specs.values():
+            self.add_event(spec)
+        for (name, version), fn in other._upcasters.items():
+            self.add_upcaster(name, version, fn)
+        for table, translate in other.translators.items():
+            self.add_translator(table, translate)
+        for aggregate, fold in other.reducers.items():
+            self.add_reducer(aggregate, fold)
+
     # -- lookup --------------------------------------------------------------------------------
     def names(self) -> list[str]:
         return sorted({name for name, _ in self._specs})
@@ -196,7 +208,7 @@ class EventRegistry:
         latest = self.latest(event.event_type)
         if latest is None or event.version >= latest.version:
             return event
-        payload: Payload = dict(event.payload)
+        payload: Payload = copy.deepcopy(dict(event.payload))  # an upcaster may edit nested values in place
         steps = self.upcasters(event.event_type)
         for version in range(event.version, latest.version):
             step = steps.get(version)
@@ -223,12 +235,19 @@ def collecting(registry: EventRegistry) -> Iterator[EventRegistry]:
         _active.pop()
 
 
-def load_modules(modules: Iterable[str]) -> EventRegistry:
-    """A registry holding the declarations of ``modules`` (imported, or re-imported if already loaded)."""
-    registry = EventRegistry()
-    names = tuple(m.strip() for m in modules if m.strip())
-    with collecting(registry):
-        for name in names:
+_module_registries: dict[str, EventRegistry] = {}
+
+
+def _module_registry(name: str) -> EventRegistry:
+    """The declarations of one module, collected once per process.
+
+    A module is executed once (a second import or reload would make new payload classes
+    and break registries already holding the old ones); one imported before, outside
+    :func:`load_modules`, is re-executed once so its declarations can be collected.
+    """
+    if name not in _module_registries:
+        registry = EventRegistry()
+        with collecting(registry):
             try:
                 if name in sys.modules:
                     importlib.reload(sys.modules[name])
@@ -236,6 +255,16 @@ def load_modules(modules: Iterable[str]) -> EventRegistry:
                     importlib.import_module(name)
             except ImportError as e:
                 raise EventDefinitionError(f"cannot import translator module {name!r}: {e}") from e
+        _module_registries[name] = registry
+    return _module_registries[name]
+
+
+def load_modules(modules: Iterable[str]) -> EventRegistry:
+    """A registry holding the declarations of ``modules``; each module is imported once per process."""
+    registry = EventRegistry()
+    names = tuple(m.strip() for m in modules if m.strip())
+    for name in names:
+        registry.merge(_module_registry(name))
     registry.modules = names
     problems = registry.check_chains()
     if problems:

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from cdc.ports import OutRecord, Publisher, Warehouse
 
 _LIST = """
-SELECT d.topic, d.partition, d.offset, groupArray(d.stage), any(d.error), any(d.stack), any(d.key), any(d.value),
+SELECT d.topic, d.partition, d.offset, groupArray(d.stage), any(d.error), any(d.stack),
+       any(if(isNull(d.key), NULL, hex(d.key))), any(if(isNull(d.value), NULL, hex(d.value))),
        min(d.failed_at), max(r.replayed_at)
 FROM (SELECT * FROM cdc.dead_letters FINAL) AS d
 LEFT JOIN (SELECT * FROM cdc.dead_letter_replays FINAL) AS r
@@ -49,10 +50,9 @@ class DeadLetter:
         return f"{self.topic}[{self.partition}]@{self.offset}"
 
 
-def _bytes(value: str | bytes | None) -> bytes | None:
-    if value is None:
-        return None
-    return value if isinstance(value, bytes) else value.encode("utf-8", "surrogateescape")
+def _bytes(hex_text: str | None) -> bytes | None:
+    """Raw bytes come back hex-encoded: the driver would otherwise turn non-UTF-8 values into text."""
+    return None if hex_text is None else bytes.fromhex(hex_text)
 
 
 def list_dead_letters(warehouse: Warehouse, include_replayed: bool = False, limit: int = 100) -> list[DeadLetter]:

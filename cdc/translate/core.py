@@ -86,6 +86,8 @@ def decode_value(column: Column | None, value: Any) -> Any:
         if kind == "timestamp" and isinstance(value, int):
             return (_EPOCH + dt.timedelta(microseconds=value)).isoformat()
         if kind == "time" and isinstance(value, int):
+            if not 0 <= value < 86_400_000_000:
+                return "24:00:00" if value == 86_400_000_000 else value  # PostgreSQL allows 24:00:00
             return (dt.datetime.min + dt.timedelta(microseconds=value)).time().isoformat()
     except OverflowError:
         return value  # outside Python's calendar (e.g. 'infinity'): keep Debezium's number
@@ -110,8 +112,8 @@ def to_change(change: RowChange, schema: TableSchema | None) -> Change:
         # an unchanged TOASTed value: keep the old one, and it did not change
         after = {k: (before.get(k) if v == UNAVAILABLE else v) for k, v in after.items()}
     changed = change.changed_columns()
-    if after is not None:
-        changed = frozenset(k for k in changed if after.get(k) != UNAVAILABLE)
+    if change.after is not None:  # the raw image: there the placeholder is still visible
+        changed = frozenset(k for k in changed if change.after.get(k) != UNAVAILABLE)
     return Change(
         op=_OP_NAMES[change.op],
         table=change.table.qualified,
