@@ -29,7 +29,9 @@ demo: install            ## the embedded demo: make demo ARGS="--duration 60"
 	$(VENV)/bin/cdc demo $(ARGS)
 
 test: install lint       ## everything: unit, contract, integration and end-to-end tests
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider --ignore=tests/integration/test_shop_envelopes.py
+	@# its own process, so its own JVM: after other Debezium engines in the same JVM its stream stalls (open question)
+	$(PY) -m pytest -q -p no:cacheprovider tests/integration/test_shop_envelopes.py
 
 unit: install
 	$(PY) -m pytest -q tests/unit

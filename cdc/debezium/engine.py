@@ -345,10 +345,11 @@ class DebeziumRunner:
         """Close the engine (it commits offsets of processed records), then the producer."""
         engine, self._engine = self._engine, None
         if engine is not None and not self._status.finished.is_set():
-            try:
-                engine.close()
-            except jpype.JException as e:
-                log.warning("closing Debezium engine: %s", _root_message(e))
+            closer = threading.Thread(target=self._close_engine, args=(engine,), name="debezium-close", daemon=True)
+            closer.start()
+            closer.join(timeout)  # a connector stuck on its database must not hang the bridge's stop
+            if closer.is_alive():
+                log.warning("Debezium engine did not close within %.0f s; leaving it behind", timeout)
         if self._thread is not None:
             self._thread.join(timeout)
             if self._thread.is_alive():
@@ -358,6 +359,13 @@ class DebeziumRunner:
             duration = jpype.JClass("java.time.Duration")
             producer.close(duration.ofMillis(int(timeout * 1000)))
         log.info("Debezium runner for %r stopped", self._prefix)
+
+    @staticmethod
+    def _close_engine(engine: Any) -> None:
+        try:
+            engine.close()
+        except jpype.JException as e:
+            log.warning("closing Debezium engine: %s", _root_message(e))
 
     def snapshot_completed(self) -> bool:
         """True once every snapshot record is acknowledged by Kafka, or no snapshot was needed.

@@ -99,6 +99,10 @@ def test_an_order_life_becomes_ordered_events_in_kafka_and_clickhouse(database: 
     assert [e["event_type"] for e in doc["history"]] == LIFE
     assert doc["state"]["status"] == "delivered" and doc["state"]["total"] == "21.00"
     assert doc["state"]["channel"] == "web"
+    second_at = doc["history"][1]["occurred_at"]  # --as-of: the state as it was after the second event
+    as_of = json.loads(_cdc(state_dir, "events", "replay", "order", str(order_id), "--as-of", second_at,
+                            "--format", "json").stdout)
+    assert [e["event_type"] for e in as_of["history"]] == LIFE[:2] and as_of["state"]["status"] == "baking"
 
     # redelivery: the order's changes produced again to the change topic store nothing twice
     db = database.rsplit("/", 1)[1]
