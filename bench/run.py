@@ -189,14 +189,13 @@ def wait_queryable(
 
 def wait_events(run: Run, target: int, since: float) -> float | None:
     """Seconds from ``since`` until the domain-event consumer translated ``target`` changes (None: not running)."""
-    sink = run.b.event_sink
-    if sink is None:
+    if run.b.events is None:
         return None
     deadline = time.monotonic() + WAIT_TIMEOUT
-    while sink.counts.translated < target:
+    while (done := run.b.events.translated) < target:
         run.b.check()
         if time.monotonic() > deadline:
-            raise TimeoutError(f"domain events: {sink.counts.translated:,} of {target:,} after {WAIT_TIMEOUT:.0f} s")
+            raise TimeoutError(f"domain events: {done:,} of {target:,} after {WAIT_TIMEOUT:.0f} s")
         time.sleep(0.05)
     return time.monotonic() - since
 
@@ -276,7 +275,7 @@ def phase_throughput(run: Run) -> None:
     say(f"[2/3] throughput: {a.rows:,} rows into bench_rows, transactions of {a.tx_size} rows, as fast as possible ...")
     stats = run.b.service.stats
     applied0, produced0 = stats.rows, run.b.runner.records_produced
-    events0 = run.b.event_sink.counts.translated if run.b.event_sink else 0
+    events0 = run.b.events.translated if run.b.events else 0
     meter = CpuMeter(run)
     meter.start()
     writer = start_writer(run, "bulk", "--rows", str(a.rows), "--tx-size", str(a.tx_size))

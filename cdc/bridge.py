@@ -36,11 +36,11 @@ from cdc.debezium.engine import DebeziumRunner
 from cdc.domain.changes import TableSchema
 from cdc.domain.events import EventDefinitionError, EventRegistry, load_modules
 from cdc.errors import CdcError, ConfigError, StackError
-from cdc.events.sink import DomainEventSink
 from cdc.events.store import ClickHouseEventStore
+from cdc.events.worker import EventsWorker, WorkerConfig, WorkerReport
 from cdc.mirror.sink import ClickHouseMirrorSink
 from cdc.ports import Sink
-from cdc.service import DEAD_LETTER_TOPIC, ConsumerService, DeadLetters
+from cdc.service import DEAD_LETTER_TOPIC, ConsumerService, DeadLetters, Stats
 from cdc.settings import PortBook, Settings
 from cdc.translate import generic_names
 
@@ -127,7 +127,7 @@ class Bridge:
         self._publisher: KafkaPublisher | None = None
         self._runner: DebeziumRunner | None = None
         self.registry: EventRegistry | None = None
-        self.event_sink: DomainEventSink | None = None
+        self._events: EventsWorker | None = None
         self._stopping = threading.Event()
 
     # -- start -----------------------------------------------------------------------------------
@@ -213,12 +213,15 @@ class Bridge:
         self._publisher = KafkaPublisher(self.bootstrap, f"cdc-{self.name}")  # events and dead letters
         dead_letters = DeadLetters(self._warehouse, self._publisher)
         self._add_lane("mirror", self._sink, dead_letters, "apply")
-        if self.registry is not None:
-            self.event_sink = DomainEventSink(self.registry, self.source, self._publisher,
-                                              ClickHouseEventStore(self._warehouse))
-            self._add_lane("events", self.event_sink, dead_letters, "events")
         for lane in self._lanes:
             lane.thread.start()
+        if self.registry is not None:
+            ClickHouseEventStore(self._warehouse)  # readers find the store even before the first event
+            self._events = EventsWorker(WorkerConfig(
+                source=self.name, source_dsn=self.spec.dsn, bootstrap=self.bootstrap,
+                clickhouse_url=self.clickhouse_url, state_dir=str(self.settings.state_dir), topics=tuple(self.topics),
+                translators=self.settings.translators))
+            self._events.start()
 
     def _add_lane(self, name: str, sink: Sink, dead: DeadLetters, stage: str) -> None:
         stream = KafkaChangeStream(self.bootstrap, f"cdc-{name}-{self.name}", self.topics)
@@ -250,8 +253,16 @@ class Bridge:
         return [lane.service for lane in self._lanes]
 
     @property
+    def events(self) -> WorkerReport | None:
+        """The domain-event consumer's latest report (None when it does not run)."""
+        return self._events.report if self._events is not None else None
+
+    @property
     def consumer_error(self) -> str | None:
-        errors = [f"{lane.name}: {lane.error}" for lane in self._lanes if lane.error]
+        errors = [f"{lane.name}: {lane.error or lane.service.stats.last_error}" for lane in self._lanes
+                  if lane.error or lane.service.stats.last_error]
+        if self.events is not None and (self.events.error or self.events.stats.last_error):
+            errors.append(f"events: {self.events.error or self.events.stats.last_error}")
         return "; ".join(errors) or None
 
     @property
@@ -276,6 +287,8 @@ class Bridge:
         """Raise if a part failed for good (Debezium stopped with an error)."""
         if self._runner is not None:
             self._runner.raise_if_failed()
+        if self._events is not None:
+            self._events.check()
 
     def applied_all_fetched_since(self, since: float) -> bool:
         """True when, for every consumer, a fetch started after ``since`` saw log ends all committed.
@@ -283,7 +296,10 @@ class Bridge:
         Log ends come from fetch responses (high watermarks): Tansu's ListOffsets answer is not
         the log end, so it is not used.
         """
-        return bool(self._lanes) and all(_caught_up(lane.service, self.topics, since) for lane in self._lanes)
+        stats = [lane.service.stats for lane in self._lanes]
+        if self._events is not None:
+            stats.append(self._events.stats)
+        return bool(self._lanes) and all(_caught_up(st, self.topics, since) for st in stats)
 
     def wait_caught_up(self, target_lsn: int, timeout: float, tick: Callable[[], None] | None = None) -> bool:
         """Wait until every change committed at or before ``target_lsn`` is queryable in ClickHouse.
@@ -327,12 +343,13 @@ class Bridge:
             if lane.thread.is_alive():
                 self._step(f"stopping the {lane.name} consumer", functools.partial(lane.thread.join, 30))
             self._step(f"closing the {lane.name} Kafka consumer", lane.stream.close)
+        self._step("stopping the domain-event consumer", self._events.stop if self._events else None)
         self._step("closing the Kafka producer", self._publisher.close if self._publisher else None)
         self._step("stopping the broker", self._broker.stop if self._broker else None)
         if self._server is not None:
             self._step("stopping the ClickHouse endpoint", self._stop_server)
         self._step("closing the warehouse client", self._warehouse.close if self._warehouse else None)
-        self._runner = self._broker = self._server = self._publisher = None
+        self._runner = self._broker = self._server = self._publisher = self._events = None
         self._lanes = []
 
     def _stop_server(self) -> None:
@@ -360,8 +377,7 @@ class Bridge:
 
 
 
-def _caught_up(service: ConsumerService, topics: list[str], since: float) -> bool:
-    stats = service.stats
+def _caught_up(stats: Stats, topics: list[str], since: float) -> bool:
     if stats.highwater_at <= since or not set(topics) <= {t for t, _ in stats.highwater}:
         return False  # not every change topic assigned and fetched yet
     return all(stats.committed.get(tp, 0) >= end for tp, end in stats.highwater.items() if end > 0)

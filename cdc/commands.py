@@ -53,7 +53,7 @@ class StatusLine:
         if now - self._dead[0] >= 5.0:
             self._dead = (now, self.bridge.dead_letter_count())
         dead = "?" if self._dead[1] is None else f"{self._dead[1]:,}"
-        events = "" if self.bridge.event_sink is None else f" | events {self.bridge.event_sink.counts.stored:,}"
+        events = "" if self.bridge.events is None else f" | events {self.bridge.events.stored:,}"
         line = (f"{time.strftime('%H:%M:%S')} captured {captured:,} | applied {stats.messages:,} ({rate:,.0f}/s)"
                 f"{events} | lag {lag:,} | last change {fresh} ago | dead letters {dead}")
         if self.bridge.consumer_error:

@@ -41,6 +41,7 @@ class Stats:
     committed: dict[TopicPartition, int] = field(default_factory=dict)
     highwater: dict[TopicPartition, int] = field(default_factory=dict)
     highwater_at: float = 0.0  # monotonic time of the fetch that reported ``highwater``
+    last_error: str | None = None  # the outage being retried right now, if any
 
 
 DEAD_LETTER_TOPIC = "cdc.dead_letters"
@@ -162,6 +163,7 @@ class ConsumerService:
                 self._apply(topic, items)
                 del pending[topic]
                 delay = 0.5
+                self.stats.last_error = None
             except _DATA_ERRORS as e:
                 self._apply_one_by_one(topic, items, e)
                 del pending[topic]
@@ -169,6 +171,7 @@ class ConsumerService:
                 if self._stop.is_set():
                     raise
                 self.stats.retries += 1
+                self.stats.last_error = str(e)
                 log.warning("warehouse write failed (%s); retrying in %.1fs, offsets not committed", e, delay)
                 self._sleep(delay)
                 delay = min(delay * 2, 30.0)

@@ -15,6 +15,9 @@ mimic ClickHouse's own HTTP handler:
 
 from __future__ import annotations
 
+import dataclasses
+import email.parser
+import email.policy
 import json
 import re
 import secrets
@@ -36,6 +39,7 @@ TRANSPORT_PARAMS = frozenset(
 )  # fmt: skip
 STREAM_SAFE_FORMATS = frozenset({"Native", "TabSeparated", "TSV", "TabSeparatedRaw", "TSVRaw", "CSV", "RowBinary",
     "JSONEachRow", "JSONCompactEachRow", "JSONStringsEachRow", "LineAsString"})  # fmt: skip
+CANNOT_PARSE = 27  # CANNOT_PARSE_INPUT_ASSERTION_FAILED
 PREFIX_LIMIT = 1 << 20  # bytes of body inspected for an INSERT ... FORMAT head
 
 _SETTING_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -106,6 +110,43 @@ def parse_request(query_string: str, headers: Mapping[str, str]) -> HttpQuery:
         query_id=values.get("query_id") or secrets.token_hex(16),
         wait_end_of_query=values.get("wait_end_of_query", "0") not in ("", "0"),
     )
+
+
+MULTIPART_LIMIT = 256 * 1024 * 1024
+
+
+def parse_multipart(content_type: str, body: bytes) -> list[tuple[str, str]]:
+    """The text fields of a multipart/form-data body, in order (clickhouse-connect sends long
+    queries and their ``param_*`` bindings this way). File parts are external tables: refused."""
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body)
+    if not message.is_multipart():
+        raise HttpQueryError(CANNOT_PARSE, "malformed multipart/form-data body")
+    fields: list[tuple[str, str]] = []
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if part.get_filename() is not None:
+            raise HttpQueryError(NOT_IMPLEMENTED, f"external data tables (form file {name!r}) are not supported")
+        if not isinstance(name, str):
+            raise HttpQueryError(CANNOT_PARSE, "a multipart/form-data field without a name")
+        payload = part.get_payload(decode=True)
+        fields.append((name, payload.decode("utf-8") if isinstance(payload, bytes) else str(payload)))
+    return fields
+
+
+def with_form_fields(request: HttpQuery, fields: list[tuple[str, str]]) -> HttpQuery:
+    """``request`` with form fields applied like URL parameters (``query``, ``param_*``, settings)."""
+    query, params, settings = request.query, dict(request.params), dict(request.settings)
+    for key, value in fields:
+        if key == "query":
+            query = value
+        elif key.startswith("param_"):
+            params[key[6:]] = value
+        elif key not in TRANSPORT_PARAMS:
+            if not _SETTING_NAME.match(key):
+                raise HttpQueryError(UNKNOWN_SETTING, f"Unknown setting {key!r}")
+            settings[key] = value
+    return dataclasses.replace(request, query=query, params=params, settings=settings)
 
 
 def is_ping(path: str, query_string: str, body_complete: bool) -> bool:

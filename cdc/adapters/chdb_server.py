@@ -148,12 +148,16 @@ class _Handler(BaseHTTPRequestHandler):
                 self._respond(200, b"Ok.\n", {"Content-Type": "text/plain; charset=UTF-8"})
                 return
             self._request = request = proto.parse_request(split.query, headers)
-            if headers.get("content-type", "").startswith("multipart/"):
-                raise proto.HttpQueryError(proto.NOT_IMPLEMENTED, "multipart/form-data requests are not supported")
+            body = proto.decode_body(iter(self._body), headers.get("content-encoding"))
+            ctype = headers.get("content-type", "")
+            if ctype.startswith("multipart/form-data"):
+                form = proto.take_prefix(body, proto.MULTIPART_LIMIT + 1)
+                if len(form) > proto.MULTIPART_LIMIT:
+                    raise proto.HttpQueryError(proto.NOT_IMPLEMENTED, "multipart/form-data body over 256 MiB")
+                self._request = request = proto.with_form_fields(request, proto.parse_multipart(ctype, form))
+                body = iter(())
             lead = (request.query + "\n").encode() if request.query else b""
-            self._execute(
-                request, itertools.chain([lead], proto.decode_body(iter(self._body), headers.get("content-encoding")))
-            )
+            self._execute(request, itertools.chain([lead], body))
         except Exception as e:
             self._fail(e)
 

@@ -16,6 +16,7 @@ import copy
 import dataclasses
 import datetime as dt
 import decimal
+import functools
 import importlib
 import math
 import sys
@@ -91,15 +92,31 @@ def event_id(source: str, table: str, lsn: int, op: str, key: str, sequence: int
 
 def correlation_id(source: str, txid: int | None, lsn: int) -> str:
     """Shared by all events of one source transaction (the LSN stands in when there is no txid)."""
-    anchor = f"tx:{txid}" if txid is not None else f"lsn:{lsn}"
+    return _correlation(source, f"tx:{txid}" if txid is not None else f"lsn:{lsn}")
+
+
+@functools.lru_cache(maxsize=4096)  # one transaction's changes arrive together
+def _correlation(source: str, anchor: str) -> str:
     return str(uuid.uuid5(_NAMESPACE, f"{source}|{anchor}"))
+
+
+_PLAIN = (str, int, bool, type(None))
 
 
 def to_json_value(value: Any) -> Any:
     """A payload value as JSON can carry it: Decimal -> exact string, dates -> ISO 8601,
     NaN and infinities -> the strings ``NaN``/``Infinity``/``-Infinity`` (JSON has no such numbers)."""
-    if isinstance(value, float) and not math.isfinite(value):
+    kind = type(value)
+    if kind in _PLAIN:  # the common case first: values decoded from JSON already are JSON
+        return value
+    if kind is float:
+        if math.isfinite(value):
+            return value
         return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if kind is dict or isinstance(value, Mapping):
+        return {str(k): to_json_value(v) for k, v in value.items()}
+    if kind is list or isinstance(value, tuple | set | frozenset):
+        return [to_json_value(v) for v in value]
     if isinstance(value, decimal.Decimal):
         return str(value)
     if isinstance(value, dt.datetime | dt.date | dt.time):
@@ -108,10 +125,8 @@ def to_json_value(value: Any) -> Any:
         return str(value)
     if isinstance(value, bytes):
         return value.hex()
-    if isinstance(value, Mapping):
-        return {str(k): to_json_value(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [to_json_value(v) for v in value]
+    if isinstance(value, float):
+        return to_json_value(float(value))
     return value
 
 

@@ -32,19 +32,24 @@ class EventCounts:
     skipped: int = 0  # changes a translator mapped to no event
 
 
-def event_record(e: DomainEvent) -> OutRecord:
-    """The Kafka form of an event: keyed by aggregate id, type/version/id in headers."""
+def event_record(e: DomainEvent, payload_text: str | None = None) -> OutRecord:
+    """The Kafka form of an event: keyed by aggregate id, type/version/id in headers.
+
+    ``payload_text`` is the payload's JSON when the caller has it already (it is spliced in,
+    not parsed and written again).
+    """
     doc = {
         "event_id": e.event_id, "event_type": e.event_type, "version": e.version,
         "aggregate_type": e.aggregate_type, "aggregate_id": e.aggregate_id,
         "occurred_at": e.occurred_at.isoformat(), "correlation_id": e.correlation_id,
         "source": {"name": e.source, "table": e.table, "op": e.op, "lsn": e.lsn, "txid": e.txid,
                    "sequence": e.sequence},
-        "payload": json.loads(payload_json(e)),
     }
+    head = json.dumps(doc, separators=(",", ":"))
+    value = f'{head[:-1]},"payload":{payload_text or payload_json(e)}}}'
     headers = (("event_type", e.event_type.encode()), ("event_version", str(e.version).encode()),
                ("event_id", e.event_id.encode()), ("correlation_id", e.correlation_id.encode()))
-    return OutRecord(e.topic, e.aggregate_id.encode(), json.dumps(doc, separators=(",", ":")).encode(), headers)
+    return OutRecord(e.topic, e.aggregate_id.encode(), value.encode(), headers)
 
 
 class DomainEventSink:
@@ -60,23 +65,27 @@ class DomainEventSink:
         self.counts = EventCounts()
 
     def write(self, topic: str, messages: Sequence[Message]) -> Sequence[Rejected]:
-        events, records, rejected = self.translate_all(messages)
+        events, records, rejected, payloads = self.translate_all(messages)
         if events:
             self._publisher.publish(records)
-            self.counts.stored += self._store.append(events)
+            self.counts.stored += self._store.append(events, payloads)
             self.counts.translated += len(events)
         return rejected
 
-    def translate_all(self, messages: Sequence[Message]) -> tuple[list[DomainEvent], list[OutRecord], list[Rejected]]:
+    def translate_all(self, messages: Sequence[Message]
+                      ) -> tuple[list[DomainEvent], list[OutRecord], list[Rejected], dict[str, str]]:
+        """Events, their Kafka records, the rejected messages, and each event's payload JSON by id."""
         events: list[DomainEvent] = []
         records: list[OutRecord] = []
         rejected: list[Rejected] = []
+        payloads: dict[str, str] = {}
         for msg in messages:
             if is_tombstone(msg.value):
                 continue
             try:
                 produced = self._translate(msg)
-                out = [event_record(e) for e in produced]  # serialises: a bad value fails here, per message
+                texts = [payload_json(e) for e in produced]  # serialises: a bad value fails here, per message
+                out = [event_record(e, text) for e, text in zip(produced, texts, strict=True)]
             except _BAD_INPUT as e:
                 rejected.append(Rejected(msg, e))
                 continue
@@ -84,7 +93,8 @@ class DomainEventSink:
                 self.counts.skipped += 1
             events.extend(produced)
             records.extend(out)
-        return events, records, rejected
+            payloads.update((e.event_id, text) for e, text in zip(produced, texts, strict=True))
+        return events, records, rejected, payloads
 
     def _translate(self, msg: Message) -> list[DomainEvent]:
         assert msg.value is not None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from cdc.domain.events import DomainEvent
@@ -48,8 +48,11 @@ class ClickHouseEventStore:
         for statement in DDL:
             warehouse.command(statement)
 
-    def append(self, events: Sequence[DomainEvent]) -> int:
-        """Store the events not stored yet; returns how many were new."""
+    def append(self, events: Sequence[DomainEvent], payloads: Mapping[str, str] | None = None) -> int:
+        """Store the events not stored yet; returns how many were new.
+
+        ``payloads`` may carry each event's payload JSON by event id, already serialised.
+        """
         fresh = {e.event_id: e for e in events}
         if not fresh:
             return 0
@@ -59,7 +62,8 @@ class ClickHouseEventStore:
         )
         for (known,) in found:
             fresh.pop(known, None)
-        rows = [_row(e) for e in fresh.values()]
+        texts = payloads or {}
+        rows = [_row(e, texts.get(e.event_id)) for e in fresh.values()]
         self._warehouse.insert(DATABASE, TABLE, COLUMNS, rows)
         return len(rows)
 
@@ -77,10 +81,10 @@ class ClickHouseEventStore:
         return int(self._warehouse.query(f"SELECT count() FROM {DATABASE}.{TABLE} FINAL")[0][0])
 
 
-def _row(e: DomainEvent) -> list[Any]:
+def _row(e: DomainEvent, payload_text: str | None = None) -> list[Any]:
     return [uuid.UUID(e.event_id), e.event_type, e.version, e.aggregate_type, e.aggregate_id,
             dt.datetime.fromtimestamp(e.occurred_at_ms / 1000, tz=dt.UTC), e.source, e.table, e.op, e.lsn,
-            e.txid, e.sequence, uuid.UUID(e.correlation_id), payload_json(e)]
+            e.txid, e.sequence, uuid.UUID(e.correlation_id), payload_text or payload_json(e)]
 
 
 def _event(r: tuple[Any, ...]) -> DomainEvent:

@@ -9,6 +9,7 @@ other table gets generic ``<Table>Created`` / ``<Table>Updated`` / ``<Table>Dele
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -99,11 +100,25 @@ def decode_value(column: Column | None, value: Any) -> Any:
     return value
 
 
+_DECODED = frozenset({"date", "timestamp", "time", "json", "jsonb"})
+
+
+@functools.lru_cache(maxsize=256)
+def _needs_decoding(schema: TableSchema) -> dict[str, Column]:
+    """The columns whose Debezium value differs from the JSON-friendly one (the rest pass as they are)."""
+    return {c.name: c for c in schema.columns if c.pg_type in _DECODED}
+
+
 def decode_row(schema: TableSchema | None, row: Row | None) -> dict[str, Any] | None:
     if row is None:
         return None
-    index = schema.column_index if schema is not None else {}
-    return {name: decode_value(index.get(name), value) for name, value in row.items()}
+    if schema is None:
+        return dict(row)
+    decoded = dict(row)
+    for name, column in _needs_decoding(schema).items():
+        if name in decoded:
+            decoded[name] = decode_value(column, decoded[name])
+    return decoded
 
 
 def to_change(change: RowChange, schema: TableSchema | None) -> Change:

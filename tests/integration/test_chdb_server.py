@@ -115,6 +115,16 @@ def test_query_parameters_and_settings_apply_per_request(client: Client) -> None
     assert client.query("SELECT {s:String}", parameters={"s": "a\tb'c"}).result_rows == [("a\tb'c",)]
 
 
+def test_form_encoded_query_and_parameters(server: ChdbHttpServer) -> None:
+    """clickhouse-connect sends long queries and their bindings as multipart/form-data."""
+    ch = clickhouse_connect.get_client(host=server.host, port=server.port, form_encode_query_params=True)
+    ids = [f"00000000-0000-0000-0000-{i:012d}" for i in range(5000)]
+    rows = ch.query("SELECT length({ids:Array(UUID)}), {name:String} SETTINGS max_threads = 1",
+                    parameters={"ids": ids, "name": "pizza"}).result_rows
+    assert rows == [(5000, "pizza")]
+    ch.close()
+
+
 def test_database_parameter_selects_default_database(server: ChdbHttpServer, client: Client) -> None:
     shop = clickhouse_connect.get_client(host=server.host, port=server.port, database="shop")
     shop.insert("orders", ROWS, column_names=["id", "name", "at"])

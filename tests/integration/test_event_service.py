@@ -396,5 +396,5 @@ def test_a_registry_loaded_later_leaves_the_first_one_working(wh: ClickHouseWare
     second = DomainEventSink(_shop(), StaticCatalog([ORDER_SCHEMA]), publisher, ClickHouseEventStore(wh))
     message = Message(ORDERS, 0, 0, _key(501), _change("c", None, _order(501), lsn=5010))
     produced = [sink.translate_all([message]) for sink in (first, second)]
-    assert [([e.event_type for e in events], rejected) for events, _, rejected in produced] == [
+    assert [([e.event_type for e in events], rejected) for events, _, rejected, _ in produced] == [
         (["OrderPlaced"], []), (["OrderPlaced"], [])]

@@ -1,0 +1,156 @@
+"""The domain-event consumer in its own process, at a lower CPU priority than the mirror.
+
+Translation is pure Python: in the bridge process it would share the interpreter lock with
+the mirror consumer and slow the mirror down. In its own process (niceness 10 by default) it
+uses what CPU the mirror leaves; under a burst the events lag, visibly, and catch up after.
+It reads the change topics as consumer group ``cdc-events-<source>``, writes the event store
+through the bridge's ClickHouse endpoint, and reports its counters to the bridge several
+times a second. It dies with the bridge (``PR_SET_PDEATHSIG``) and ignores Ctrl-C: the
+bridge tells it when to stop, after draining.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import multiprocessing
+import multiprocessing.synchronize
+import os
+import queue
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cdc.errors import CdcError, StackError
+from cdc.service import Stats
+
+log = logging.getLogger(__name__)
+_PR_SET_PDEATHSIG = 1
+_REPORT_EVERY_S = 0.1
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    source: str
+    source_dsn: str = field(repr=False)  # may hold a password
+    bootstrap: str
+    clickhouse_url: str = field(repr=False)
+    state_dir: str
+    topics: tuple[str, ...]
+    translators: tuple[str, ...]
+    niceness: int = 10
+
+
+@dataclass
+class WorkerReport:
+    """What the worker tells the bridge: the loop's counters plus the event counts."""
+
+    stats: Stats = field(default_factory=Stats)
+    translated: int = 0
+    stored: int = 0
+    error: str | None = None
+
+
+def _die_with_parent(parent: int) -> None:
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _log_to(state_dir: str) -> None:
+    log_dir = Path(state_dir) / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(log_dir / "events.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    for noisy in ("kafka", "urllib3", "clickhouse_connect"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def run_worker(config: WorkerConfig, parent: int, reports: Any, stop: multiprocessing.synchronize.Event) -> None:
+    """The child process: consume, translate, publish, store, report, until ``stop``."""
+    _die_with_parent(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with contextlib.suppress(OSError):
+        os.nice(config.niceness)
+    _log_to(config.state_dir)
+    from cdc.events.lane import open_events_lane  # heavy imports only in the child
+
+    try:
+        lane = open_events_lane(config)
+    except CdcError as e:
+        reports.put(WorkerReport(error=f"cannot start: {e}"))
+        return
+    delay, last = 0.5, 0.0
+    error: str | None = None
+    while not stop.is_set():
+        try:
+            lane.service.run_once()
+            error, delay = None, 0.5
+        except CdcError as e:
+            error = str(e)
+            log.warning("events consumer: %s (retrying in %.1fs)", e, delay)
+            stop.wait(delay)
+            delay = min(delay * 2, 30.0)
+        if time.monotonic() - last >= _REPORT_EVERY_S:
+            reports.put(lane.report(error))
+            last = time.monotonic()
+    reports.put(lane.report(error))
+    lane.close()
+
+
+class EventsWorker:
+    """The bridge's handle on the worker process: start, latest report, stop."""
+
+    def __init__(self, config: WorkerConfig) -> None:
+        ctx = multiprocessing.get_context("spawn")  # no JVM, chDB or threads inherited
+        self._reports: Any = ctx.Queue()
+        self._stop = ctx.Event()
+        self._process = ctx.Process(target=run_worker, name=f"cdc-events-{config.source}", daemon=True,
+                                    args=(config, os.getpid(), self._reports, self._stop))
+        self.report = WorkerReport()
+        self._reader = threading.Thread(target=self._read, name="events-worker-reports", daemon=True)
+        self._log = Path(config.state_dir) / "logs" / "events.log"
+
+    def start(self) -> None:
+        self._process.start()  # from the main thread: the death signal follows the forking thread
+        self._reader.start()
+
+    def _read(self) -> None:
+        while self._process.is_alive() or not self._reports.empty():
+            try:
+                self.report = self._reports.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            except (EOFError, OSError):
+                return
+
+    @property
+    def stats(self) -> Stats:
+        return self.report.stats
+
+    def check(self) -> None:
+        """Raise if the worker died while it should run."""
+        if not self._stop.is_set() and self._process.exitcode is not None:
+            cause = f": {self.report.error}" if self.report.error else ""
+            raise StackError(f"the domain-event consumer stopped (exit code {self._process.exitcode}){cause}; "
+                             f"see {self._log}")
+
+    def alive(self) -> bool:
+        return self._process.is_alive()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        self._process.join(timeout)
+        if self._process.is_alive():
+            log.warning("domain-event consumer did not stop within %.0f s; terminating it", timeout)
+            self._process.terminate()
+            self._process.join(5)
+        self._reader.join(2)
