@@ -6,7 +6,6 @@ consumes from it must tolerate that (the bridge replays from the source position
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import signal
@@ -14,17 +13,16 @@ import socket
 import struct
 import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import IO
 
+from cdc.adapters.children import die_with_parent
 from cdc.adapters.ports import LOOPBACK, port_in_use, wait_for_port
 from cdc.errors import StackError
 
 logger = logging.getLogger(__name__)
 
-_PR_SET_PDEATHSIG = 1
 _API_VERSIONS = 18
 _METADATA = 3
 _LOG_TAIL_BYTES = 2000
@@ -146,7 +144,7 @@ class TansuBroker:
             # Own session: a Ctrl-C on the terminal reaches the bridge, which then stops
             # the broker in order, instead of killing the broker under live consumers.
             start_new_session=True,
-            preexec_fn=_die_with_parent(os.getpid()),  # noqa: PLW1509 - prctl needs it
+            preexec_fn=die_with_parent(os.getpid()),  # noqa: PLW1509 - prctl needs it
         )
 
     def _wait_ready(self) -> None:
@@ -234,18 +232,6 @@ def _resolve_binary() -> str:
             "or set CDC_KAFKA_BOOTSTRAP_SERVERS to use an external Kafka."
         ) from exc
     return path
-
-
-def _die_with_parent(parent_pid: int) -> Callable[[], None]:
-    """preexec_fn: ask the kernel to SIGTERM the child when its parent dies."""
-    libc = ctypes.CDLL(None, use_errno=True)  # loaded before fork: the child only calls
-
-    def preexec() -> None:
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-        if os.getppid() != parent_pid:  # parent died between fork and prctl
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    return preexec
 
 
 def _log_tail(path: Path) -> str:
