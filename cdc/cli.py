@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "seconds, wait until caught up, compare row counts and exit non-zero if any differ.")
     demo.add_argument("--duration", type=float, help="seconds of load before the check (default: until Ctrl-C)")
     demo.add_argument("--rate", type=float, default=20.0, help="shop actions per second (default 20)")
+    demo.add_argument("--no-ui", action="store_true", help="do not start the Dagster webserver and daemon")
     _translators_arg(demo)
     _state_dir_arg(demo)
 
@@ -169,7 +170,7 @@ def _main(args: argparse.Namespace) -> int:
         if args.command == "demo":
             extra = parse_tables(args.translators) or settings.translators
             demo_settings = Settings.load(args.state_dir, translators=("cdc.demo.events", *extra))
-            code = commands.demo(demo_settings, args.duration, args.rate)
+            code = commands.demo(demo_settings, args.duration, args.rate, not args.no_ui)
         else:
             run_settings = Settings.load(args.state_dir, source_dsn=args.source, source_name=args.source_name,
                                          tables=parse_tables(args.tables),

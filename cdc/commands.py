@@ -6,6 +6,7 @@ import sys
 import time
 from collections.abc import Callable
 
+from cdc.adapters.dagster_ui import DagsterUi
 from cdc.adapters.pg_cluster import EmbeddedPostgres
 from cdc.adapters.postgres import PostgresSession, PostgresSource, redact_dsn
 from cdc.bridge import Bridge, SourceSpec
@@ -16,6 +17,7 @@ from cdc.mirror.table import mirror_name, quote
 from cdc.settings import PortBook, Settings
 
 CATCH_UP_TIMEOUT = 600.0
+UI_TIMEOUT = 120.0
 
 
 def say(text: str) -> None:
@@ -97,7 +99,7 @@ def start_embedded_postgres(pg: EmbeddedPostgres, settings: Settings) -> bool:
     return not was_running or not settings.clickhouse_url
 
 
-def demo(settings: Settings, duration: float | None, rate: float) -> int:
+def demo(settings: Settings, duration: float | None, rate: float, ui: bool = True) -> int:
     refuse_second_bridge(settings)
     pg = embedded_postgres(settings)
     say(f"Starting embedded PostgreSQL (state in {settings.state_dir}) ...")
@@ -108,21 +110,40 @@ def demo(settings: Settings, duration: float | None, rate: float) -> int:
         shop.install_schema(source)
         with PostgresSession(source) as session:
             shop.seed(session)
-        return _demo_bridge(settings, source, pg, duration, rate)
+        return _demo_bridge(settings, source, pg, duration, rate, ui)
     finally:
         if started:
             pg.stop()
 
 
+def start_ui(settings: Settings, bridge: Bridge, source_dsn: str) -> DagsterUi | None:
+    """The Dagster webserver and daemon over the running bridge; None (with a warning) if they do not come up."""
+    port = PortBook(settings.state_dir).port("dagster")
+    ui = DagsterUi(port, settings.state_dir, {"CDC_STATE_DIR": str(settings.state_dir),
+                                              "CDC_CLICKHOUSE_URL": bridge.clickhouse_url,
+                                              "CDC_SOURCE_DSN": source_dsn, "CDC_SOURCE_NAME": bridge.name})
+    say("Starting the Dagster webserver and daemon ...")
+    ui.start()
+    if ui.wait_ready(UI_TIMEOUT):
+        return ui
+    ui.stop()
+    say(f"warning: the Dagster UI did not come up within {UI_TIMEOUT:.0f} s; see "
+        f"{settings.log_dir / 'dagster-webserver.log'} (the bridge runs on without it)")
+    return None
+
+
 def _demo_bridge(settings: Settings, source: PostgresSource, pg: EmbeddedPostgres, duration: float | None,
-                 rate: float) -> int:
+                 rate: float, ui_wanted: bool = True) -> int:
     bridge = Bridge(settings, SourceSpec(source.dsn, shop.DEMO_DATABASE, shop.DEMO_TABLES), say)
     say("Starting Kafka (Tansu), ClickHouse (chDB) and Debezium ...")
     bridge.start()
     load = shop.LoadGenerator(source, rate)
     status = StatusLine(bridge)
+    ui: DagsterUi | None = None
     try:
-        _banner(bridge, [f"PostgreSQL:          {redact_dsn(pg.dsn(shop.DEMO_DATABASE))}",
+        ui = start_ui(settings, bridge, source.dsn) if ui_wanted else None
+        _banner(bridge, ([f"Dagster UI:          {ui.url}"] if ui else []) + [
+                         f"PostgreSQL:          {redact_dsn(pg.dsn(shop.DEMO_DATABASE))}",
                          'Try:                 cdc sql "SELECT status, count() FROM shop.orders GROUP BY status"',
                          '                     cdc sql "SELECT event_type, count() FROM events.domain_events'
                          ' GROUP BY event_type"',
@@ -140,6 +161,8 @@ def _demo_bridge(settings: Settings, source: PostgresSource, pg: EmbeddedPostgre
         return 0
     finally:
         load.stop()
+        if ui is not None:
+            ui.stop()
         bridge.stop()
 
 

@@ -26,10 +26,11 @@ def cdc(state_dir: Path, *args: str, timeout: float = 600, env: dict[str, str] |
 
 
 def test_demo_with_duration_verifies_every_table(state_dir: Path) -> None:
-    done = cdc(state_dir, "demo", "--duration", "15", "--rate", "30")
+    done = cdc(state_dir, "demo", "--duration", "25", "--rate", "30")
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
     assert "ClickHouse endpoint: http://127.0.0.1:" in out
+    assert "Dagster UI:          http://127.0.0.1:" in out
     assert "all tables match" in out
     for table in ("public.customers", "public.products", "public.orders", "public.order_items"):
         line = next(x for x in out.splitlines() if x.startswith(table))
@@ -39,6 +40,10 @@ def test_demo_with_duration_verifies_every_table(state_dir: Path) -> None:
     # the warehouse outlives the demo: the same state dir answers afterwards, no bridge running
     after = cdc(state_dir, "sql", "SELECT count() > 0 FROM shop.orders_changes WHERE _op = 'u'", "--format", "csv")
     assert after.returncode == 0 and after.stdout.strip().splitlines()[-1] == "1"
+    # while it ran, the Dagster sensor saw new events and its runs built the reports
+    built = cdc(state_dir, "sql", "SELECT uniqExact(projection) FROM reports._watermarks", "--format", "csv")
+    assert built.returncode == 0 and built.stdout.strip().splitlines()[-1] == "4", built.stdout + built.stderr
+    assert list((state_dir / "dagster" / "storage").iterdir())  # the runs' records, as the UI shows them
 
 
 @pytest.fixture(scope="module")

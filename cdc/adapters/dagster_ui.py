@@ -1,0 +1,108 @@
+"""The Dagster webserver and daemon for the project's definitions, started as child processes.
+
+Only `dagster_project` imports dagster; this module runs its command-line tools. Both children
+listen on loopback only, keep their instance under ``<state dir>/dagster``, log to
+``<state dir>/logs/dagster-*.log``, and die with the bridge (``PR_SET_PDEATHSIG``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import IO
+
+from cdc.adapters.children import die_with_parent
+from cdc.adapters.ports import LOOPBACK
+from cdc.errors import StackError
+
+log = logging.getLogger(__name__)
+DEFINITIONS_MODULE = "dagster_project.definitions"
+# one report build at a time: the sensor's incremental runs and the nightly full rebuild share a tag
+_INSTANCE_YAML = """telemetry:
+  enabled: false
+concurrency:
+  runs:
+    tag_concurrency_limits:
+      - key: cdc/builds
+        limit: 1
+"""
+
+
+def _tool(name: str) -> str:
+    beside = Path(sys.executable).parent / name
+    found = str(beside) if beside.exists() else shutil.which(name)
+    if not found:
+        raise StackError(f"{name} not found; install the project (`make install`) to get Dagster")
+    return found
+
+
+class DagsterUi:
+    """``dagster-webserver`` on ``port`` plus ``dagster-daemon`` (sensors and schedules)."""
+
+    def __init__(self, port: int, state_dir: Path, env: dict[str, str]) -> None:
+        self.port = port
+        self.url = f"http://{LOOPBACK}:{port}"
+        self.home = state_dir / "dagster"
+        self._log_dir = state_dir / "logs"
+        self._env = env
+        self._procs: list[subprocess.Popen[bytes]] = []
+        self._logs: list[IO[bytes]] = []
+
+    def start(self) -> None:
+        """Start both children (from the main thread, so the death signal holds)."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        (self.home / "dagster.yaml").write_text(_INSTANCE_YAML)
+        self._log_dir.mkdir(parents=True, exist_ok=True)
+        root = str(Path(__file__).resolve().parents[2])  # where `dagster_project` lives
+        env = {**os.environ, **self._env, "DAGSTER_HOME": str(self.home),
+               "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+        web = [_tool("dagster-webserver"), "-m", DEFINITIONS_MODULE, "-d", root, "-h", LOOPBACK, "-p", str(self.port)]
+        daemon = [_tool("dagster-daemon"), "run", "-m", DEFINITIONS_MODULE, "-d", root]
+        for name, argv in (("webserver", web), ("daemon", daemon)):
+            out = open(self._log_dir / f"dagster-{name}.log", "ab")  # noqa: SIM115 - lives with the child
+            self._logs.append(out)
+            self._procs.append(subprocess.Popen(
+                argv, env=env, cwd=root, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C reaches the bridge, which stops these in order
+                preexec_fn=die_with_parent(os.getpid()),  # noqa: PLW1509 - prctl needs it
+            ))
+
+    def ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/server_info", timeout=2) as response:
+                return bool(response.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def wait_ready(self, timeout: float = 120.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.ready():
+                return True
+            if any(p.poll() is not None for p in self._procs):
+                return False
+            time.sleep(0.5)
+        return False
+
+    def stop(self, timeout: float = 20.0) -> None:
+        for proc in self._procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self._procs:
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                log.warning("Dagster child %d did not stop within %.0f s; killing it", proc.pid, timeout)
+                proc.kill()
+                proc.wait(5)
+        for out in self._logs:
+            out.close()
+        self._procs, self._logs = [], []

@@ -1,0 +1,149 @@
+"""What the asset checks verify, as plain functions over the ports (no Dagster here).
+
+Each returns a :class:`Verdict`: whether the property holds and the figures that show it.
+A table the bridge has not created yet fails its checks with a message saying so, rather
+than raising: "not mirrored" is a finding about the pipeline, not an error of the check.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from dataclasses import dataclass, field
+
+from cdc.adapters.postgres import PostgresSource
+from cdc.errors import ConfigError
+from cdc.events.store import DATABASE as EVENTS_DATABASE
+from cdc.events.store import TABLE as EVENTS_TABLE
+from cdc.mirror.table import quote
+from cdc.ports import Warehouse
+from cdc.translate.core import UNAVAILABLE
+from dagster_project.tables import CapturedTable
+from pipelines.projection import literal
+
+EVENTS = f"{EVENTS_DATABASE}.{EVENTS_TABLE}"
+DEFAULT_FRESHNESS_SECONDS = 300.0
+_TEXT_TYPE = re.compile(r"^(Array\()?(LowCardinality\()?(Nullable\()?String\)*$")
+_SAMPLE = 5
+
+Metadata = dict[str, str | int | float | bool]
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    passed: bool
+    metadata: Metadata = field(default_factory=dict)
+    description: str = ""
+
+
+def freshness_limit() -> float:
+    """Seconds the newest source commit seen may lie in the past (env ``CDC_FRESHNESS_SECONDS``)."""
+    text = os.environ.get("CDC_FRESHNESS_SECONDS", "").strip()
+    if not text:
+        return DEFAULT_FRESHNESS_SECONDS
+    try:
+        limit = float(text)
+    except ValueError:
+        limit = -1.0
+    if not limit > 0:
+        raise ConfigError(f"CDC_FRESHNESS_SECONDS must be a positive number of seconds, not {text!r}")
+    return limit
+
+
+def exists(warehouse: Warehouse, database: str, table: str) -> bool:
+    found = warehouse.query("SELECT count() FROM system.tables WHERE database = {d:String} AND name = {t:String}",
+                            {"d": database, "t": table})
+    return bool(int(found[0][0]))
+
+
+def _missing(t: CapturedTable) -> Verdict:
+    return Verdict(False, {"view": f"{t.source}.{t.name}"},
+                   f"{t.source}.{t.name} does not exist: the bridge has not mirrored {t.ref.qualified} yet")
+
+
+def row_counts(warehouse: Warehouse, source: PostgresSource, t: CapturedTable) -> Verdict:
+    """The mirror holds as many current rows as the source table.
+
+    Both counts are read within a moment of each other; while changes are in flight they may
+    differ by the lag, so a failure under load means "compare again once the bridge caught up".
+    """
+    if not exists(warehouse, t.source, t.name):
+        return _missing(t)
+    pg = int(source.query(f"SELECT count(*) FROM {t.postgres_table}")[0][0])
+    ch = int(warehouse.query(f"SELECT count() FROM {t.view}")[0][0])
+    return Verdict(pg == ch, {"postgres_rows": pg, "clickhouse_rows": ch, "difference": ch - pg},
+                   "row counts match" if pg == ch else f"{t.ref.qualified}: PostgreSQL has {pg} rows, "
+                                                       f"the mirror {ch}")
+
+
+def commit_lag(warehouse: Warehouse, t: CapturedTable, limit_s: float) -> Verdict:
+    """The newest source commit in the table's change log is at most ``limit_s`` old."""
+    if not exists(warehouse, t.source, "_log_" + t.name):
+        return _missing(t)
+    sql = f"SELECT count(), max(_commit_ts), {_AGE_MS.format(column='_commit_ts')} FROM {t.change_log}"
+    return _lag_verdict(warehouse.query(sql)[0], limit_s, f"the change log of {t.ref.qualified}")
+
+
+def event_lag(warehouse: Warehouse, source: str, limit_s: float) -> Verdict:
+    """The newest event of ``source`` occurred (was committed at the source) at most ``limit_s`` ago."""
+    if not exists(warehouse, EVENTS_DATABASE, EVENTS_TABLE):
+        return Verdict(False, {"limit_seconds": limit_s}, f"{EVENTS} does not exist yet")
+    sql = (f"SELECT count(), max(occurred_at), {_AGE_MS.format(column='occurred_at')} FROM {EVENTS}"
+           f" WHERE source = {literal(source)}")
+    return _lag_verdict(warehouse.query(sql)[0], limit_s, f"the events of source {source}")
+
+
+# measured by the warehouse's clock, the one that also stamps what it stores
+_AGE_MS = "toInt64(toUnixTimestamp64Milli(now64(3))) - toInt64(toUnixTimestamp64Milli(max({column})))"
+
+
+def _lag_verdict(row: tuple[object, ...], limit_s: float, what: str) -> Verdict:
+    count, newest, age_ms = row
+    if not int(str(count)):
+        return Verdict(False, {"limit_seconds": limit_s}, f"nothing captured yet in {what}")
+    lag = int(str(age_ms)) / 1000
+    metadata: Metadata = {"last_commit": _iso(newest), "lag_seconds": round(lag, 3), "limit_seconds": limit_s}
+    passed = lag <= limit_s
+    return Verdict(passed, metadata, f"newest commit in {what} is {lag:.0f} s old (limit {limit_s:.0f} s)")
+
+
+def _iso(value: object) -> str:
+    if isinstance(value, dt.datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=dt.UTC)).isoformat()
+    return str(value)
+
+
+def duplicate_keys(warehouse: Warehouse, t: CapturedTable) -> Verdict:
+    """No key of the source table appears twice among the mirror's current rows."""
+    if not exists(warehouse, t.source, t.name):
+        return _missing(t)
+    key = ", ".join(quote(k) for k in t.key)
+    groups = f"SELECT tuple({key}) AS k, count() AS n FROM {t.view} GROUP BY {key} HAVING n > 1"
+    count, sample = warehouse.query(f"SELECT count(), groupArray({_SAMPLE})(toString(k)) FROM ({groups})")[0]
+    metadata: Metadata = {"key": ", ".join(t.key), "duplicated_keys": int(count)}
+    if count:
+        metadata["sample"] = ", ".join(sample)
+    text = f"{count} key(s) of {t.ref.qualified} appear more than once" if count else "every key appears once"
+    return Verdict(not count, metadata, text)
+
+
+def toast_placeholders(warehouse: Warehouse, t: CapturedTable) -> Verdict:
+    """No text column of a current row holds Debezium's stand-in for an unchanged TOASTed value
+    (it appears when a table without REPLICA IDENTITY FULL updates a row but not its large value)."""
+    if not exists(warehouse, t.source, t.name):
+        return _missing(t)
+    columns = warehouse.query("SELECT name, type FROM system.columns WHERE database = {d:String} AND table = {t:String}"
+                              " ORDER BY position", {"d": t.source, "t": t.name})
+    text = [(name, kind) for name, kind in columns if _TEXT_TYPE.match(kind.replace(" ", ""))]
+    if not text:
+        return Verdict(True, {"text_columns": 0}, "no text columns")
+    marker = literal(UNAVAILABLE)
+    counts = [f"countIf({'has' if kind.startswith('Array(') else 'equals'}({quote(name)}, {marker}))"
+              for name, kind in text]
+    found = dict(zip((name for name, _ in text), warehouse.query(f"SELECT {', '.join(counts)} FROM {t.view}")[0],
+                     strict=True))
+    bad = {name: int(n) for name, n in found.items() if n}
+    metadata: Metadata = {"text_columns": len(text), "placeholder_values": sum(bad.values())}
+    metadata.update({f"column {name}": n for name, n in bad.items()})
+    return Verdict(not bad, metadata, f"placeholder found in {', '.join(bad)}" if bad else "no placeholders")

@@ -1,0 +1,74 @@
+"""Dagster resources: the ports assets, checks and sensors reach ClickHouse and PostgreSQL through.
+
+Nothing connects when a resource is built (definitions load without IO); the connection opens on
+first use within a run, sensor tick or check, and closes when Dagster tears the resource down.
+Settings left empty fall back to the bridge's environment at that moment, the same variables
+``cdc`` reads: ``CDC_CLICKHOUSE_URL``, ``CDC_STATE_DIR``, ``CDC_SOURCE_DSN``.
+"""
+
+import os
+from pathlib import Path
+
+from dagster import ConfigurableResource, InitResourceContext
+from pydantic import Field, PrivateAttr
+
+from cdc.adapters.clickhouse import ClickHouseWarehouse, connect_warehouse, open_embedded
+from cdc.adapters.endpoint import find_endpoint
+from cdc.adapters.postgres import PostgresSource
+from cdc.errors import ConfigError, WarehouseError
+from cdc.ports import Warehouse
+from cdc.settings import DEFAULT_STATE_DIR
+
+
+class WarehouseResource(ConfigurableResource):  # type: ignore[type-arg]
+    """ClickHouse as the ``cdc.ports.Warehouse`` port.
+
+    Where it connects: ``url`` (else ``CDC_CLICKHOUSE_URL``), else the HTTP endpoint the running
+    bridge serves for its embedded store under ``state_dir`` (else ``CDC_STATE_DIR``, else ``.cdc``).
+    It opens the embedded store itself only with ``in_process``: chDB admits one process per store,
+    and a long-lived Dagster process holding it would keep the bridge from starting.
+    """
+
+    url: str = Field(default="", repr=False, description="ClickHouse URL; empty: CDC_CLICKHOUSE_URL, "
+                                                         "else the running bridge's endpoint")
+    state_dir: str = Field(default="", description="the bridge's state dir; empty: CDC_STATE_DIR, else .cdc")
+    in_process: bool = Field(default=False, description="open the embedded store in this process when no "
+                                                        "bridge serves it (tests and one-off runs only)")
+    _client: ClickHouseWarehouse | None = PrivateAttr(default=None)
+
+    def warehouse(self) -> Warehouse:
+        """The connection of this run or tick, opened on first use."""
+        if self._client is None:
+            self._client = self._connect()
+        return self._client
+
+    def _connect(self) -> ClickHouseWarehouse:
+        url = self.url or os.environ.get("CDC_CLICKHOUSE_URL", "")
+        state_dir = Path(self.state_dir or os.environ.get("CDC_STATE_DIR") or DEFAULT_STATE_DIR).absolute()
+        url = url or find_endpoint(state_dir) or ""
+        if url:
+            return connect_warehouse(url, state_dir)
+        if self.in_process:
+            return open_embedded(state_dir)
+        raise WarehouseError(f"no ClickHouse to reach: CDC_CLICKHOUSE_URL is unset and no bridge serves the "
+                             f"embedded store of {state_dir}; start `cdc run` (or `cdc demo`) with that state dir")
+
+    def teardown_after_execution(self, context: InitResourceContext) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+
+class SourceResource(ConfigurableResource):  # type: ignore[type-arg]
+    """The source PostgreSQL database, read-only use (row counts). The DSN is never shown:
+    it is hidden from the resource's repr, and errors carry it with the password removed."""
+
+    dsn: str = Field(default="", repr=False, description="PostgreSQL DSN; empty: CDC_SOURCE_DSN. Prefer the "
+                                                         "environment: a DSN typed here shows in the UI")
+
+    def source(self) -> PostgresSource:
+        dsn = self.dsn or os.environ.get("CDC_SOURCE_DSN", "")
+        if not dsn:
+            raise ConfigError("no source database: set CDC_SOURCE_DSN "
+                              "(the bridge sets it for the Dagster UI it starts)")
+        return PostgresSource(dsn)
