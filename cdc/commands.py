@@ -126,9 +126,10 @@ def start_ui(settings: Settings, bridge: Bridge, source_dsn: str) -> DagsterUi |
     ui.start()
     if ui.wait_ready(UI_TIMEOUT):
         return ui
+    why = ui.diagnosis()
     ui.stop()
-    say(f"warning: the Dagster UI did not come up within {UI_TIMEOUT:.0f} s; see "
-        f"{settings.log_dir / 'dagster-webserver.log'} (the bridge runs on without it)")
+    say(f"warning: the Dagster UI did not come up within {UI_TIMEOUT:.0f} s ({why}); see "
+        f"{settings.log_dir}/dagster-*.log (the bridge runs on without it)")
     return None
 
 

@@ -92,6 +92,20 @@ class DagsterUi:
             time.sleep(0.5)
         return False
 
+    def diagnosis(self) -> str:
+        """Why it is not up: which child exited, and the end of the webserver's and daemon's logs."""
+        names = ("webserver", "daemon")[: len(self._procs)]
+        lines = [f"{name} exited with code {p.returncode}" for name, p in zip(names, self._procs, strict=True)
+                 if p.poll() is not None]
+        for name in ("webserver", "daemon"):
+            path = self._log_dir / f"dagster-{name}.log"
+            try:
+                tail = path.read_bytes()[-600:].decode("utf-8", "replace").strip().splitlines()[-3:]
+            except OSError:
+                continue
+            lines += [f"{path.name}: {line}" for line in tail]
+        return "; ".join(lines) or "no log output yet"
+
     def stop(self, timeout: float = 20.0) -> None:
         for proc in self._procs:
             if proc.poll() is None:

@@ -30,7 +30,7 @@ def test_demo_with_duration_verifies_every_table(state_dir: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
     assert "ClickHouse endpoint: http://127.0.0.1:" in out
-    assert "Dagster UI:          http://127.0.0.1:" in out
+    assert "Dagster UI:          http://127.0.0.1:" in out, out
     assert "all tables match" in out
     for table in ("public.customers", "public.products", "public.orders", "public.order_items"):
         line = next(x for x in out.splitlines() if x.startswith(table))

@@ -54,8 +54,7 @@ from tests.envelopes import envelope
 from tests.fakes import StaticCatalog
 
 DAY = dt.date(2025, 11, 24)
-NOW_MS = int(time.time() * 1000)
-HOUR_AGO_MS = NOW_MS - 3_600_000
+NOW_MS = int(time.time() * 1000)  # for data whose age does not matter; freshness tests read the clock themselves
 PLACEHOLDER = "__debezium_unavailable_value"
 
 
@@ -288,13 +287,14 @@ def test_mirror_freshness_fails_when_the_newest_commit_is_older_than_the_limit(
     check = check_named(mirror_checks(CapturedTable(source, "public", "orders", ("id",))), "fresh")
     monkeypatch.delenv("CDC_FRESHNESS_SECONDS", raising=False)
     assert not run_check(check, warehouse=resource)[0]  # not mirrored yet
-    mirror(wh, orders, ("r", {"id": 1, "status": "placed"}, 10, HOUR_AGO_MS))
+    hour_ago_ms = int(time.time() * 1000) - 3_600_000  # now, not at import: the suite may run for minutes first
+    mirror(wh, orders, ("r", {"id": 1, "status": "placed"}, 10, hour_ago_ms))
     passed, meta = run_check(check, warehouse=resource)
     assert not passed and meta["limit_seconds"] == 300 and 3590 < meta["lag_seconds"] < 3700
     monkeypatch.setenv("CDC_FRESHNESS_SECONDS", "7200")
     assert run_check(check, warehouse=resource)[0]
     monkeypatch.delenv("CDC_FRESHNESS_SECONDS")
-    mirror(wh, orders, ("u", {"id": 1, "status": "baking"}, 11, NOW_MS))
+    mirror(wh, orders, ("u", {"id": 1, "status": "baking"}, 11, int(time.time() * 1000)))
     assert run_check(check, warehouse=resource)[0]
 
 
@@ -305,10 +305,11 @@ def test_event_freshness_fails_when_the_newest_event_is_older_than_the_limit(
     check = events_fresh(source)
     store = ClickHouseEventStore(wh)
     assert not run_check(check, warehouse=resource)[0]  # no event of this source yet
-    store.append([placed(source, 1, HOUR_AGO_MS)])
+    now_ms = int(time.time() * 1000)  # now, not at import: the suite may run for minutes first
+    store.append([placed(source, 1, now_ms - 3_600_000)])
     passed, meta = run_check(check, warehouse=resource)
     assert not passed and meta["lag_seconds"] > 3590
-    store.append([placed(source, 2, NOW_MS)])
+    store.append([placed(source, 2, now_ms)])
     assert run_check(check, warehouse=resource)[0]
 
 
