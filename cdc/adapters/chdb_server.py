@@ -260,6 +260,10 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
 
     def _fail(self, error: Exception) -> None:
+        if isinstance(error, BrokenPipeError | ConnectionResetError):  # the client left: nobody to answer
+            logger.debug("client went away: %s", error)
+            self.close_connection = True
+            return
         if self._started:  # too late for a status: the client lost the connection
             logger.debug("reply aborted: %s", error)
             self.close_connection = True
