@@ -49,6 +49,7 @@ Say = Callable[[str], None]
 
 
 TRANSLATORS_FILE = "translators.json"
+SILENT_AFTER_S = 30.0  # the events worker reports several times a second; this long silent means stuck
 
 
 def remember_translators(state_dir: Path, modules: tuple[str, ...]) -> None:
@@ -263,6 +264,9 @@ class Bridge:
                   if lane.error or lane.service.stats.last_error]
         if self.events is not None and (self.events.error or self.events.stats.last_error):
             errors.append(f"events: {self.events.error or self.events.stats.last_error}")
+        if self._events is not None and self._events.alive() and self._events.silent_for() > SILENT_AFTER_S:
+            errors.append(f"events: the consumer has not reported for {self._events.silent_for():.0f} s "
+                          f"(see {self.settings.log_dir / 'events.log'})")
         return "; ".join(errors) or None
 
     @property

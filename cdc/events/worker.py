@@ -53,6 +53,7 @@ class WorkerReport:
     translated: int = 0
     stored: int = 0
     error: str | None = None
+    at: float = field(default_factory=time.monotonic)  # when it was sent (one clock for all processes)
 
 
 def _die_with_parent(parent: int) -> None:
@@ -135,6 +136,10 @@ class EventsWorker:
     @property
     def stats(self) -> Stats:
         return self.report.stats
+
+    def silent_for(self) -> float:
+        """Seconds since the worker last reported (it reports several times a second while healthy)."""
+        return time.monotonic() - self.report.at
 
     def check(self) -> None:
         """Raise if the worker died while it should run."""
