@@ -12,7 +12,6 @@ bridge tells it when to stop, after draining.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import multiprocessing
 import multiprocessing.synchronize
@@ -25,11 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cdc.adapters.children import die_with_parent
 from cdc.errors import CdcError, StackError
 from cdc.service import Stats
 
 log = logging.getLogger(__name__)
-_PR_SET_PDEATHSIG = 1
 _REPORT_EVERY_S = 0.1
 
 
@@ -56,13 +55,6 @@ class WorkerReport:
     at: float = field(default_factory=time.monotonic)  # when it was sent (one clock for all processes)
 
 
-def _die_with_parent(parent: int) -> None:
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    if os.getppid() != parent:  # the parent died before prctl took effect
-        os._exit(1)
-
-
 def _log_to(state_dir: str) -> None:
     log_dir = Path(state_dir) / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -77,7 +69,7 @@ def _log_to(state_dir: str) -> None:
 
 def run_worker(config: WorkerConfig, parent: int, reports: Any, stop: multiprocessing.synchronize.Event) -> None:
     """The child process: consume, translate, publish, store, report, until ``stop``."""
-    _die_with_parent(parent)
+    die_with_parent(parent)()  # the same death signal the broker and Dagster children get
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     with contextlib.suppress(OSError):
         os.nice(config.niceness)
