@@ -70,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     _state_dir_arg(sql)
     _events_parser(sub)
     _dlq_parser(sub)
+    _status_parser(sub)
     return parser
 
 
@@ -120,6 +121,16 @@ def _dlq_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         _state_dir_arg(p)
 
 
+def _status_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    status = sub.add_parser("status", help="the running bridge's health: slots, lag, freshness, rates, dead letters",
+                            description="Ask the bridge running on the state dir for its status: per source the "
+                            "replication slot's retained WAL and state, consumer lag per topic, freshness, rows/s "
+                            "over the last minute and dead letters, with warnings. Exit 0 healthy, 1 warnings, "
+                            "2 no bridge running. The same numbers are Prometheus metrics at <status url>/metrics.")
+    status.add_argument("--json", action="store_true", help="print the JSON snapshot instead of the report")
+    _state_dir_arg(status)
+
+
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
@@ -160,6 +171,10 @@ def _main(args: argparse.Namespace) -> int:
         settings = Settings.load(args.state_dir)
         if args.command == "sql":
             return _sql(settings, args.query, args.format)
+        if args.command == "status":
+            from cdc.status_cmd import status
+
+            return status(settings.state_dir, args.json)
         if args.command in ("events", "dlq"):
             from cdc import tools
 

@@ -1,0 +1,208 @@
+"""The status snapshot: what `cdc status` prints and `/status` serves. Pure, stdlib only.
+
+A snapshot is a tree of frozen dataclasses; `to_dict()` gives the JSON document (schema version
+`SCHEMA_VERSION`) and `from_dict()` reads one back, rejecting anything malformed with a
+`ValueError` that names the field.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+
+def utc_now_iso() -> str:
+    """Now as ISO 8601 UTC with a `Z`, to the millisecond: the snapshot's `generated_at`."""
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class TopicLag:
+    """A change topic's consumer position: `lag` = `end` (high watermark) - `committed`, never negative."""
+
+    topic: str
+    lag: int
+    committed: int
+    end: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"topic": self.topic, "lag": self.lag, "committed": self.committed, "end": self.end}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TopicLag:
+        return cls(_str(data, "topic"), _int(data, "lag"), _int(data, "committed"), _int(data, "end"))
+
+
+@dataclass(frozen=True)
+class SchemaNotice:
+    """A source schema change the bridge noticed (e.g. a column added or dropped) and wants seen."""
+
+    table: str
+    kind: str
+    column: str
+    detail: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"table": self.table, "kind": self.kind, "column": self.column, "detail": self.detail}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SchemaNotice:
+        return cls(_str(data, "table"), _str(data, "kind"), _str(data, "column"), _str(data, "detail"))
+
+
+@dataclass(frozen=True)
+class SourceStatus:
+    """One captured PostgreSQL database. `None` means unknown (e.g. the query for it failed).
+
+    `dsn` must already be redacted. `freshness_s`: seconds since the newest applied change was
+    captured (committed in PostgreSQL), `None` before any change was applied. `dead_letters`:
+    dead letters waiting for a replay.
+    """
+
+    name: str
+    dsn: str
+    slot: str
+    slot_active: bool | None = None
+    retained_wal_bytes: int | None = None
+    captured: int = 0
+    applied: int = 0
+    rows_per_s_1m: float = 0.0
+    freshness_s: float | None = None
+    events_stored: int | None = None
+    dead_letters: int | None = None
+    topics: tuple[TopicLag, ...] = ()
+    schema_notices: tuple[SchemaNotice, ...] = ()
+    errors: tuple[str, ...] = ()
+
+    @property
+    def lag_messages(self) -> int:
+        """Messages not yet applied, summed over the source's topics."""
+        return sum(t.lag for t in self.topics)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "dsn": self.dsn, "slot": self.slot, "slot_active": self.slot_active,
+            "retained_wal_bytes": self.retained_wal_bytes, "captured": self.captured, "applied": self.applied,
+            "rows_per_s_1m": self.rows_per_s_1m, "freshness_s": self.freshness_s,
+            "lag_messages": self.lag_messages, "events_stored": self.events_stored,
+            "dead_letters": self.dead_letters, "topics": [t.to_dict() for t in self.topics],
+            "schema_notices": [n.to_dict() for n in self.schema_notices], "errors": list(self.errors),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SourceStatus:
+        """`lag_messages` is derived from `topics`, so a given value is not read."""
+        active = data.get("slot_active")
+        if active is not None and not isinstance(active, bool):
+            raise ValueError(f"status field 'slot_active' must be true, false or null, not {active!r}")
+        return cls(
+            name=_str(data, "name"), dsn=_str(data, "dsn"), slot=_str(data, "slot"), slot_active=active,
+            retained_wal_bytes=_opt_int(data, "retained_wal_bytes"), captured=_int(data, "captured"),
+            applied=_int(data, "applied"), rows_per_s_1m=_float(data, "rows_per_s_1m"),
+            freshness_s=_opt_float(data, "freshness_s"), events_stored=_opt_int(data, "events_stored"),
+            dead_letters=_opt_int(data, "dead_letters"),
+            topics=tuple(TopicLag.from_dict(t) for t in _list(data, "topics")),
+            schema_notices=tuple(SchemaNotice.from_dict(n) for n in _list(data, "schema_notices")),
+            errors=tuple(str(e) for e in _list(data, "errors")),
+        )
+
+
+@dataclass(frozen=True)
+class StatusSnapshot:
+    """The running bridge at one moment. `clickhouse_url` and `kafka_bootstrap` must hold no secret.
+
+    `dead_letters`: bridge-wide dead letters waiting for a replay (`None` when unknown).
+    `warnings`: what a person should act on, each saying what to do (see `cdc.status.checks`).
+    """
+
+    generated_at: str
+    state_dir: str
+    uptime_s: float
+    clickhouse_url: str
+    kafka_bootstrap: str
+    sources: tuple[SourceStatus, ...] = ()
+    dead_letters: int | None = None
+    warnings: tuple[str, ...] = ()
+    version: int = SCHEMA_VERSION
+
+    def with_warnings(self, warnings: Sequence[str]) -> StatusSnapshot:
+        """A copy whose warnings are this one's followed by `warnings`, without repeats."""
+        return replace(self, warnings=tuple(dict.fromkeys((*self.warnings, *warnings))))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": self.version, "generated_at": self.generated_at, "state_dir": self.state_dir,
+            "uptime_s": self.uptime_s, "clickhouse_url": self.clickhouse_url,
+            "kafka_bootstrap": self.kafka_bootstrap, "sources": [s.to_dict() for s in self.sources],
+            "dead_letters": self.dead_letters, "warnings": list(self.warnings),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> StatusSnapshot:
+        if not isinstance(data, Mapping):
+            raise ValueError(f"a status snapshot is a JSON object, not {type(data).__name__}")
+        version = data.get("version")
+        if version != SCHEMA_VERSION:
+            raise ValueError(f"status schema version {version!r} is not {SCHEMA_VERSION}: "
+                             "the bridge and this `cdc` are different releases")
+        return cls(
+            generated_at=_str(data, "generated_at"), state_dir=_str(data, "state_dir"),
+            uptime_s=_float(data, "uptime_s"), clickhouse_url=_str(data, "clickhouse_url"),
+            kafka_bootstrap=_str(data, "kafka_bootstrap"),
+            sources=tuple(SourceStatus.from_dict(s) for s in _list(data, "sources")),
+            dead_letters=_opt_int(data, "dead_letters"),
+            warnings=tuple(str(w) for w in _list(data, "warnings")),
+        )
+
+
+def as_snapshot(value: StatusSnapshot | Mapping[str, Any]) -> StatusSnapshot:
+    """Accept either form a snapshot provider returns."""
+    return value if isinstance(value, StatusSnapshot) else StatusSnapshot.from_dict(value)
+
+
+def _get(data: Mapping[str, Any], key: str) -> Any:
+    if not isinstance(data, Mapping):
+        raise ValueError(f"expected a JSON object holding {key!r}, got {type(data).__name__}")
+    if key not in data:
+        raise ValueError(f"status field {key!r} is missing")
+    return data[key]
+
+
+def _str(data: Mapping[str, Any], key: str) -> str:
+    value = _get(data, key)
+    if not isinstance(value, str):
+        raise ValueError(f"status field {key!r} must be a string, not {value!r}")
+    return value
+
+
+def _int(data: Mapping[str, Any], key: str) -> int:
+    value = _get(data, key)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"status field {key!r} must be an integer, not {value!r}")
+    return value
+
+
+def _opt_int(data: Mapping[str, Any], key: str) -> int | None:
+    return None if data.get(key) is None else _int(data, key)
+
+
+def _float(data: Mapping[str, Any], key: str) -> float:
+    value = _get(data, key)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"status field {key!r} must be a number, not {value!r}")
+    return float(value)
+
+
+def _opt_float(data: Mapping[str, Any], key: str) -> float | None:
+    return None if data.get(key) is None else _float(data, key)
+
+
+def _list(data: Mapping[str, Any], key: str) -> list[Any]:
+    value = data.get(key, [])
+    if not isinstance(value, list | tuple):
+        raise ValueError(f"status field {key!r} must be a list, not {value!r}")
+    return list(value)

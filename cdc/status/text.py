@@ -1,0 +1,69 @@
+"""`cdc status` as a person reads it: a block per source, a table of topics, warnings last."""
+
+from __future__ import annotations
+
+from cdc.status.checks import format_bytes, format_seconds
+from cdc.status.model import SourceStatus, StatusSnapshot, TopicLag
+
+UNKNOWN = "?"
+
+
+def render_text(snapshot: StatusSnapshot) -> str:
+    """A multi-line report ending in a newline; unknown numbers show as `?`."""
+    lines = [
+        f"cdc bridge on {snapshot.state_dir}: up {format_seconds(snapshot.uptime_s)} "
+        f"(as of {snapshot.generated_at})",
+        f"  ClickHouse {snapshot.clickhouse_url}   Kafka {snapshot.kafka_bootstrap}",
+    ]
+    if not snapshot.sources:
+        lines += ["", "no source is being captured"]
+    for source in snapshot.sources:
+        lines += ["", *_source_block(source)]
+    lines += ["", f"dead letters waiting: {_count(snapshot.dead_letters)}"]
+    if snapshot.warnings:
+        lines += ["", f"warnings ({len(snapshot.warnings)}):", *(f"  ! {w}" for w in snapshot.warnings)]
+    else:
+        lines += ["", "no warnings"]
+    return "\n".join(lines) + "\n"
+
+
+def _source_block(source: SourceStatus) -> list[str]:
+    fresh = "- (nothing applied yet)" if source.freshness_s is None else f"{format_seconds(source.freshness_s)} ago"
+    lines = [
+        f"source {source.name}  {source.dsn}",
+        f"  slot           {source.slot}: {_slot_state(source)}",
+        f"  captured       {source.captured:,}   applied {source.applied:,}   "
+        f"rows/s (1 min) {source.rows_per_s_1m:,.1f}",
+        f"  last change    {fresh}   lag {source.lag_messages:,} message(s)",
+        f"  events stored  {_count(source.events_stored)}   dead letters {_count(source.dead_letters)}",
+    ]
+    if source.topics:
+        lines += ["", *_topic_table(source.topics)]
+    if source.schema_notices:
+        lines += ["", "  schema notices:"]
+        lines += [f"    {n.table}.{n.column}: {n.kind}: {n.detail}" for n in source.schema_notices]
+    if source.errors:
+        lines += ["", "  errors:", *(f"    {e}" for e in source.errors)]
+    return lines
+
+
+def _slot_state(source: SourceStatus) -> str:
+    active = {True: "active", False: "INACTIVE", None: "state unknown"}[source.slot_active]
+    retained = UNKNOWN if source.retained_wal_bytes is None else format_bytes(source.retained_wal_bytes)
+    return f"{active}, retains {retained} of WAL"
+
+
+def _topic_table(topics: tuple[TopicLag, ...]) -> list[str]:
+    header = ("topic", "committed", "end", "lag")
+    rows = [(t.topic, f"{t.committed:,}", f"{t.end:,}", f"{t.lag:,}") for t in topics]
+    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(4)]
+
+    def line(row: tuple[str, str, str, str]) -> str:
+        first = row[0].ljust(widths[0])
+        return "  " + "  ".join([first, *(cell.rjust(w) for cell, w in zip(row[1:], widths[1:], strict=True))])
+
+    return [line(header), *(line(row) for row in rows)]
+
+
+def _count(value: int | None) -> str:
+    return UNKNOWN if value is None else f"{value:,}"
