@@ -31,8 +31,9 @@ from typing import Any
 
 from bench import procstats, report, workload
 from cdc.adapters.clickhouse import ClickHouseWarehouse, connect_warehouse
-from cdc.bridge import Bridge, SourceSpec
+from cdc.bridge import Bridge
 from cdc.commands import embedded_postgres
+from cdc.config import SourceSpec
 from cdc.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -92,7 +93,7 @@ class CpuMeter:
         }
 
     def _batches(self) -> dict[str, int]:
-        if self.run.bridge is None or self.run.bridge._runner is None or not self.run.bridge._lanes:
+        if self.run.bridge is None or self.run.bridge.primary.runner is None or self.run.bridge.primary.lane is None:
             return {"debezium_batches": 0, "debezium_records": 0, "consumer_batches": 0, "consumer_messages": 0}
         runner, stats = self.run.b.runner, self.run.b.service.stats
         return {

@@ -13,10 +13,11 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
+import secrets
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from cdc.adapters.chdb_server import ChdbHttpServer
@@ -28,21 +29,19 @@ from cdc.adapters.endpoint import (
     warehouse_data_dir,
     write_endpoint,
 )
-from cdc.adapters.kafka import KafkaChangeStream, KafkaPublisher, ensure_topics
-from cdc.adapters.postgres import PostgresSource, redact_dsn
+from cdc.adapters.kafka import KafkaPublisher, ensure_topics
+from cdc.adapters.postgres import PostgresSource
 from cdc.adapters.tansu import TansuBroker
-from cdc.debezium.config import ConnectorSettings, default_slot_name, embedded_properties
+from cdc.capture import SourceCapture
+from cdc.config import SourceSpec
 from cdc.debezium.engine import DebeziumRunner
 from cdc.domain.changes import TableSchema
-from cdc.domain.events import EventDefinitionError, EventRegistry, load_modules
+from cdc.domain.events import EventRegistry
 from cdc.errors import CdcError, ConfigError, StackError
 from cdc.events.store import ClickHouseEventStore
-from cdc.events.worker import EventsWorker, WorkerConfig, WorkerReport
-from cdc.mirror.sink import ClickHouseMirrorSink
-from cdc.ports import Sink
+from cdc.events.worker import WorkerReport
 from cdc.service import DEAD_LETTER_TOPIC, ConsumerService, DeadLetters, Stats
 from cdc.settings import PortBook, Settings
-from cdc.translate import generic_names
 
 log = logging.getLogger(__name__)
 Say = Callable[[str], None]
@@ -65,39 +64,21 @@ def remembered_translators(state_dir: Path) -> tuple[str, ...]:
         return ()
 
 
-class _Lane:
-    """One consumer group on the change topics, run on its own thread with backoff on outages."""
-
-    def __init__(self, name: str, stream: KafkaChangeStream, service: ConsumerService,
-                 stopping: threading.Event) -> None:
-        self.name = name
-        self.stream = stream
-        self.service = service
-        self.error: str | None = None
-        self._stopping = stopping
-        self.thread = threading.Thread(target=self._consume, name=f"{name}-consumer", daemon=True)
-
-    def _consume(self) -> None:
-        delay = 0.5
-        while not self._stopping.is_set():
-            try:
-                self.service.run_once()
-                delay = 0.5
-                self.error = None
-            except CdcError as e:
-                self.error = str(e)
-                log.warning("%s consumer: %s (retrying in %.1fs)", self.name, e, delay)
-                self._stopping.wait(delay)
-                delay = min(delay * 2, 30.0)
-
-
-@dataclass(frozen=True)
-class SourceSpec:
-    """One source database to capture."""
-
-    dsn: str
-    name: str | None = None
-    tables: tuple[str, ...] = ()
+def mask_salt(settings: Settings) -> str:
+    """The salt for hashed columns: from the environment variable the config names, else a random
+    one kept (mode 0600) under the state dir so hashes stay stable across restarts."""
+    from_env = os.environ.get(settings.salt_env, "")
+    if from_env:
+        return from_env
+    path = settings.state_dir / "mask_salt"
+    if path.exists():
+        return path.read_text().strip()
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    salt = secrets.token_hex(16)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(salt + "\n")
+    return salt
 
 
 def refuse_second_bridge(state_dir: Path) -> None:
@@ -109,27 +90,52 @@ def refuse_second_bridge(state_dir: Path) -> None:
 
 
 class Bridge:
-    """One running bridge: a source, the broker, the warehouse, Debezium and the mirror consumers."""
+    """One running bridge: the warehouse, the broker, and per source its Debezium and consumers."""
 
-    def __init__(self, settings: Settings, spec: SourceSpec, say: Say = print) -> None:
+    def __init__(self, settings: Settings, specs: SourceSpec | Sequence[SourceSpec], say: Say = print) -> None:
         self.settings = settings
-        self.spec = spec
         self.say = say
-        self.source = PostgresSource(spec.dsn)
+        specs = [specs] if isinstance(specs, SourceSpec) else list(specs)
+        if not specs:
+            raise ConfigError("no source to capture")
+        self.captures = [SourceCapture(settings, spec, say) for spec in specs]
         self.ports = PortBook(settings.state_dir)
         self.clickhouse_url = ""
         self.bootstrap = ""
-        self.name = ""
-        self.schemas: list[TableSchema] = []
         self._server: ChdbHttpServer | None = None
         self._broker: TansuBroker | None = None
         self._warehouse: ClickHouseWarehouse | None = None
-        self._lanes: list[_Lane] = []
         self._publisher: KafkaPublisher | None = None
-        self._runner: DebeziumRunner | None = None
-        self.registry: EventRegistry | None = None
-        self._events: EventsWorker | None = None
         self._stopping = threading.Event()
+
+    # -- the first (often only) source, for the single-source callers --------------------------------
+    @property
+    def primary(self) -> SourceCapture:
+        return self.captures[0]
+
+    @property
+    def spec(self) -> SourceSpec:
+        return self.primary.spec
+
+    @property
+    def source(self) -> PostgresSource:
+        return self.primary.source
+
+    @property
+    def name(self) -> str:
+        return self.primary.name
+
+    @property
+    def schemas(self) -> list[TableSchema]:
+        return self.primary.schemas
+
+    @property
+    def registry(self) -> EventRegistry | None:
+        return self.primary.registry
+
+    @property
+    def topics(self) -> list[str]:
+        return [t for c in self.captures for t in c.topics]
 
     # -- start -----------------------------------------------------------------------------------
     def start(self) -> None:
@@ -137,7 +143,7 @@ class Bridge:
         try:
             self._start_warehouse()
             self._start_broker()
-            self._prepare_source()
+            self._prepare_sources()
             self._start_consumers()
             self._start_debezium()
         except BaseException:
@@ -174,105 +180,64 @@ class Bridge:
         self._broker.start()
         self.bootstrap = self._broker.bootstrap_servers
 
-    def _prepare_source(self) -> None:
-        self.source.check_logical_replication()
-        params = self.source.connection_params()
-        self.name = self.spec.name or params["dbname"]
-        schemas, excluded = self.source.select_tables(self.spec.tables or None, self.name)
-        for ex in excluded:
-            self.say(f"warning: {ex.reason}")
-        if not schemas:
-            raise ConfigError(f"nothing to capture in {redact_dsn(self.spec.dsn)}: no table with a usable key")
-        self.schemas = schemas
-        if self.settings.events:
-            try:
-                self.registry = load_modules(self.settings.translators)
-            except EventDefinitionError as e:
-                raise ConfigError(f"translators: {e}") from None
-            remember_translators(self.settings.state_dir, self.settings.translators)
-        assert self._warehouse is not None
-        self._sink = ClickHouseMirrorSink(self._warehouse, self.source)
-        self._sink.prepare(schemas)
+    def _prepare_sources(self) -> None:
+        for capture in self.captures:
+            capture.prepare(self.warehouse)
+        names = [c.name for c in self.captures]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ConfigError(f"two sources are named {', '.join(twice)}: give each a distinct name "
+                              "(it names topics, slots and the ClickHouse database)")
+        translators = tuple(dict.fromkeys(t for c in self.captures if c.registry is not None for t in c.translators))
+        remember_translators(self.settings.state_dir, translators)
         ensure_topics(self.bootstrap, self.topics + self.event_topics)
 
     @property
-    def topics(self) -> list[str]:
-        return [s.ref.topic for s in self.schemas]
-
-    @property
     def event_topics(self) -> list[str]:
-        """``events.<aggregate>`` of every declared event and generic table, and the dead letters."""
-        if self.registry is None:
-            return [DEAD_LETTER_TOPIC]
-        aggregates = {spec.aggregate for name in self.registry.names() for spec in self.registry.versions(name)}
-        aggregates |= {generic_names(s.ref.schema, s.ref.table)[0] for s in self.schemas
-                       if s.ref.qualified not in self.registry.translators}
-        return sorted(f"events.{a}" for a in aggregates) + [DEAD_LETTER_TOPIC]
+        """``events.<aggregate>`` of every source's declared events and generic tables, and the dead letters."""
+        return sorted({t for c in self.captures for t in c.event_topics}) + [DEAD_LETTER_TOPIC]
 
     def _start_consumers(self) -> None:
-        assert self._warehouse is not None
-        self._publisher = KafkaPublisher(self.bootstrap, f"cdc-{self.name}")  # events and dead letters
-        dead_letters = DeadLetters(self._warehouse, self._publisher)
-        self._add_lane("mirror", self._sink, dead_letters, "apply")
-        for lane in self._lanes:
-            lane.thread.start()
-        if self.registry is not None:
-            ClickHouseEventStore(self._warehouse)  # readers find the store even before the first event
-            self._events = EventsWorker(WorkerConfig(
-                source=self.name, source_dsn=self.spec.dsn, bootstrap=self.bootstrap,
-                clickhouse_url=self.clickhouse_url, state_dir=str(self.settings.state_dir), topics=tuple(self.topics),
-                translators=self.settings.translators))
-            self._events.start()
-
-    def _add_lane(self, name: str, sink: Sink, dead: DeadLetters, stage: str) -> None:
-        stream = KafkaChangeStream(self.bootstrap, f"cdc-{name}-{self.name}", self.topics)
-        self._lanes.append(_Lane(name, stream, ConsumerService(stream, sink, dead, stage), self._stopping))
+        self._publisher = KafkaPublisher(self.bootstrap, "cdc-bridge")  # events and dead letters
+        dead_letters = DeadLetters(self.warehouse, self._publisher)
+        if any(c.registry is not None for c in self.captures):
+            ClickHouseEventStore(self.warehouse)  # readers find the store even before the first event
+        for capture in self.captures:
+            capture.start_consumers(self.bootstrap, self.clickhouse_url, dead_letters, self._stopping)
 
     def _start_debezium(self) -> None:
-        params = self.source.connection_params()
-        offsets = self.settings.state_dir / "debezium" / f"{self.name}.offsets"
-        offsets.parent.mkdir(parents=True, exist_ok=True)
-        conn = ConnectorSettings(
-            source=self.name, host=params["host"], port=int(params["port"]), user=params["user"],
-            password=params["password"], dbname=params["dbname"],
-            tables=tuple(s.ref.qualified for s in self.schemas), offset_file=offsets,
-            heartbeat_interval_ms=1000,
-        )
-        self._runner = DebeziumRunner(embedded_properties(conn), self.bootstrap,
-                                      self.settings.log_dir / "debezium.log")
-        self._runner.start()
+        salt = mask_salt(self.settings) if any(r.method == "hash" for c in self.captures for r in c.spec.mask) else ""
+        for capture in self.captures:
+            capture.start_debezium(self.bootstrap, salt, self.settings.heartbeat_interval_ms)
 
     # -- observe ---------------------------------------------------------------------------------
     @property
     def service(self) -> ConsumerService:
-        """The mirror consumer (its counters are the status line's)."""
-        assert self._lanes
-        return self._lanes[0].service
+        """The first source's mirror consumer."""
+        return self.primary.service
 
     @property
     def services(self) -> list[ConsumerService]:
-        return [lane.service for lane in self._lanes]
+        return [c.lane.service for c in self.captures if c.lane is not None]
 
     @property
     def events(self) -> WorkerReport | None:
-        """The domain-event consumer's latest report (None when it does not run)."""
-        return self._events.report if self._events is not None else None
+        """The first source's domain-event consumer report (None when it does not run)."""
+        return self.primary.events_report
 
     @property
     def consumer_error(self) -> str | None:
-        errors = [f"{lane.name}: {lane.error or lane.service.stats.last_error}" for lane in self._lanes
-                  if lane.error or lane.service.stats.last_error]
-        if self.events is not None and (self.events.error or self.events.stats.last_error):
-            errors.append(f"events: {self.events.error or self.events.stats.last_error}")
-        if self._events is not None and self._events.alive() and self._events.silent_for() > SILENT_AFTER_S:
-            errors.append(f"events: the consumer has not reported for {self._events.silent_for():.0f} s "
-                          f"(see {self.settings.log_dir / 'events.log'})")
+        errors = [e for c in self.captures for e in c.errors(SILENT_AFTER_S, self.settings.log_dir)]
         return "; ".join(errors) or None
 
     @property
     def runner(self) -> DebeziumRunner:
-        assert self._runner is not None
-        return self._runner
+        assert self.primary.runner is not None
+        return self.primary.runner
+
+    @property
+    def records_produced(self) -> int:
+        return sum(c.runner.records_produced for c in self.captures if c.runner is not None)
 
     @property
     def warehouse(self) -> ClickHouseWarehouse:
@@ -288,11 +253,18 @@ class Bridge:
             return None
 
     def check(self) -> None:
-        """Raise if a part failed for good (Debezium stopped with an error)."""
-        if self._runner is not None:
-            self._runner.raise_if_failed()
-        if self._events is not None:
-            self._events.check()
+        """Raise if a part failed for good (a Debezium connector stopped with an error)."""
+        for capture in self.captures:
+            capture.check()
+
+    def _all_stats(self) -> list[tuple[Stats, list[str]]]:
+        out: list[tuple[Stats, list[str]]] = []
+        for c in self.captures:
+            if c.lane is not None:
+                out.append((c.lane.service.stats, c.topics))
+            if c.events is not None:
+                out.append((c.events.stats, c.topics))
+        return out
 
     def applied_all_fetched_since(self, since: float) -> bool:
         """True when, for every consumer, a fetch started after ``since`` saw log ends all committed.
@@ -300,24 +272,23 @@ class Bridge:
         Log ends come from fetch responses (high watermarks): Tansu's ListOffsets answer is not
         the log end, so it is not used.
         """
-        stats = [lane.service.stats for lane in self._lanes]
-        if self._events is not None:
-            stats.append(self._events.stats)
-        return bool(self._lanes) and all(_caught_up(st, self.topics, since) for st in stats)
+        stats = self._all_stats()
+        return bool(stats) and all(_caught_up(st, topics, since) for st, topics in stats)
 
-    def wait_caught_up(self, target_lsn: int, timeout: float, tick: Callable[[], None] | None = None) -> bool:
-        """Wait until every change committed at or before ``target_lsn`` is queryable in ClickHouse.
+    def wait_caught_up(self, target_lsn: int | dict[str, int], timeout: float,
+                       tick: Callable[[], None] | None = None) -> bool:
+        """Wait until every change committed at or before the target LSN is queryable in ClickHouse.
 
-        Debezium's slot position passing ``target_lsn`` means every earlier change was produced
-        (offsets are stored only for records Kafka acknowledged); then the consumers must have
-        committed up to the log ends seen by a fetch made after that moment.
+        ``target_lsn`` is one LSN (the first source) or one per source name. Debezium's slot
+        position passing it means every earlier change was produced (offsets are stored only for
+        records Kafka acknowledged); then the consumers must have committed up to the log ends
+        seen by a fetch made after that moment.
         """
+        targets = target_lsn if isinstance(target_lsn, dict) else {self.name: target_lsn}
         deadline = time.monotonic() + timeout
-        slot = default_slot_name(self.name)
         while time.monotonic() < deadline:
             self.check()
-            flushed = self.source.slot_flushed_lsn(slot) or 0
-            if self.runner.snapshot_completed() and flushed >= target_lsn:
+            if all(self._captured_up_to(c, targets.get(c.name, 0)) for c in self.captures):
                 since = time.monotonic()
                 while time.monotonic() < deadline:
                     if self.applied_all_fetched_since(since):
@@ -332,6 +303,12 @@ class Bridge:
             time.sleep(0.2)
         return False
 
+    @staticmethod
+    def _captured_up_to(capture: SourceCapture, target: int) -> bool:
+        assert capture.runner is not None
+        flushed = capture.source.slot_flushed_lsn(capture.slot) or 0
+        return capture.runner.snapshot_completed() and flushed >= target
+
     # -- stop ------------------------------------------------------------------------------------
     def stop(self, drain: bool = True, drain_timeout: float = 120.0) -> None:
         """Stop in reverse order; with ``drain`` apply everything already in Kafka first.
@@ -339,22 +316,25 @@ class Bridge:
         Every step runs even if an earlier one fails (or a second Ctrl-C arrives): a failed
         step is logged, and nothing is left running.
         """
-        self._step("stopping Debezium", self._runner.stop if self._runner else None)
-        if drain and any(lane.thread.is_alive() for lane in self._lanes):
+        for c in self.captures:
+            self._step(f"stopping Debezium ({c.name or 'source'})", c.runner.stop if c.runner else None)
+        lanes = [c.lane for c in self.captures if c.lane is not None]
+        if drain and any(lane.thread.is_alive() for lane in lanes):
             self._step("draining Kafka into ClickHouse", lambda: self._drain(drain_timeout))
         self._stopping.set()
-        for lane in self._lanes:
+        for lane in lanes:
             if lane.thread.is_alive():
                 self._step(f"stopping the {lane.name} consumer", functools.partial(lane.thread.join, 30))
             self._step(f"closing the {lane.name} Kafka consumer", lane.stream.close)
-        self._step("stopping the domain-event consumer", self._events.stop if self._events else None)
+        for c in self.captures:
+            self._step(f"stopping the domain-event consumer ({c.name})", c.events.stop if c.events else None)
+            c.runner = c.events = c.lane = None
         self._step("closing the Kafka producer", self._publisher.close if self._publisher else None)
         self._step("stopping the broker", self._broker.stop if self._broker else None)
         if self._server is not None:
             self._step("stopping the ClickHouse endpoint", self._stop_server)
         self._step("closing the warehouse client", self._warehouse.close if self._warehouse else None)
-        self._runner = self._broker = self._server = self._publisher = self._events = None
-        self._lanes = []
+        self._broker = self._server = self._publisher = None
 
     def _stop_server(self) -> None:
         clear_endpoint(self.settings.state_dir)

@@ -10,8 +10,9 @@ from collections.abc import Callable
 from cdc.adapters.dagster_ui import DagsterUi
 from cdc.adapters.pg_cluster import EmbeddedPostgres
 from cdc.adapters.postgres import PostgresSession, PostgresSource, redact_dsn
-from cdc.bridge import Bridge, SourceSpec
+from cdc.bridge import Bridge
 from cdc.bridge import refuse_second_bridge as refuse_on_state_dir
+from cdc.config import SourceSpec
 from cdc.demo import shop
 from cdc.errors import CdcError, ConfigError
 from cdc.mirror.table import mirror_name, quote
@@ -46,18 +47,21 @@ class StatusLine:
         now = time.monotonic()
         if not force and now - self._printed < (1.0 if self.tty else 10.0):
             return
-        stats = self.bridge.service.stats
-        captured = self.bridge.runner.records_produced
+        services = self.bridge.services
+        applied = sum(s.stats.messages for s in services)
+        captured = self.bridge.records_produced
         then, before = self._last
-        rate = (stats.messages - before) / max(now - then, 1e-6)
-        self._last, self._printed = (now, stats.messages), now
-        lag = sum(max(0, end - stats.committed.get(tp, 0)) for tp, end in stats.highwater.items())
-        fresh = "-" if not stats.last_captured_ms else f"{max(0.0, time.time() - stats.last_captured_ms / 1000):.1f}s"
+        rate = (applied - before) / max(now - then, 1e-6)
+        self._last, self._printed = (now, applied), now
+        lag = sum(max(0, end - s.stats.committed.get(tp, 0)) for s in services for tp, end in s.stats.highwater.items())
+        newest = max((s.stats.last_captured_ms for s in services), default=0)
+        fresh = "-" if not newest else f"{max(0.0, time.time() - newest / 1000):.1f}s"
         if now - self._dead[0] >= 5.0:
             self._dead = (now, self.bridge.dead_letter_count())
         dead = "?" if self._dead[1] is None else f"{self._dead[1]:,}"
-        events = "" if self.bridge.events is None else f" | events {self.bridge.events.stored:,}"
-        line = (f"{time.strftime('%H:%M:%S')} captured {captured:,} | applied {stats.messages:,} ({rate:,.0f}/s)"
+        reports = [c.events_report for c in self.bridge.captures if c.events_report is not None]
+        events = f" | events {sum(r.stored for r in reports):,}" if reports else ""
+        line = (f"{time.strftime('%H:%M:%S')} captured {captured:,} | applied {applied:,} ({rate:,.0f}/s)"
                 f"{events} | lag {lag:,} | last change {fresh} ago | dead letters {dead}")
         if self.bridge.consumer_error:
             line += f" | retrying: {self.bridge.consumer_error[:80]}"
@@ -73,7 +77,8 @@ def _banner(bridge: Bridge, extra: list[str]) -> None:
     say(f"Kafka bootstrap:     {bridge.bootstrap}")
     for line in extra:
         say(line)
-    say(f"Mirrored tables:     {', '.join(bridge.name + '.' + mirror_name(s.ref) for s in bridge.schemas)}")
+    tables = [c.name + "." + mirror_name(s.ref) for c in bridge.captures for s in c.schemas]
+    say(f"Mirrored tables:     {', '.join(tables)}")
 
 
 def _run_until(bridge: Bridge, status: StatusLine, done: Callable[[], bool]) -> None:
@@ -217,30 +222,30 @@ def run(settings: Settings, until_caught_up: bool, timeout: float) -> int:
     pg: EmbeddedPostgres | None = None
     started = False
     dsn = settings.source_dsn
-    if not dsn:
+    if not dsn and not settings.sources:
         pg = embedded_postgres(settings)
         if not (pg.data_dir / "PG_VERSION").exists():
-            raise ConfigError("no source: pass --source DSN or set CDC_SOURCE_DSN (or run `cdc demo` once to "
-                              "create the embedded shop database)")
+            raise ConfigError("no source: pass --source DSN or set CDC_SOURCE_DSN, or name sources in a cdc.toml "
+                              "(--config); or run `cdc demo` once to create the embedded shop database")
         started = start_embedded_postgres(pg, settings)
         dsn = pg.dsn(shop.DEMO_DATABASE)
     try:
-        return _run_bridge(settings, dsn, until_caught_up, timeout)
+        return _run_bridge(settings, settings.source_specs(dsn or ""), until_caught_up, timeout)
     finally:
         if pg is not None and started:
             pg.stop()
 
 
-def _run_bridge(settings: Settings, dsn: str, until_caught_up: bool, timeout: float) -> int:
-    source = PostgresSource(dsn)
-    target = source.current_wal_lsn() if until_caught_up else 0
-    bridge = Bridge(settings, SourceSpec(dsn, settings.source_name, settings.tables), say)
+def _run_bridge(settings: Settings, specs: tuple[SourceSpec, ...], until_caught_up: bool, timeout: float) -> int:
+    bridge = Bridge(settings, specs, say)
+    targets = [PostgresSource(spec.dsn).current_wal_lsn() if until_caught_up else 0 for spec in specs]
     bridge.start()
     status = StatusLine(bridge)
     try:
-        _banner(bridge, [f"PostgreSQL:          {redact_dsn(dsn)}"])
+        _banner(bridge, [f"PostgreSQL:          {c.name}: {redact_dsn(c.spec.dsn)}" for c in bridge.captures])
         if until_caught_up:
-            ok = bridge.wait_caught_up(target, timeout, status.tick)
+            by_source = {c.name: t for c, t in zip(bridge.captures, targets, strict=True)}
+            ok = bridge.wait_caught_up(by_source, timeout, status.tick)
             status.tick(force=True)
             status.end()
             say("caught up" if ok else f"not caught up within {timeout:.0f} s")

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from cdc.adapters.ports import free_port, port_in_use
+from cdc.config import BridgeConfig, SourceSpec, load_config
 
 DEFAULT_STATE_DIR = ".cdc"
 PREFERRED_PORTS = {"postgres": 55432, "kafka": 19092, "clickhouse": 18123, "dagster": 13000}
@@ -27,6 +28,12 @@ class Settings:
     tables: tuple[str, ...] = ()
     translators: tuple[str, ...] = ()  # modules declaring events and translators
     events: bool = True  # run the domain-event consumer
+    config_path: Path | None = None  # cdc.toml (--config, CDC_CONFIG)
+    sources: tuple[SourceSpec, ...] = ()  # from the config file; empty: the single source above
+    salt_env: str = "CDC_MASK_SALT"
+    heartbeat_interval_ms: int = 1_000
+    max_retained_wal_bytes: int = 1024 * 1024 * 1024
+    projection_source: str | None = None
 
     @classmethod
     def load(cls, state_dir: str | None = None, **overrides: object) -> Settings:
@@ -42,7 +49,22 @@ class Settings:
             events=env.get("CDC_EVENTS", "on").lower() not in ("0", "off", "false", "no"),
         )
         given = {k: v for k, v in overrides.items() if v is not None and v != () and v != ""}
-        return replace(base, **given)  # type: ignore[arg-type]
+        settings = replace(base, **given)  # type: ignore[arg-type]
+        config = given.get("config_path") or env.get("CDC_CONFIG")
+        return settings.with_config(load_config(Path(str(config)))) if config else settings
+
+    def with_config(self, config: BridgeConfig) -> Settings:
+        """These settings with the sources, masking salt and guardrails of a ``cdc.toml``."""
+        return replace(self, config_path=config.path, sources=config.sources, salt_env=config.salt_env,
+                       heartbeat_interval_ms=config.guardrails.heartbeat_interval_ms,
+                       max_retained_wal_bytes=config.guardrails.max_retained_wal_bytes,
+                       projection_source=config.projections.source)
+
+    def source_specs(self, default_dsn: str) -> tuple[SourceSpec, ...]:
+        """The sources to capture: the config file's, else one from the flags and environment."""
+        if self.sources:
+            return self.sources
+        return (SourceSpec(default_dsn, self.source_name, self.tables),)
 
     @property
     def log_dir(self) -> Path:

@@ -21,6 +21,8 @@ BINARY_MODES = frozenset({"bytes", "base64", "base64-url-safe", "hex"})
 _SECRET_KEY = re.compile(r"password|secret|credential|token|sasl\.jaas", re.IGNORECASE)
 _IDENT = re.compile(r"[^a-z0-9_]+")
 _MASK = "********"
+_SALT = re.compile(r"(\.with\.salt\.).+$")
+REDACTED_LENGTH = 8
 PRODUCER_SETTINGS: dict[str, str] = {
     "acks": "all",
     "enable.idempotence": "true",
@@ -42,7 +44,7 @@ appender.file.name = file
 appender.file.fileName = {path}
 appender.file.filePattern = {path}.%i
 appender.file.layout.type = PatternLayout
-appender.file.layout.pattern = %d{{ISO8601}} %-5level [%t] %c{{1.}} - %m%n
+appender.file.layout.pattern = %d{{ISO8601}} %-5level [%t] %c{{1.}} - %replace{{%m}}{{with\\\\.salt\\\\.[A-Za-z0-9]+}}{{with.salt.********}}%n
 appender.file.policies.type = Policies
 appender.file.policies.size.type = SizeBasedTriggeringPolicy
 appender.file.policies.size.size = 20MB
@@ -81,6 +83,11 @@ class ConnectorSettings:
     offset_flush_interval_ms: int = 1_000
     tombstones_on_delete: bool = False
     binary_handling_mode: str = "base64"
+    exclude_columns: tuple[str, ...] = ()  # schema.table.column: never read from the WAL
+    mask_hash: tuple[str, ...] = ()  # schema.table.column: salted SHA-256 of the text, inside Debezium
+    mask_redact: tuple[str, ...] = ()  # schema.table.column: replaced by asterisks, inside Debezium
+    mask_salt: str = field(default="", repr=False)
+    heartbeat_action_query: str = ""
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -138,8 +145,29 @@ def connector_properties(settings: ConnectorSettings) -> dict[str, str]:
         "decimal.handling.mode": "string",
         "binary.handling.mode": s.binary_handling_mode,
         "include.unknown.datatypes": "true",
+        **_column_properties(s),
         **_converter_properties(),
     }
+
+
+def _column_properties(s: ConnectorSettings) -> dict[str, str]:
+    """Column exclusion and masking, applied by the connector before a record leaves the JVM, so
+    masked values never reach Kafka, the mirror, the change log or the domain events."""
+    props: dict[str, str] = {}
+    if s.exclude_columns:
+        props["column.exclude.list"] = column_list(s.exclude_columns)
+    if s.mask_hash:
+        props[f"column.mask.hash.v2.SHA-256.with.salt.{s.mask_salt}"] = column_list(s.mask_hash)
+    if s.mask_redact:
+        props[f"column.mask.with.{REDACTED_LENGTH}.chars"] = column_list(s.mask_redact)
+    if s.heartbeat_action_query:
+        props["heartbeat.action.query"] = s.heartbeat_action_query
+    return props
+
+
+def column_list(columns: tuple[str, ...]) -> str:
+    """Anchored, regex-escaped `schema\\.table\\.column` patterns, comma separated."""
+    return ",".join("^" + "\\.".join(re.escape(part) for part in c.split(".")) + "$" for c in columns)
 
 
 def engine_properties(settings: ConnectorSettings) -> dict[str, str]:
@@ -160,6 +188,22 @@ def embedded_properties(settings: ConnectorSettings) -> dict[str, str]:
     return {**connector_properties(settings), **engine_properties(settings)}
 
 
+def connector_name(settings: ConnectorSettings) -> str:
+    """The connector's name: the embedded engine's `name`, Kafka Connect's `/connectors/<name>`."""
+    return connector_properties(settings)["name"]
+
+
+def connect_properties(settings: ConnectorSettings) -> dict[str, str]:
+    """Exactly what is PUT to Kafka Connect's `/connectors/<name>/config`.
+
+    The connector part the embedded engine runs, minus `name` (Connect takes it from the URL):
+    both modes capture with the same configuration.
+    """
+    props = connector_properties(settings)
+    del props["name"]
+    return props
+
+
 def producer_properties(bootstrap_servers: str, client_id: str, overrides: dict[str, str]) -> dict[str, str]:
     """The embedded runner's Java KafkaProducer: acks=all + idempotence, small linger, big batches.
 
@@ -175,7 +219,7 @@ def log4j2_properties(log_path: Path) -> str:
 
 def redacted(props: dict[str, str]) -> dict[str, str]:
     """A copy safe to log or print: values of password-like keys are masked."""
-    return {k: (_MASK if _SECRET_KEY.search(k) else v) for k, v in props.items()}
+    return {_SALT.sub(r"\1" + _MASK, k): (_MASK if _SECRET_KEY.search(k) else v) for k, v in props.items()}
 
 
 def _converter_properties() -> dict[str, str]:
@@ -207,5 +251,7 @@ def _validate(s: ConnectorSettings) -> None:
         raise ConfigError(f"binary handling mode {s.binary_handling_mode!r} is not supported")
     if not 0 < s.port < 65536:
         raise ConfigError(f"port {s.port} is out of range")
+    if (s.mask_hash and not re.fullmatch(r"[A-Za-z0-9]{8,}", s.mask_salt)):
+        raise ConfigError("the masking salt must be at least 8 letters or digits")
     if s.max_queue_size <= s.max_batch_size:
         raise ConfigError("max_queue_size must be larger than max_batch_size")

@@ -1,0 +1,115 @@
+"""cdc.toml parsing: sources, rules, guardrails, and errors that name the key to fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cdc.config import MaskRule, load_config
+from cdc.debezium.config import ConnectorSettings, connector_properties, redacted
+from cdc.errors import ConfigError
+from cdc.settings import Settings
+
+GOOD = """
+[[source]]
+name = "shop"
+dsn_env = "SHOP_DSN"
+tables = ["public.orders", "public.customers"]
+exclude_columns = ["public.customers.notes"]
+translators = ["cdc.demo.events"]
+mask = { "public.customers.email" = "hash", "public.customers.phone" = "redact" }
+
+[[source]]
+dsn_env = "CRM_DSN"
+events = false
+
+[masking]
+salt_env = "MY_SALT"
+
+[guardrails]
+max_retained_wal_mb = 256
+heartbeat_interval_ms = 5000
+
+[projections]
+source = "shop"
+"""
+ENV = {"SHOP_DSN": "postgresql://u:hunter2@db/shop", "CRM_DSN": "postgresql://u:pw@db/crm"}
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "cdc.toml"
+    path.write_text(text)
+    return path
+
+
+def test_a_full_config_reads_into_sources_and_guardrails(tmp_path: Path) -> None:
+    config = load_config(_write(tmp_path, GOOD), ENV)
+    shop, crm = config.sources
+    assert shop.name == "shop" and shop.dsn == ENV["SHOP_DSN"]
+    assert shop.tables == ("public.orders", "public.customers")
+    assert shop.exclude_columns == ("public.customers.notes",)
+    assert shop.mask == (MaskRule("public.customers.email", "hash"), MaskRule("public.customers.phone", "redact"))
+    assert shop.translators == ("cdc.demo.events",) and shop.events is None
+    assert crm.name is None and crm.events is False and crm.translators is None
+    assert config.salt_env == "MY_SALT"
+    assert config.guardrails.max_retained_wal_bytes == 256 * 1024 * 1024
+    assert config.guardrails.heartbeat_interval_ms == 5000
+    assert config.projections.source == "shop"
+    assert "hunter2" not in repr(config)  # DSNs stay out of reprs (and so out of logs and tracebacks)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("", "no [[source]]"),
+    ("[[source]]\nname = 'x'\n", "dsn_env is required"),
+    ("[[source]]\ndsn_env = 'NOPE_DSN'\n", "NOPE_DSN is not set"),
+    ("[[source]]\ndsn_env = 'SHOP_DSN'\ntables = ['orders']\n", "must be written schema.table"),
+    ("[[source]]\ndsn_env = 'SHOP_DSN'\nmask = { 'public.c.email' = 'scramble' }\n", 'use "hash" or "redact"'),
+    ("[[source]]\ndsn_env = 'SHOP_DSN'\nmask = { 'c.email' = 'hash' }\n", "schema.table.column"),
+    ("[[source]]\ndsn_env = 'SHOP_DSN'\nexclude_columns = ['public.c.e']\nmask = { 'public.c.e' = 'hash' }\n",
+     "both masked and excluded"),
+    ("[[source]]\ndsn_env = 'SHOP_DSN'\ncolour = 'red'\n", "unknown key(s) colour"),
+    ("[[source]]\nname = 'a'\ndsn_env = 'SHOP_DSN'\n[[source]]\nname = 'a'\ndsn_env = 'CRM_DSN'\n", "used twice"),
+    ("[[source]]\nname = 'a.b'\ndsn_env = 'SHOP_DSN'\n", "only letters"),
+    ("[[source]]\ndsn_env = 'SHOP_DSN'\n[guardrails]\nmax_retained_wal_mb = -1\n", "positive integer"),
+    ("[[source]\n", "not valid TOML"),
+])
+def test_bad_configs_say_what_to_fix(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
+        load_config(_write(tmp_path, text), ENV)
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read config"):
+        load_config(tmp_path / "nope.toml", ENV)
+
+
+def test_settings_take_sources_and_guardrails_from_the_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for key, value in ENV.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("CDC_CONFIG", str(_write(tmp_path, GOOD)))
+    settings = Settings.load(str(tmp_path / "state"))
+    assert [s.name for s in settings.source_specs("unused")] == ["shop", None]
+    assert settings.heartbeat_interval_ms == 5000 and settings.salt_env == "MY_SALT"
+    monkeypatch.delenv("CDC_CONFIG")
+    single = Settings.load(str(tmp_path / "state"), source_name="one", tables=("public.t",))
+    (spec,) = single.source_specs("postgresql://localhost/db")
+    assert (spec.dsn, spec.name, spec.tables, spec.mask) == ("postgresql://localhost/db", "one", ("public.t",), ())
+
+
+def test_masking_and_exclusion_become_connector_properties_without_leaking_the_salt(tmp_path: Path) -> None:
+    settings = ConnectorSettings(
+        source="shop", host="h", port=5432, user="u", password="pw", dbname="shop", tables=("public.customers",),
+        offset_file=tmp_path / "o", exclude_columns=("public.customers.notes",),
+        mask_hash=("public.customers.email",), mask_redact=("public.customers.phone",), mask_salt="s3cretsalt")
+    props = connector_properties(settings)
+    assert props["column.exclude.list"] == r"^public\.customers\.notes$"
+    assert props["column.mask.hash.v2.SHA-256.with.salt.s3cretsalt"] == r"^public\.customers\.email$"
+    assert props["column.mask.with.8.chars"] == r"^public\.customers\.phone$"
+    shown = redacted(props)
+    assert "s3cretsalt" not in str(shown) and "pw" not in shown.values()
+    assert "s3cretsalt" not in repr(settings)
+    with pytest.raises(ConfigError, match="salt"):
+        ConnectorSettings(source="shop", host="h", port=5432, user="u", password="pw", dbname="shop",
+                          tables=("public.customers",), offset_file=tmp_path / "o",
+                          mask_hash=("public.customers.email",), mask_salt="short")
