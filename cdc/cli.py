@@ -70,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     _state_dir_arg(sql)
     _events_parser(sub)
     _dlq_parser(sub)
+    _preflight_parser(sub)
     _status_parser(sub)
     return parser
 
@@ -77,6 +78,37 @@ def build_parser() -> argparse.ArgumentParser:
 def _translators_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--translators", help="comma-separated Python modules declaring events and translators "
                    "(env CDC_TRANSLATORS; default: the ones the last bridge on this state dir used)")
+
+
+def _preflight_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("preflight", help="check that a PostgreSQL database is ready for the bridge (changes nothing)",
+                       description="Connect read-only and check what `cdc run` needs: wal_level=logical, a free "
+                       "replication slot and WAL sender, a role with REPLICATION and SELECT on the captured tables, "
+                       "the rights to create the publication cdc_<source>, a key or replica identity per table; "
+                       "note TOAST-able columns, partitioned tables, unbounded numerics and replication slots that "
+                       "hold WAL. Every finding names its fix. Exit 0 ready, 1 something blocks (or the database "
+                       "cannot be reached), 2 warnings only.")
+    p.add_argument("dsn", metavar="DSN", help='e.g. "postgresql://cdc_user:secret@db:5432/app" (the password is '
+                   "never printed)")
+    p.add_argument("--tables", help="comma-separated schema.table list, as for `cdc run` (default: every ordinary "
+                   "and partitioned table outside the system schemas)")
+    p.add_argument("--source-name", help="the source name `cdc run` will use; slot and publication are "
+                   "cdc_<name> (default: the database name)")
+    p.add_argument("--json", action="store_true", help="print the findings and a summary as JSON")
+
+
+def _preflight(args: argparse.Namespace) -> int:
+    """No settings, no state dir, no log file: preflight only reads the database it is given."""
+    from cdc import preflight
+    from cdc.preflight import render
+
+    try:
+        report = preflight.check(args.dsn, parse_tables(args.tables) or None, args.source_name)
+    except CdcError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return preflight.EXIT_BLOCKED
+    sys.stdout.write(render.json_text(report) if args.json else render.text(report))
+    return report.exit_code
 
 
 def _events_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -168,6 +200,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(args: argparse.Namespace) -> int:
     try:
+        if args.command == "preflight":
+            return _preflight(args)
         settings = Settings.load(args.state_dir)
         if args.command == "sql":
             return _sql(settings, args.query, args.format)

@@ -18,6 +18,7 @@ import os
 import pwd
 import shutil
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,10 +33,17 @@ _INITDB_ARGS = ("-U", "postgres", "-E", "UTF8", "--locale=C", "--auth-local=trus
 
 
 class EmbeddedPostgres:
-    """A PostgreSQL cluster in ``data_dir`` listening on ``127.0.0.1:port`` only."""
+    """A PostgreSQL cluster in ``data_dir`` listening on ``127.0.0.1:port`` only.
 
-    def __init__(self, data_dir: Path, port: int, log_path: Path | None = None) -> None:
+    ``settings`` override or add server settings (values as postgresql.conf spells them, e.g.
+    ``{"wal_level": "replica"}``); by default the cluster is ready for logical replication.
+    """
+
+    def __init__(
+        self, data_dir: Path, port: int, log_path: Path | None = None, settings: Mapping[str, str] | None = None
+    ) -> None:
         self._data_dir = data_dir.absolute()
+        self._settings = dict(settings or {})
         self._port = port
         self._log_path = (log_path or self._data_dir.parent / "postgres.log").absolute()
         self._tools = _PgTools(_server_user())
@@ -170,6 +178,7 @@ class EmbeddedPostgres:
             "work_mem": "4MB",
             "maintenance_work_mem": "64MB",
             "logging_collector": "off",
+            **self._settings,
         }
         body = "".join(f"{key} = {value}\n" for key, value in settings.items())
         self._tools.write_owned(self._data_dir / _CONF_NAME, "# managed by cdc\n" + body)

@@ -8,6 +8,7 @@ load generator. Driver errors become :class:`SourceError` with the password remo
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -17,6 +18,9 @@ import psycopg
 
 from cdc.domain.changes import Column, TableRef, TableSchema
 from cdc.errors import SourceError
+from cdc.preflight.facts import SlotInfo
+
+__all__ = ["Excluded", "PostgresSession", "PostgresSource", "SlotInfo", "redact_dsn"]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +46,15 @@ WHERE c.relkind = 'r' AND NOT c.relispartition
 ORDER BY n.nspname, c.relname, a.attnum
 """
 
+# WAL position: on a standby pg_current_wal_lsn() fails, the replayed position stands in for it
+SLOTS_SQL = """
+SELECT slot_name::text, plugin::text, database::text, active,
+       pg_wal_lsn_diff(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END,
+                       restart_lsn)::bigint,
+       slot_type, wal_status
+FROM pg_replication_slots ORDER BY slot_name
+"""
+
 _PASSWORD_RE = re.compile(r"(://[^:/@]+:)[^@]*@|(password\s*=\s*)\S+", re.IGNORECASE)
 
 
@@ -59,17 +72,29 @@ class Excluded:
 
 
 class PostgresSource:
-    """Catalog and readiness checks for one source database. Connections are short-lived."""
+    """Catalog and readiness checks for one source database. Connections are short-lived.
 
-    def __init__(self, dsn: str) -> None:
+    ``read_only=True`` opens every session with ``default_transaction_read_only=on``: the server
+    itself refuses any DDL or DML (`cdc preflight` relies on it). It does not stop replication-slot
+    functions such as ``pg_create_logical_replication_slot``: callers must not issue them.
+    """
+
+    def __init__(self, dsn: str, read_only: bool = False) -> None:
         self.dsn = dsn
+        self.read_only = read_only
 
     def _connect(self, autocommit: bool = True) -> psycopg.Connection[Any]:
         try:
-            return psycopg.connect(self.dsn, autocommit=autocommit, connect_timeout=10)
+            extra: dict[str, Any] = {"options": self._read_only_options()} if self.read_only else {}
+            return psycopg.connect(self.dsn, autocommit=autocommit, connect_timeout=10, **extra)
         except psycopg.Error as e:
             msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise SourceError(f"cannot connect to PostgreSQL at {redact_dsn(self.dsn)}: {msg}") from None
+
+    def _read_only_options(self) -> str:
+        """The DSN's own ``options`` (or PGOPTIONS) plus read-only: a keyword argument replaces them."""
+        own = psycopg.conninfo.conninfo_to_dict(self.dsn).get("options") or os.environ.get("PGOPTIONS", "")
+        return f"{own} -c default_transaction_read_only=on".strip()
 
     def query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
         with self._connect() as conn:
@@ -116,6 +141,15 @@ class PostgresSource:
         )
         return int(rows[0][0]) if rows and rows[0][0] is not None else None
 
+    def slots(self) -> list[SlotInfo]:
+        """Every replication slot of the cluster (all databases), by name.
+
+        ``retained_wal_bytes`` is how much WAL the server keeps for the slot: the distance from its
+        ``restart_lsn`` to the current WAL position (None while it holds no position). An inactive
+        slot keeps WAL until something reads it or it is dropped. Needs no special privilege.
+        """
+        return [slot_info(r) for r in self.query(SLOTS_SQL)]
+
     def tables(self) -> list[TableSchema]:
         """Every ordinary table outside the system schemas."""
         return _schemas_from_rows(self.query(_CATALOG_SQL))
@@ -142,6 +176,12 @@ class PostgresSource:
             if s.ref.schema == ref.schema and s.ref.table == ref.table:
                 return _with_source(s, ref.source)
         return None
+
+
+def slot_info(row: Sequence[Any]) -> SlotInfo:
+    name, plugin, database, active, retained, slot_type, wal_status = row
+    return SlotInfo(name, plugin, database, bool(active), None if retained is None else int(retained),
+                    slot_type, wal_status)
 
 
 _NO_IDENTITY = (
