@@ -14,12 +14,14 @@ import threading
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Protocol
 
 from cdc.adapters.clickhouse import ClickHouseWarehouse
 from cdc.adapters.kafka import KafkaChangeStream
+from cdc.adapters.kafka_connect import KafkaConnectRunner
 from cdc.adapters.postgres import PostgresSource, redact_dsn
 from cdc.config import SourceSpec
-from cdc.debezium.config import ConnectorSettings, default_slot_name, embedded_properties
+from cdc.debezium.config import HEARTBEAT_QUERY, ConnectorSettings, default_slot_name, embedded_properties
 from cdc.debezium.engine import DebeziumRunner
 from cdc.domain.changes import TableRef, TableSchema
 from cdc.domain.events import EventDefinitionError, EventRegistry, load_modules
@@ -33,6 +35,21 @@ from cdc.translate import generic_names
 log = logging.getLogger(__name__)
 Say = Callable[[str], None]
 MASKABLE_TYPES = frozenset({"text", "varchar", "bpchar", "citext", "name"})  # Debezium masks character columns
+
+
+class CaptureRunner(Protocol):
+    """Debezium for one source: the embedded engine, or a connector in Kafka Connect."""
+
+    @property
+    def records_produced(self) -> int: ...
+
+    def start(self, timeout: float = 120) -> None: ...
+
+    def stop(self, timeout: float = 30) -> None: ...
+
+    def raise_if_failed(self) -> None: ...
+
+    def snapshot_completed(self) -> bool: ...
 
 
 class _Lane:
@@ -121,7 +138,7 @@ class SourceCapture:
         self.registry: EventRegistry | None = None
         self.sink: ClickHouseMirrorSink | None = None
         self.lane: _Lane | None = None
-        self.runner: DebeziumRunner | None = None
+        self.runner: CaptureRunner | None = None
         self.events: EventsWorker | None = None
 
     @property
@@ -185,14 +202,25 @@ class SourceCapture:
             source=self.name, host=params["host"], port=int(params["port"]), user=params["user"],
             password=params["password"], dbname=params["dbname"],
             tables=tuple(s.ref.qualified for s in self.schemas), offset_file=offsets,
-            heartbeat_interval_ms=heartbeat_ms,
+            heartbeat_interval_ms=heartbeat_ms, heartbeat_action_query=HEARTBEAT_QUERY,
             exclude_columns=self.spec.exclude_columns,
             mask_hash=tuple(r.column for r in self.spec.mask if r.method == "hash"),
             mask_redact=tuple(r.column for r in self.spec.mask if r.method == "redact"),
             mask_salt=salt,
         )
-        self.runner = DebeziumRunner(embedded_properties(conn), bootstrap, self.settings.log_dir / "debezium.log")
+        if self.settings.kafka_connect_url:  # the same connector config, run by Kafka Connect
+            self.runner = KafkaConnectRunner(self.settings.kafka_connect_url, conn, produced=self._produced)
+        else:
+            self.runner = DebeziumRunner(embedded_properties(conn), bootstrap,
+                                         self.settings.log_dir / "debezium.log")
         self.runner.start()
+
+    def _produced(self) -> int:
+        """Records in this source's change topics, as the mirror consumer's last fetch saw them
+        (Kafka Connect does not count what a connector produced)."""
+        if self.lane is None:
+            return 0
+        return sum(dict(self.lane.service.stats.highwater).values())
 
     # -- observe ---------------------------------------------------------------------------------
     @property

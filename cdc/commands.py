@@ -44,6 +44,7 @@ class StatusLine:
         self._dead: tuple[float, int | None] = (0.0, 0)
 
     def tick(self, force: bool = False) -> None:
+        self.bridge.observer.sample()
         now = time.monotonic()
         if not force and now - self._printed < (1.0 if self.tty else 10.0):
             return
@@ -75,6 +76,7 @@ class StatusLine:
 def _banner(bridge: Bridge, extra: list[str]) -> None:
     say(f"ClickHouse endpoint: {bridge.clickhouse_url}")
     say(f"Kafka bootstrap:     {bridge.bootstrap}")
+    say(f"Status and metrics:  {bridge.status_url}/status, {bridge.status_url}/metrics (or: cdc status)")
     for line in extra:
         say(line)
     tables = [c.name + "." + mirror_name(s.ref) for c in bridge.captures for s in c.schemas]
@@ -236,7 +238,23 @@ def run(settings: Settings, until_caught_up: bool, timeout: float) -> int:
             pg.stop()
 
 
+def run_preflight(specs: tuple[SourceSpec, ...]) -> None:
+    """`cdc preflight`'s checks for every source; refuse to start on a blocking problem, saying why."""
+    from cdc import preflight
+
+    for spec in specs:
+        report = preflight.check(spec.dsn, spec.tables or None, spec.name)
+        if report.blocking:
+            problems = "; ".join(f"{f.message} (fix: {f.fix})" for f in report.blocking)
+            raise ConfigError(f"{redact_dsn(spec.dsn)} is not ready for the bridge: {problems}. "
+                              f"`cdc preflight` lists every finding")
+        if report.warnings:
+            say(f"preflight: {len(report.warnings)} warning(s) for {redact_dsn(spec.dsn)}; "
+                "`cdc preflight DSN` explains each")
+
+
 def _run_bridge(settings: Settings, specs: tuple[SourceSpec, ...], until_caught_up: bool, timeout: float) -> int:
+    run_preflight(specs)
     bridge = Bridge(settings, specs, say)
     targets = [PostgresSource(spec.dsn).current_wal_lsn() if until_caught_up else 0 for spec in specs]
     bridge.start()

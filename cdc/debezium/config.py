@@ -23,6 +23,11 @@ _IDENT = re.compile(r"[^a-z0-9_]+")
 _MASK = "********"
 _SALT = re.compile(r"(\.with\.salt\.).+$")
 REDACTED_LENGTH = 8
+HEARTBEAT_PREFIX = "cdc_heartbeat"
+# Each heartbeat writes a tiny logical message into the captured database's WAL: when that database is
+# idle and others on the cluster write, the slot still advances, so PostgreSQL does not keep their WAL.
+# Any role may call it; no table is needed; the message itself is skipped (message.prefix.exclude.list).
+HEARTBEAT_QUERY = f"SELECT pg_logical_emit_message(false, '{HEARTBEAT_PREFIX}', now()::text)"
 PRODUCER_SETTINGS: dict[str, str] = {
     "acks": "all",
     "enable.idempotence": "true",
@@ -44,7 +49,7 @@ appender.file.name = file
 appender.file.fileName = {path}
 appender.file.filePattern = {path}.%i
 appender.file.layout.type = PatternLayout
-appender.file.layout.pattern = %d{{ISO8601}} %-5level [%t] %c{{1.}} - %replace{{%m}}{{with\\\\.salt\\\\.[A-Za-z0-9]+}}{{with.salt.********}}%n
+appender.file.layout.pattern = %d{{ISO8601}} %-5level [%t] %c{{1.}} - {message}%n
 appender.file.policies.type = Policies
 appender.file.policies.size.type = SizeBasedTriggeringPolicy
 appender.file.policies.size.size = 20MB
@@ -162,6 +167,7 @@ def _column_properties(s: ConnectorSettings) -> dict[str, str]:
         props[f"column.mask.with.{REDACTED_LENGTH}.chars"] = column_list(s.mask_redact)
     if s.heartbeat_action_query:
         props["heartbeat.action.query"] = s.heartbeat_action_query
+        props["message.prefix.exclude.list"] = HEARTBEAT_PREFIX
     return props
 
 
@@ -212,9 +218,13 @@ def producer_properties(bootstrap_servers: str, client_id: str, overrides: dict[
     return {**PRODUCER_SETTINGS, **overrides, "bootstrap.servers": bootstrap_servers, "client.id": client_id}
 
 
+# Debezium logs its configuration at start: keep the masking salt (part of a property name) out of it
+_SCRUBBED_MESSAGE = "%replace{%m}{with\\\\.salt\\\\.[A-Za-z0-9]+}{with.salt.********}"
+
+
 def log4j2_properties(log_path: Path) -> str:
     """Log4j2 config sending every JVM log line to `log_path` (rolled at 20 MB), none to the console."""
-    return _LOG4J2.format(path=log_path.as_posix())
+    return _LOG4J2.format(path=log_path.as_posix(), message=_SCRUBBED_MESSAGE)
 
 
 def redacted(props: dict[str, str]) -> dict[str, str]:

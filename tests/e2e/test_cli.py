@@ -70,7 +70,8 @@ def _one_error_line(done: subprocess.CompletedProcess[str]) -> str:
 def test_source_without_logical_wal_is_refused_with_the_fix(replica_pg: EmbeddedPostgres, state_dir: Path) -> None:
     assert sql(replica_pg.dsn(), "SHOW wal_level") == [("replica",)]
     line = _one_error_line(cdc(state_dir, "run", "--source", replica_pg.dsn(), timeout=180))
-    assert "wal_level is 'replica'" in line and "wal_level=logical" in line
+    # refused by the same checks as `cdc preflight`, before anything starts
+    assert "wal_level is 'replica'" in line and "wal_level = logical" in line and "cdc preflight" in line
 
 
 def test_missing_table_is_named(database: str, state_dir: Path) -> None:
