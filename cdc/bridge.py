@@ -30,18 +30,20 @@ from cdc.adapters.endpoint import (
     write_endpoint,
 )
 from cdc.adapters.kafka import KafkaPublisher, ensure_topics
+from cdc.adapters.metrics_server import MetricsServer, clear_status_url, write_status_url
 from cdc.adapters.postgres import PostgresSource
 from cdc.adapters.tansu import TansuBroker
-from cdc.capture import SourceCapture
+from cdc.capture import CaptureRunner, SourceCapture
 from cdc.config import SourceSpec
-from cdc.debezium.engine import DebeziumRunner
 from cdc.domain.changes import TableSchema
 from cdc.domain.events import EventRegistry
 from cdc.errors import CdcError, ConfigError, StackError
 from cdc.events.store import ClickHouseEventStore
 from cdc.events.worker import WorkerReport
+from cdc.observe import Observer
 from cdc.service import DEAD_LETTER_TOPIC, ConsumerService, DeadLetters, Stats
 from cdc.settings import PortBook, Settings
+from cdc.status import Thresholds
 
 log = logging.getLogger(__name__)
 Say = Callable[[str], None]
@@ -106,6 +108,8 @@ class Bridge:
         self._broker: TansuBroker | None = None
         self._warehouse: ClickHouseWarehouse | None = None
         self._publisher: KafkaPublisher | None = None
+        self._status: MetricsServer | None = None
+        self.observer = Observer(self)
         self._stopping = threading.Event()
 
     # -- the first (often only) source, for the single-source callers --------------------------------
@@ -146,6 +150,7 @@ class Bridge:
             self._prepare_sources()
             self._start_consumers()
             self._start_debezium()
+            self._start_status()
         except BaseException:
             self.stop(drain=False)
             raise
@@ -210,6 +215,17 @@ class Bridge:
         for capture in self.captures:
             capture.start_debezium(self.bootstrap, salt, self.settings.heartbeat_interval_ms)
 
+    def _start_status(self) -> None:
+        """Serve /status and /metrics on loopback; `cdc status` finds the URL in the state dir."""
+        thresholds = Thresholds(max_retained_wal_bytes=self.settings.max_retained_wal_bytes)
+        self._status = MetricsServer(self.ports.port("status"), self.observer.snapshot, thresholds)
+        self._status.start()
+        write_status_url(self.settings.state_dir, self._status.url)
+
+    @property
+    def status_url(self) -> str:
+        return self._status.url if self._status is not None else ""
+
     # -- observe ---------------------------------------------------------------------------------
     @property
     def service(self) -> ConsumerService:
@@ -231,7 +247,7 @@ class Bridge:
         return "; ".join(errors) or None
 
     @property
-    def runner(self) -> DebeziumRunner:
+    def runner(self) -> CaptureRunner:
         assert self.primary.runner is not None
         return self.primary.runner
 
@@ -316,6 +332,8 @@ class Bridge:
         Every step runs even if an earlier one fails (or a second Ctrl-C arrives): a failed
         step is logged, and nothing is left running.
         """
+        if self._status is not None:
+            self._step("stopping the status server", self._stop_status)
         for c in self.captures:
             self._step(f"stopping Debezium ({c.name or 'source'})", c.runner.stop if c.runner else None)
         lanes = [c.lane for c in self.captures if c.lane is not None]
@@ -335,6 +353,12 @@ class Bridge:
             self._step("stopping the ClickHouse endpoint", self._stop_server)
         self._step("closing the warehouse client", self._warehouse.close if self._warehouse else None)
         self._broker = self._server = self._publisher = None
+
+    def _stop_status(self) -> None:
+        assert self._status is not None
+        clear_status_url(self.settings.state_dir, self._status.url)
+        self._status.stop()
+        self._status = None
 
     def _stop_server(self) -> None:
         clear_endpoint(self.settings.state_dir)

@@ -13,11 +13,12 @@ import signal
 import sys
 import traceback
 from collections.abc import Sequence
+from pathlib import Path
 from types import FrameType
 from typing import NoReturn
 
 from cdc import __version__
-from cdc.errors import CdcError
+from cdc.errors import CdcError, ConfigError
 from cdc.settings import Settings, parse_tables
 
 EXIT_MISMATCH, EXIT_ERROR = 1, 2
@@ -60,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="with --until-caught-up: give up (exit 1) after this many seconds (default 3600)")
     _translators_arg(run)
     run.add_argument("--no-events", action="store_true", help="mirror only: do not run the domain-event consumer")
+    run.add_argument("--config", help="cdc.toml naming one or more sources with their table and column rules "
+                     "(env CDC_CONFIG); replaces --source/--source-name/--tables")
     _state_dir_arg(run)
 
     sql = sub.add_parser("sql", help="run SQL against the ClickHouse warehouse",
@@ -224,7 +227,11 @@ def _main(args: argparse.Namespace) -> int:
             run_settings = Settings.load(args.state_dir, source_dsn=args.source, source_name=args.source_name,
                                          tables=parse_tables(args.tables),
                                          translators=parse_tables(args.translators),
-                                         events=False if args.no_events else None)
+                                         events=False if args.no_events else None,
+                                         config_path=Path(args.config) if args.config else None)
+            if run_settings.sources and (args.source or args.source_name or args.tables):
+                raise ConfigError("--config names the sources: drop --source/--source-name/--tables, "
+                                  "or drop --config")
             code = commands.run(run_settings, args.until_caught_up, args.timeout)
         return code
     except CdcError as e:

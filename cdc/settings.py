@@ -15,7 +15,7 @@ from cdc.adapters.ports import free_port, port_in_use
 from cdc.config import BridgeConfig, SourceSpec, load_config
 
 DEFAULT_STATE_DIR = ".cdc"
-PREFERRED_PORTS = {"postgres": 55432, "kafka": 19092, "clickhouse": 18123, "dagster": 13000}
+PREFERRED_PORTS = {"postgres": 55432, "kafka": 19092, "clickhouse": 18123, "dagster": 13000, "status": 19400}
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,7 @@ class Settings:
     state_dir: Path
     source_dsn: str | None = field(default=None, repr=False)  # may hold a password
     kafka_bootstrap: str | None = None
+    kafka_connect_url: str | None = field(default=None, repr=False)  # Debezium in Kafka Connect, not embedded
     clickhouse_url: str | None = field(default=None, repr=False)
     source_name: str | None = None
     tables: tuple[str, ...] = ()
@@ -42,6 +43,7 @@ class Settings:
             state_dir=Path(state_dir or env.get("CDC_STATE_DIR") or DEFAULT_STATE_DIR).absolute(),
             source_dsn=env.get("CDC_SOURCE_DSN") or None,
             kafka_bootstrap=env.get("CDC_KAFKA_BOOTSTRAP_SERVERS") or None,
+            kafka_connect_url=env.get("CDC_KAFKA_CONNECT_URL") or None,
             clickhouse_url=env.get("CDC_CLICKHOUSE_URL") or None,
             source_name=env.get("CDC_SOURCE_NAME") or None,
             tables=_tables(env.get("CDC_TABLES", "")),

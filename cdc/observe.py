@@ -1,0 +1,108 @@
+"""The running bridge's status snapshot: what `/status`, `/metrics` and `cdc status` show.
+
+Built on demand (the metrics server caches it for a second) from the consumers' counters, the
+source's ``pg_replication_slots`` and ClickHouse's dead letters. A part that cannot be asked
+(a source down, a query failing) shows as unknown, never as a made-up zero.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from cdc.adapters.postgres import redact_dsn
+from cdc.errors import CdcError
+from cdc.service import Stats
+from cdc.status import RateWindow, SchemaNotice, SourceStatus, StatusSnapshot, TopicLag, utc_now_iso
+
+if TYPE_CHECKING:
+    from cdc.bridge import Bridge
+    from cdc.capture import SourceCapture
+
+log = logging.getLogger(__name__)
+
+# Dead letters not yet republished by `cdc dlq replay`, per change topic
+_PENDING_DEAD = """
+SELECT d.topic, count() FROM (SELECT DISTINCT topic, partition, offset, stage FROM cdc.dead_letters FINAL) AS d
+LEFT ANTI JOIN (SELECT topic, partition, offset, stage FROM cdc.dead_letter_replays FINAL
+                WHERE outcome = 'republished') AS r
+    ON r.topic = d.topic AND r.partition = d.partition AND r.offset = d.offset AND r.stage = d.stage
+GROUP BY d.topic
+"""
+
+
+class Observer:
+    """Keeps a one-minute rate window per source and builds snapshots of ``bridge``."""
+
+    def __init__(self, bridge: Bridge) -> None:
+        self.bridge = bridge
+        self.started = time.monotonic()
+        self._rates: dict[str, RateWindow] = {}
+
+    def sample(self) -> None:
+        """Record each source's applied count (called from the status loop and by each snapshot)."""
+        now = time.monotonic()
+        for c in self.bridge.captures:
+            if c.lane is not None:
+                self._rates.setdefault(c.name, RateWindow()).add(now, c.lane.service.stats.rows)
+
+    def snapshot(self) -> StatusSnapshot:
+        self.sample()
+        dead = self._pending_dead_letters()
+        sources = tuple(self._source(c, dead) for c in self.bridge.captures)
+        total = None if dead is None else sum(dead.values())
+        return StatusSnapshot(
+            generated_at=utc_now_iso(), state_dir=str(self.bridge.settings.state_dir),
+            uptime_s=round(time.monotonic() - self.started, 1),
+            clickhouse_url=redact_dsn(self.bridge.clickhouse_url), kafka_bootstrap=self.bridge.bootstrap,
+            sources=sources, dead_letters=total)
+
+    def _source(self, c: SourceCapture, dead: dict[str, int] | None) -> SourceStatus:
+        stats = c.lane.service.stats if c.lane is not None else Stats()
+        active, retained = self._slot(c)
+        report = c.events_report
+        freshness = None if not stats.last_captured_ms else max(0.0, time.time() - stats.last_captured_ms / 1000)
+        rate = self._rates.get(c.name)
+        return SourceStatus(
+            name=c.name, dsn=redact_dsn(c.spec.dsn), slot=c.slot, slot_active=active, retained_wal_bytes=retained,
+            captured=c.runner.records_produced if c.runner is not None else 0, applied=stats.rows,
+            rows_per_s_1m=round(rate.rate(time.monotonic()), 1) if rate else 0.0,
+            freshness_s=None if freshness is None else round(freshness, 3),
+            events_stored=report.stored if report is not None else None,
+            dead_letters=None if dead is None else sum(n for t, n in dead.items() if t.startswith(c.name + ".")),
+            topics=_topics(stats, c.topics),
+            schema_notices=tuple(SchemaNotice(n.table, n.kind, n.column, n.detail)
+                                 for n in (c.sink.schema_notices() if c.sink is not None else ())),
+            errors=tuple(c.errors(60.0, self.bridge.settings.log_dir)),
+        )
+
+    @staticmethod
+    def _slot(c: SourceCapture) -> tuple[bool | None, int | None]:
+        try:
+            for slot in c.source.slots():
+                if slot.slot_name == c.slot:
+                    return slot.active, slot.retained_wal_bytes
+            return None, None
+        except CdcError as e:
+            log.warning("cannot read the replication slot of %s: %s", c.name, e)
+            return None, None
+
+    def _pending_dead_letters(self) -> dict[str, int] | None:
+        try:
+            return {str(t): int(n) for t, n in self.bridge.warehouse.query(_PENDING_DEAD)}
+        except CdcError as e:
+            log.warning("cannot count dead letters: %s", e)
+            return None
+
+
+def _topics(stats: Stats, topics: list[str]) -> tuple[TopicLag, ...]:
+    highwater, done = dict(stats.highwater), dict(stats.committed)  # copies: the consumer thread updates them
+    out = []
+    for topic in topics:
+        parts = [(tp, end) for tp, end in highwater.items() if tp[0] == topic]
+        end = sum(e for _, e in parts)
+        committed = sum(done.get(tp, 0) for tp, _ in parts)
+        lag = sum(max(0, e - done.get(tp, 0)) for tp, e in parts)
+        out.append(TopicLag(topic, lag, committed, end))
+    return tuple(out)
