@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from cdc.adapters.pg_cluster import EmbeddedPostgres
+from cdc.debezium.config import default_slot_name
 from tests.e2e.conftest import BridgeProcess, sql, start_bridge
 from tests.polling import wait_until
 
@@ -27,7 +28,7 @@ def test_idle_source_lets_its_slot_advance_while_other_databases_write(
     for _ in range(8):  # ~32 MB of WAL in another database; the captured one stays idle
         sql(busy, "INSERT INTO busy_elsewhere (pad) SELECT repeat(md5(g::text), 64) FROM generate_series(1, 2000) g")
     (after_load,) = sql(busy, "SELECT pg_current_wal_lsn()::text")[0]
-    slot = f"cdc_{db}"
+    slot = default_slot_name(db)
 
     def advanced() -> bool:
         retained, past_load = sql(busy, RETAINED, (after_load, slot))[0]

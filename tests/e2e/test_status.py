@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from cdc.debezium.config import default_slot_name
 from tests.e2e.conftest import BridgeProcess, sql, start_bridge
 from tests.polling import wait_until
 
@@ -53,7 +54,7 @@ def test_status_and_metrics_move_while_load_runs(database: str, state_dir: Path,
         code, first = _status(state_dir)
         assert code in (0, 1), first
         (src,) = first["sources"]
-        assert src["name"] == db and src["slot"] == f"cdc_{db}" and src["slot_active"] is True
+        assert src["name"] == db and src["slot"] == default_slot_name(db) and src["slot_active"] is True
         assert src["retained_wal_bytes"] is not None
         assert [t["topic"] for t in src["topics"]] == [f"{db}.public.ticks"]
         metrics_before = urllib.request.urlopen(f"{url}/metrics", timeout=10).read().decode()
