@@ -143,6 +143,25 @@ def load_config(path: Path, env: dict[str, str] | None = None) -> BridgeConfig:
     )
 
 
+def projection_settings(env: dict[str, str] | None = None) -> ProjectionSettings:
+    """The ``[projections]`` section of the config ``CDC_CONFIG`` names (defaults without one).
+
+    Read alone, so Dagster processes need none of the sources' DSN variables.
+    """
+    env = dict(os.environ) if env is None else env
+    path = env.get("CDC_CONFIG")
+    if not path:
+        return ProjectionSettings()
+    try:
+        proj = _table(tomllib.loads(Path(path).read_text()), "projections", path)
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise ConfigError(f"cannot read config {path}: {e}") from None
+    _unknown(proj, {"source", "sensor_interval_seconds"}, f"{path} [projections]")
+    return ProjectionSettings(
+        source=_opt_str(proj.get("source"), "projections.source", path),
+        sensor_interval_seconds=_positive(proj.get("sensor_interval_seconds", 15), "sensor_interval_seconds", path))
+
+
 def _source(raw: Any, index: int, where: str, env: dict[str, str]) -> SourceSpec:
     at = f"{where} [[source]] #{index + 1}"
     if not isinstance(raw, dict):

@@ -27,6 +27,7 @@ from dagster import (
 )
 from pydantic import Field
 
+from cdc.config import projection_settings
 from cdc.ports import Warehouse
 from dagster_project.resources import WarehouseResource
 from dagster_project.tables import CapturedTable, shop_tables
@@ -36,7 +37,8 @@ from pipelines.projection import Projection
 
 PROJECTIONS_GROUP = "projections"
 EVENTS_KEY = AssetKey(["events", "domain_events"])
-SOURCE = shop.SOURCE
+SETTINGS = projection_settings()  # [projections] of the cdc.toml named by CDC_CONFIG, if any
+SOURCE = SETTINGS.source or shop.SOURCE
 TABLES = shop_tables(SOURCE)
 # Days before this have no partition; early enough for the demo, settable for older data.
 PARTITIONS_START = os.environ.get("CDC_PARTITIONS_START") or "2020-01-01"

@@ -20,6 +20,7 @@ from dagster import (
 
 from cdc.errors import CdcError
 from cdc.ports import Warehouse
+from dagster_project.assets import SETTINGS
 from dagster_project.jobs import BUILDS_TAG, projections_job
 from dagster_project.quality import EVENTS, exists
 from dagster_project.resources import WarehouseResource
@@ -47,7 +48,7 @@ def build_in_progress(instance: DagsterInstance) -> str | None:
 @sensor(
     name="new_events",
     job=projections_job,
-    minimum_interval_seconds=15,
+    minimum_interval_seconds=SETTINGS.sensor_interval_seconds,
     default_status=DefaultSensorStatus.RUNNING,
     description="Starts the projections job when the event store's newest stored_at moves.",
 )

@@ -113,3 +113,14 @@ def test_masking_and_exclusion_become_connector_properties_without_leaking_the_s
         ConnectorSettings(source="shop", host="h", port=5432, user="u", password="pw", dbname="shop",
                           tables=("public.customers",), offset_file=tmp_path / "o",
                           mask_hash=("public.customers.email",), mask_salt="short")
+
+
+def test_dagster_reads_only_the_projection_section(tmp_path: Path) -> None:
+    from cdc.config import projection_settings
+
+    path = _write(tmp_path, GOOD.replace('source = "shop"\n', 'source = "crm"\nsensor_interval_seconds = 30\n'))
+    settings = projection_settings({"CDC_CONFIG": str(path)})  # no DSN variables needed
+    assert (settings.source, settings.sensor_interval_seconds) == ("crm", 30)
+    assert projection_settings({}).source is None
+    with pytest.raises(ConfigError, match="cannot read config"):
+        projection_settings({"CDC_CONFIG": str(tmp_path / "missing.toml")})
