@@ -83,10 +83,15 @@ def _pid_alive(pid: int) -> bool:
 
 
 def _ping(url: str, timeout: float) -> bool | None:
-    """True if `/ping` answers `Ok.`; False if nothing (or something else) answers; None on timeout."""
+    return probe(url, "/ping", b"Ok.", timeout)
+
+
+def probe(url: str, path: str, expected: bytes, timeout: float) -> bool | None:
+    """True if GET ``path`` answers 200 with ``expected``; False if nothing (or something else)
+    answers; None on timeout (a live server may just be slow)."""
     try:
-        with urllib.request.urlopen(f"{url.rstrip('/')}/ping", timeout=timeout) as response:  # noqa: S310
-            return bool(response.status == 200 and response.read(16).strip() == b"Ok.")
+        with urllib.request.urlopen(f"{url.rstrip('/')}{path}", timeout=timeout) as response:  # noqa: S310
+            return bool(response.status == 200 and response.read(16).strip() == expected)
     except TimeoutError:
         return None
     except urllib.error.URLError as e:

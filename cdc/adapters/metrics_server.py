@@ -17,14 +17,13 @@ import os
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, cast
 from urllib.parse import urlsplit
 
+from cdc.adapters.endpoint import probe
 from cdc.errors import StackError
 from cdc.status import CONTENT_TYPE, StatusSnapshot, Thresholds, as_snapshot, prometheus_text, warnings_for
 
@@ -170,16 +169,7 @@ def clear_status_url(state_dir: Path, url: str | None = None) -> None:
 
 
 def _healthy(url: str, timeout: float) -> bool | None:
-    """True if `/healthz` answers `ok`; False if nothing (or something else) answers; None on timeout."""
-    try:
-        with urllib.request.urlopen(f"{url.rstrip('/')}/healthz", timeout=timeout) as response:  # noqa: S310
-            return bool(response.status == 200 and response.read(16).strip() == b"ok")
-    except TimeoutError:
-        return None
-    except urllib.error.URLError as e:
-        return None if isinstance(e.reason, TimeoutError) else False
-    except (OSError, ValueError):
-        return False
+    return probe(url, "/healthz", b"ok", timeout)
 
 
 def find_status_url(state_dir: Path, timeout: float = 1.0) -> str | None:
