@@ -11,10 +11,7 @@ in memory only, so draining is what makes a stop/start lose nothing.
 from __future__ import annotations
 
 import functools
-import json
 import logging
-import os
-import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -43,44 +40,14 @@ from cdc.events.worker import WorkerReport
 from cdc.observe import Observer
 from cdc.service import DEAD_LETTER_TOPIC, ConsumerService, DeadLetters, Stats
 from cdc.settings import PortBook, Settings
+from cdc.statefiles import mask_salt, remember_translators
 from cdc.status import Thresholds
 
 log = logging.getLogger(__name__)
 Say = Callable[[str], None]
 
 
-TRANSLATORS_FILE = "translators.json"
 SILENT_AFTER_S = 30.0  # the events worker reports several times a second; this long silent means stuck
-
-
-def remember_translators(state_dir: Path, modules: tuple[str, ...]) -> None:
-    """Record the bridge's translator modules so `cdc events`/`cdc dlq` default to the same ones."""
-    state_dir.mkdir(parents=True, exist_ok=True)
-    (state_dir / TRANSLATORS_FILE).write_text(json.dumps({"translators": list(modules)}) + "\n")
-
-
-def remembered_translators(state_dir: Path) -> tuple[str, ...]:
-    try:
-        return tuple(json.loads((state_dir / TRANSLATORS_FILE).read_text())["translators"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return ()
-
-
-def mask_salt(settings: Settings) -> str:
-    """The salt for hashed columns: from the environment variable the config names, else a random
-    one kept (mode 0600) under the state dir so hashes stay stable across restarts."""
-    from_env = os.environ.get(settings.salt_env, "")
-    if from_env:
-        return from_env
-    path = settings.state_dir / "mask_salt"
-    if path.exists():
-        return path.read_text().strip()
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
-    salt = secrets.token_hex(16)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(salt + "\n")
-    return salt
 
 
 def refuse_second_bridge(state_dir: Path) -> None:

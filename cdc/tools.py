@@ -7,11 +7,11 @@ from pathlib import Path
 
 from cdc.adapters.clickhouse import connect_warehouse
 from cdc.adapters.endpoint import find_endpoint
-from cdc.bridge import remembered_translators
 from cdc.domain.events import EventDefinitionError, EventRegistry, load_modules
 from cdc.errors import ConfigError, StackError
 from cdc.events import commands
 from cdc.settings import PortBook, Settings, parse_tables
+from cdc.statefiles import remembered_translators
 
 
 def registry_for(args: argparse.Namespace, settings: Settings, required: bool = True) -> EventRegistry:

@@ -124,3 +124,16 @@ def test_dagster_reads_only_the_projection_section(tmp_path: Path) -> None:
     assert projection_settings({}).source is None
     with pytest.raises(ConfigError, match="cannot read config"):
         projection_settings({"CDC_CONFIG": str(tmp_path / "missing.toml")})
+
+
+def test_mask_salt_comes_from_the_environment_or_is_kept_private_in_the_state_dir(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cdc.statefiles import mask_salt
+
+    settings = Settings(state_dir=tmp_path / "state", salt_env="TEST_SALT")
+    monkeypatch.delenv("TEST_SALT", raising=False)
+    first = mask_salt(settings)
+    assert len(first) == 32 and mask_salt(settings) == first  # stable across restarts
+    assert ((tmp_path / "state" / "mask_salt").stat().st_mode & 0o777) == 0o600
+    monkeypatch.setenv("TEST_SALT", "fromTheEnv123")
+    assert mask_salt(settings) == "fromTheEnv123"

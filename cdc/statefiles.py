@@ -1,0 +1,42 @@
+"""Small files the bridge keeps in its state dir for later commands and restarts."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from pathlib import Path
+
+from cdc.settings import Settings
+
+TRANSLATORS_FILE = "translators.json"
+
+
+def remember_translators(state_dir: Path, modules: tuple[str, ...]) -> None:
+    """Record the bridge's translator modules so `cdc events`/`cdc dlq` default to the same ones."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    (state_dir / TRANSLATORS_FILE).write_text(json.dumps({"translators": list(modules)}) + "\n")
+
+
+def remembered_translators(state_dir: Path) -> tuple[str, ...]:
+    try:
+        return tuple(json.loads((state_dir / TRANSLATORS_FILE).read_text())["translators"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return ()
+
+
+def mask_salt(settings: Settings) -> str:
+    """The salt for hashed columns: from the environment variable the config names, else a random
+    one kept (mode 0600) under the state dir so hashes stay stable across restarts."""
+    from_env = os.environ.get(settings.salt_env, "")
+    if from_env:
+        return from_env
+    path = settings.state_dir / "mask_salt"
+    if path.exists():
+        return path.read_text().strip()
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    salt = secrets.token_hex(16)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(salt + "\n")
+    return salt
