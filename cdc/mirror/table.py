@@ -13,14 +13,22 @@ Pure: builds SQL only. For source ``S`` and table ``t`` (schema ``public``; othe
 * ``S._mv_dead_t`` routes messages that are not valid row-change envelopes to ``cdc.dead_letters``;
 * ``S.t`` and ``S.t_changes`` — views with FINAL, so plain SELECTs see exactly the current rows
   (deletes hidden) and each change exactly once.
+
+Schema drift is caught inside ClickHouse at no Python cost: the change-log view fails the insert
+with ``cdc-schema-drift`` (see :data:`DRIFT_MARK`) when a row image's columns are not a shape the
+mirror accepts, a value's JSON type does not fit its column, or an integer overflows its column;
+the sink then follows the source (``cdc.mirror.evolution``) and retries. The state view skips
+changes that carry Debezium's unchanged-TOAST placeholder; the sink writes those state rows
+itself with the stored value (``cdc.mirror.toast``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cdc.domain.changes import TableRef, TableSchema
-from cdc.mirror.typemap import ColumnPlan, extract_type, is_raw, plan_column, value_sql
+from cdc.domain.changes import Column, TableRef, TableSchema
+from cdc.mirror.evolution import MirrorModel
+from cdc.mirror.typemap import ColumnPlan, clickhouse_element_type, extract_type, is_raw, plan_column, value_sql
 
 STATE_META = (
     ("_version", "UInt64"),
@@ -57,6 +65,11 @@ _PARSE = (
     "arrayFirst(x -> x.1 = 'source', kv).2 AS src FROM {ingest})"
 )
 # truncate ('t') and logical-decoding message ('m') events are not row changes: skipped, not dead letters
+DRIFT_MARK = "cdc-schema-drift"
+PLACEHOLDER = "__debezium_unavailable_value"  # Debezium's stand-in for an unchanged TOASTed value
+PLACEHOLDER_B64 = "X19kZWJleml1bV91bmF2YWlsYWJsZV92YWx1ZQ=="  # the same, as a bytea in base64 mode
+_NULL_ON_MISMATCH = {"Int16", "Int32", "Int64", "UInt32", "Bool", "Date32", "UUID", "DateTime64(6, 'UTC')"}
+_INT_RANGE = {"Int16": (-(2**15), 2**15 - 1), "Int32": (-(2**31), 2**31 - 1), "UInt32": (0, 2**32 - 1)}
 
 def quote(identifier: str) -> str:
     return "`" + identifier.replace("\\", "\\\\").replace("`", "\\`") + "`"
@@ -76,16 +89,29 @@ class MirrorTable:
 
     schema: TableSchema
     database: str
+    model: MirrorModel | None = None  # what the ClickHouse tables hold; default: exactly ``schema``
 
     def __post_init__(self) -> None:
-        clash = RESERVED & set(self.schema.column_names)
+        model = self.known = self.model or MirrorModel.of(self.schema)
+        clash = RESERVED & {c.name for c in model.columns}
         if clash:
             raise ValueError(f"{self.schema.ref.qualified}: column names reserved by the mirror: {sorted(clash)}")
-        key = set(self.schema.key)
-        self.state_plans = [plan_column(c) for c in self.schema.columns]
+        key = set(model.key)
+        self.columns = model.columns
+        # key columns are the ClickHouse sorting key: their type cannot change there
+        self.state_plans = [self._plan(c, c.name not in key and (c.name in model.nullable or c.name in model.dropped))
+                            for c in self.columns]
         # the change log keeps deletes' partial images, so every non-key column may be NULL there
-        self.log_plans = [plan_column(c, force_nullable=c.name not in key) for c in self.schema.columns]
+        self.log_plans = [self._plan(c, c.name not in key) for c in self.columns]
         self.name = mirror_name(self.schema.ref)
+
+    def _plan(self, col: Column, force_nullable: bool) -> ColumnPlan:
+        if self._textual(col):
+            return ColumnPlan(col.name, "Array(Nullable(String))" if col.is_array else "String", True, col)
+        return plan_column(col, force_nullable)
+
+    def _textual(self, col: Column) -> bool:
+        return is_raw(col) or (col.name in self.known.as_text and col.name not in self.known.key)
 
     def _t(self, prefix: str, suffix: str = "") -> str:
         return f"{quote(self.database)}.{quote(prefix + self.name + suffix)}"
@@ -104,8 +130,7 @@ class MirrorTable:
 
     def ddl(self) -> list[str]:
         """Statements that create (idempotently) everything this table needs; ``cdc.dead_letters`` must exist."""
-        key = ", ".join(quote(k) for k in self.schema.key) or "tuple()"
-        cols = ", ".join(quote(p.name) for p in self.state_plans)
+        key = ", ".join(quote(k) for k in self.known.key) or "tuple()"
         return [
             f"CREATE DATABASE IF NOT EXISTS {quote(self.database)}",
             _create(self._t("_state_"), self.state_plans, STATE_META, "ReplacingMergeTree(_version, _is_deleted)", key),
@@ -113,15 +138,43 @@ class MirrorTable:
             f"CREATE TABLE IF NOT EXISTS {self._t('_ingest_')} ({_INGEST_COLUMNS}) ENGINE = Null",
             f"CREATE TABLE IF NOT EXISTS {self._t('_parsed_')} ({_INGEST_COLUMNS}, op String, img String,"
             " src String, reason String) ENGINE = Null",
-            f"CREATE MATERIALIZED VIEW IF NOT EXISTS {self._t('_mv_state_')} TO {self._t('_state_')} AS "
-            + self._state_select(),
-            f"CREATE MATERIALIZED VIEW IF NOT EXISTS {self._t('_mv_log_')} TO {self._t('_log_')} AS "
-            + self._log_select(),
-            f"CREATE MATERIALIZED VIEW IF NOT EXISTS {self._t('_mv_dead_')} TO cdc.dead_letters AS SELECT topic,"
-            f" partition, offset, key, value, reason AS error, 'parse' AS stage FROM {self._t('_parsed_')}"
-            " WHERE reason != '' AND op NOT IN ('t', 'm')",
-            f"CREATE MATERIALIZED VIEW IF NOT EXISTS {self._t('_mv_parse_')} TO {self._t('_parsed_')} AS "
-            + _PARSE.replace("{ingest}", self._t("_ingest_")),
+        ]
+
+    def alter_ddl(self, existing: dict[str, dict[str, str]]) -> list[str]:
+        """ALTERs that bring the state and log tables to this plan; ``existing``: table -> column -> type."""
+        out = []
+        for prefix, plans in (("_state_", self.state_plans), ("_log_", self.log_plans)):
+            if prefix + self.name not in existing:
+                continue  # just created from this plan
+            have = existing[prefix + self.name]
+            after = "FIRST"
+            for p in plans:
+                if p.name not in have:
+                    out.append(f"ALTER TABLE {self._t(prefix)} ADD COLUMN IF NOT EXISTS {quote(p.name)} {p.ch_type}"
+                               f" {after}")
+                elif have[p.name].replace(" ", "") != p.ch_type.replace(" ", ""):
+                    out.append(f"ALTER TABLE {self._t(prefix)} MODIFY COLUMN {quote(p.name)} {p.ch_type}")
+                after = f"AFTER {quote(p.name)}"
+        return out
+
+    @property
+    def storage_tables(self) -> tuple[str, str]:
+        return "_state_" + self.name, "_log_" + self.name
+
+    def views_ddl(self) -> list[str]:
+        """(Re)create the materialized and plain views. Dropping a materialized view stops it: only run
+        this while nothing inserts into the ingest table (the consumer runs it between its own inserts)."""
+        cols = ", ".join(quote(p.name) for p in self.state_plans)
+        mvs = [
+            (self._t("_mv_state_"), self._t("_state_"), self._state_select()),
+            (self._t("_mv_log_"), self._t("_log_"), self._log_select()),
+            (self._t("_mv_dead_"), "cdc.dead_letters", "SELECT topic, partition, offset, key, value, reason AS error,"
+             f" 'parse' AS stage FROM {self._t('_parsed_')} WHERE reason != '' AND op NOT IN ('t', 'm')"),
+            (self._t("_mv_parse_"), self._t("_parsed_"), _PARSE.replace("{ingest}", self._t("_ingest_"))),
+        ]
+        out = [f"DROP VIEW IF EXISTS {mv}" for mv, _, _ in mvs]
+        out += [f"CREATE MATERIALIZED VIEW {mv} TO {target} AS {select}" for mv, target, select in mvs]
+        return out + [
             f"CREATE OR REPLACE VIEW {self.view} AS SELECT {cols} FROM {self._t('_state_')} FINAL"
             " WHERE _is_deleted = 0",
             f"CREATE OR REPLACE VIEW {self.changes_view} AS SELECT {cols}, _op, _lsn, _txid, _commit_ts,"
@@ -129,16 +182,18 @@ class MirrorTable:
         ]
 
     def _log_select(self) -> str:
-        fields = ", ".join(f"{quote(c.name)} {extract_type(c)}" for c in self.schema.columns if not is_raw(c))
+        fields = ", ".join(f"{quote(c.name)} {extract_type(c)}" for c in self.columns if not self._textual(c))
         values = []
         for plan in self.log_plans:
             c = plan.column
-            if is_raw(c):
-                name = _literal(c.name)
+            name = _literal(c.name)
+            if self._textual(c) and c.is_array:
+                expr = f"JSONExtract(img_raw, {name}, 'Array(Nullable(String))')"
+            elif self._textual(c):
                 expr = (f"if(JSONType(img_raw, {name}) = 'String', JSONExtractString(img_raw, {name}),"
                         f" nullIf(JSONExtractRaw(img_raw, {name}), 'null'))")
             else:
-                expr = value_sql(c, f"tupleElement(img, {_literal(c.name)})")
+                expr = value_sql(c, f"tupleElement(tup, {name})")
             if not plan.nullable and not plan.base_type.startswith("Array("):
                 expr = f"assumeNotNull({expr})"
             values.append(f"{expr} AS {quote(c.name)}")
@@ -148,11 +203,54 @@ class MirrorTable:
             " fromUnixTimestamp64Milli(tupleElement(src, 'ts_ms'), 'UTC') AS _commit_ts,"
             " ifNull(tupleElement(src, 'snapshot'), 'false') NOT IN ('false', '') AS _snapshot "
             "FROM (SELECT op, JSONExtract(src, '" + _SOURCE + "') AS src,"
-            f" img AS img_raw, JSONExtract(img, 'Tuple({_escape(fields)})') AS img"
+            f" img AS img_raw, JSONExtract(img, 'Tuple({_escape(fields)})') AS tup"
             f" FROM {self._t('_parsed_')} WHERE reason = '')"
+            f" WHERE throwIf({self.drift_sql()}, '{DRIFT_MARK}: a row image does not fit the mirror') = 0"
         )
 
-    def _state_select(self) -> str:
+    def drift_sql(self) -> str:
+        """True for a change the mirror cannot take as it is (the sink follows the source, then retries).
+
+        Cheap on purpose (it runs for every row): one key scan of the image, then per column only
+        comparisons on the converted value; the image text is searched only for a NULL result.
+        """
+        shapes = " OR ".join(f"{'keys' if i else '(JSONExtractKeys(img_raw) AS keys)'} ="
+                             f" [{', '.join(_literal(n) for n in shape)}]::Array(String)"
+                             for i, shape in enumerate(self.known.accepted_shapes()))
+        checks = [f"(op != 'd' AND NOT ({shapes}))"]
+        for plan in self.state_plans:
+            c, name = plan.column, quote(plan.name)
+            if c.is_array or self._textual(c) or c.name in self.known.key:
+                continue
+            if not plan.nullable:  # NULL into a NOT NULL column: the source dropped NOT NULL
+                checks.append(f"(op != 'd' AND isNull({name}))")
+            element = clickhouse_element_type(c)
+            if element in _NULL_ON_MISMATCH or (c.pg_type == "timestamptz"):
+                # a JSON value of another type converts to NULL: the source changed the column's type
+                key = _literal(f'"{c.name}":')
+                null = ", ".join(_literal(f'"{c.name}":{sp}null') for sp in ("", " "))
+                checks.append(f"(isNull({name}) AND position(img_raw, {key}) > 0 AND NOT multiSearchAny(img_raw,"
+                              f" [{null}]))")
+            bounds = _INT_RANGE.get(element)
+            if bounds:
+                value = f"tupleElement(tup, {_literal(c.name)})"
+                checks.append(f"NOT ifNull({value} BETWEEN {bounds[0]} AND {bounds[1]}, 1)")
+        return " OR ".join(checks)
+
+    def placeholder_test(self, plan: ColumnPlan, expr: str) -> str | None:
+        """SQL true when ``expr`` (a value of ``plan``'s column) is the placeholder; None: it cannot be."""
+        if plan.base_type == "Array(Nullable(String))":
+            return f"has({expr}, {_literal(PLACEHOLDER)})"
+        if plan.base_type == "String" and plan.name not in self.known.key:
+            return f"ifNull({expr} IN ({_literal(PLACEHOLDER)}, {_literal(PLACEHOLDER_B64)}), 0)"
+        return None
+
+    def placeholder_sql(self) -> str:
+        """True for a change-log row holding the unchanged-TOAST placeholder in any column."""
+        tests = [self.placeholder_test(p, quote(p.name)) for p in self.log_plans]
+        return " OR ".join(t for t in tests if t) or "0"
+
+    def state_values(self) -> list[str]:
         values = []
         for plan in self.state_plans:
             name = quote(plan.name)
@@ -160,10 +258,18 @@ class MirrorTable:
                 values.append(name)
             else:  # deletes carry only the key: other NOT NULL columns take their type's default
                 values.append(f"ifNull({name}, defaultValueOfTypeName({_literal(plan.base_type)})) AS {name}")
+        return values
+
+    def _state_select(self) -> str:
+        # a change carrying the TOAST placeholder would overwrite a stored value: the sink writes it instead
         return (
-            f"SELECT {', '.join(values)}, _lsn AS _version, toUInt8(_op = 'd') AS _is_deleted, _lsn, _txid,"
-            f" _commit_ts, _op FROM {self._t('_log_')}"
+            f"SELECT {', '.join(self.state_values())}, _lsn AS _version, toUInt8(_op = 'd') AS _is_deleted, _lsn,"
+            f" _txid, _commit_ts, _op FROM {self._t('_log_')} WHERE _op = 'd' OR NOT ({self.placeholder_sql()})"
         )
+
+    def qualified(self, prefix: str) -> str:
+        """``database.<prefix><name>``, quoted: e.g. ``qualified("_state_")``."""
+        return self._t(prefix)
 
 
 def _escape(text: str) -> str:
@@ -179,4 +285,4 @@ def _create(table: str, plans: list[ColumnPlan], meta: tuple[tuple[str, str], ..
     )
 
 
-__all__ = ["MirrorTable", "mirror_name", "quote", "INGEST_COLUMNS"]
+__all__ = ["DRIFT_MARK", "INGEST_COLUMNS", "PLACEHOLDER", "PLACEHOLDER_B64", "MirrorTable", "mirror_name", "quote"]
