@@ -32,7 +32,9 @@ def _tempdir(prefix: str) -> Path:
 @pytest.fixture(scope="session")
 def pg() -> Iterator[EmbeddedPostgres]:
     root = _tempdir("cdc-e2e-pg-")
-    cluster = EmbeddedPostgres(root / "data", free_port(), root / "postgres.log")
+    # every test's bridge leaves its slot behind (as a real bridge would): room for the whole suite
+    cluster = EmbeddedPostgres(root / "data", free_port(), root / "postgres.log",
+                               settings={"max_replication_slots": "40", "max_wal_senders": "40"})
     cluster.start()
     yield cluster
     cluster.stop()
@@ -44,6 +46,13 @@ def pg() -> Iterator[EmbeddedPostgres]:
 def database(pg: EmbeddedPostgres, request: pytest.FixtureRequest) -> str:
     """A fresh database per test; returns its DSN."""
     name = re.sub(r"[^a-z0-9_]", "_", request.node.name.lower())[:40]
+    return fresh_database(pg, name)
+
+
+def fresh_database(pg: EmbeddedPostgres, name: str) -> str:
+    """Database ``name``, empty: a leftover of an earlier run is dropped with its replication slots."""
+    pg.run_sql("postgres", "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots"
+               f" WHERE database = '{name}' AND NOT active")
     pg.run_sql("postgres", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     pg.create_database(name)
     return pg.dsn(name)

@@ -10,7 +10,7 @@ import pytest
 from kafka import KafkaConsumer
 
 from cdc.adapters.pg_cluster import EmbeddedPostgres
-from tests.e2e.conftest import BridgeProcess, sql
+from tests.e2e.conftest import BridgeProcess, fresh_database, sql
 from tests.polling import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -40,9 +40,7 @@ events = false
 
 
 def _fresh_db(pg: EmbeddedPostgres, name: str) -> str:
-    pg.run_sql("postgres", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    pg.create_database(name)
-    dsn = pg.dsn(name)
+    dsn = fresh_database(pg, name)
     sql(dsn, SCHEMA)
     return dsn
 
