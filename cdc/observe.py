@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from cdc.capture import SourceCapture
 
 log = logging.getLogger(__name__)
+NOTICES_SHOWN_FOR_S = 7 * 24 * 3600.0  # schema changes stay in cdc.schema_notices; status shows a week of them
 
 # Dead letters not yet republished by `cdc dlq replay`, per change topic
 _PENDING_DEAD = """
@@ -73,7 +74,8 @@ class Observer:
             dead_letters=None if dead is None else sum(n for t, n in dead.items() if t.startswith(c.name + ".")),
             topics=_topics(stats, c.topics),
             schema_notices=tuple(SchemaNotice(n.table, n.kind, n.column, n.detail)
-                                 for n in (c.sink.schema_notices() if c.sink is not None else ())),
+                                 for n in (c.sink.schema_notices() if c.sink is not None else ())
+                                 if n.first_seen_at >= time.time() - NOTICES_SHOWN_FOR_S),
             errors=tuple(c.errors(60.0, self.bridge.settings.log_dir)),
         )
 

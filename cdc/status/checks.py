@@ -80,14 +80,19 @@ def _flow_warnings(source: SourceStatus, limits: Thresholds) -> list[str]:
     return found
 
 
+# the mirror follows these by itself: listed in the status, no warning
+HANDLED_SCHEMA_CHANGES = frozenset({"added", "type_widened", "now_nullable"})
+
+
 def _attention_warnings(source: SourceStatus, state_dir: str) -> list[str]:
     found: list[str] = []
     if source.dead_letters:
         found.append(f"source {source.name}: {source.dead_letters:,} dead letter(s) waiting: see `cdc dlq list`, "
                      "fix the cause (a translator or the data), then `cdc dlq replay`")
-    if source.schema_notices:
-        tables = sorted({n.table for n in source.schema_notices})
-        found.append(f"source {source.name}: {len(source.schema_notices)} schema change(s) need a look "
+    needs_look = [n for n in source.schema_notices if n.kind not in HANDLED_SCHEMA_CHANGES]
+    if needs_look:
+        tables = sorted({n.table for n in needs_look})
+        found.append(f"source {source.name}: {len(needs_look)} schema change(s) need a look "
                      f"({', '.join(tables)}), listed under the source: update the translators and reports "
                      "that use those columns")
     for error in source.errors:

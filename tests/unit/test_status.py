@@ -131,6 +131,14 @@ def test_dead_letters_schema_notices_and_errors_each_point_somewhere() -> None:
     assert "cannot read the slot" in error and "/var/lib/cdc/logs/cdc.log" in error
 
 
+def test_schema_changes_the_mirror_follows_by_itself_are_listed_without_a_warning() -> None:
+    added = SchemaNotice("shop.public.orders", "added", "discount", "new Nullable column")
+    dropped = SchemaNotice("shop.public.orders", "dropped", "note", "kept, NULL from now on")
+    assert warnings_for(_snapshot(_source(schema_notices=(added,)))) == []
+    (warning,) = warnings_for(_snapshot(_source(schema_notices=(added, dropped))))
+    assert "1 schema change(s)" in warning and "shop.public.orders" in warning
+
+
 def test_bridge_wide_dead_letters_not_attributed_to_a_source_warn_once() -> None:
     [warning] = warnings_for(_snapshot(_source(dead_letters=None), dead_letters=7))
     assert "7 dead letter(s)" in warning and "cdc dlq list" in warning
