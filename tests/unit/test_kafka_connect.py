@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from cdc.adapters.kafka_connect import KafkaConnectRunner, describe_trace, secret_values, snapshot_state
+from cdc.adapters.kafka_connect import KafkaConnectRunner
 from cdc.debezium.config import (
     ConnectorSettings,
     connect_properties,
@@ -23,6 +23,7 @@ from cdc.debezium.config import (
     embedded_properties,
     engine_properties,
 )
+from cdc.debezium.connect_status import describe_trace, secret_values, snapshot_state
 from cdc.errors import CaptureError, ConfigError
 
 PASSWORD = "pw-Zq81-secret"
