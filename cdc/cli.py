@@ -228,7 +228,7 @@ def _main(args: argparse.Namespace) -> int:
                                          tables=parse_tables(args.tables),
                                          translators=parse_tables(args.translators),
                                          events=False if args.no_events else None,
-                                         config_path=Path(args.config) if args.config else None)
+                                         config_path=_config_path(args.config))
             if run_settings.sources and (args.source or args.source_name or args.tables):
                 raise ConfigError("--config names the sources: drop --source/--source-name/--tables, "
                                   "or drop --config")
@@ -239,6 +239,11 @@ def _main(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
+
+
+def _config_path(flag: str | None) -> Path | None:
+    given = flag or os.environ.get("CDC_CONFIG")
+    return Path(given) if given else None
 
 
 def _exit_now(code: int) -> NoReturn:

@@ -52,7 +52,7 @@ class Settings:
         )
         given = {k: v for k, v in overrides.items() if v is not None and v != () and v != ""}
         settings = replace(base, **given)  # type: ignore[arg-type]
-        config = given.get("config_path") or env.get("CDC_CONFIG")
+        config = given.get("config_path")  # only `cdc run` reads sources (--config or CDC_CONFIG)
         return settings.with_config(load_config(Path(str(config)))) if config else settings
 
     def with_config(self, config: BridgeConfig) -> Settings:

@@ -100,3 +100,18 @@ def test_unreachable_broker_is_one_line(database: str, state_dir: Path) -> None:
 def test_sql_error_is_one_line(state_dir: Path) -> None:
     line = _one_error_line(cdc(state_dir, "sql", "SELECT * FROM no_such_db.no_such_table"))
     assert "no_such" in line
+
+
+def test_config_mistakes_are_one_line_before_anything_starts(state_dir: Path) -> None:
+    missing = _one_error_line(cdc(state_dir, "run", "--config", str(state_dir / "nope.toml"), timeout=60))
+    assert "cannot read config" in missing and "nope.toml" in missing
+    config = state_dir / "cdc.toml"
+    config.write_text('[[source]]\nname = "a"\ndsn_env = "A_DSN"\n')
+    unset = _one_error_line(cdc(state_dir, "run", "--config", str(config), timeout=60))
+    assert "A_DSN is not set" in unset
+    both = _one_error_line(cdc(state_dir, "run", "--config", str(config), "--source", "postgresql://x/y",
+                               timeout=60, env={"A_DSN": "postgresql://secret:pw@127.0.0.1:1/a"}))
+    assert "drop --source" in both and "pw@" not in both
+    from_env = _one_error_line(cdc(state_dir, "run", timeout=60, env={"CDC_CONFIG": str(config)}))
+    assert "A_DSN is not set" in from_env  # CDC_CONFIG is read like --config
+    assert cdc(state_dir, "sql", "SELECT 1", timeout=120, env={"CDC_CONFIG": str(config)}).returncode == 0

@@ -87,11 +87,9 @@ def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
 def test_settings_take_sources_and_guardrails_from_the_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for key, value in ENV.items():
         monkeypatch.setenv(key, value)
-    monkeypatch.setenv("CDC_CONFIG", str(_write(tmp_path, GOOD)))
-    settings = Settings.load(str(tmp_path / "state"))
+    settings = Settings.load(str(tmp_path / "state"), config_path=_write(tmp_path, GOOD))
     assert [s.name for s in settings.source_specs("unused")] == ["shop", None]
     assert settings.heartbeat_interval_ms == 5000 and settings.salt_env == "MY_SALT"
-    monkeypatch.delenv("CDC_CONFIG")
     single = Settings.load(str(tmp_path / "state"), source_name="one", tables=("public.t",))
     (spec,) = single.source_specs("postgresql://localhost/db")
     assert (spec.dsn, spec.name, spec.tables, spec.mask) == ("postgresql://localhost/db", "one", ("public.t",), ())
