@@ -56,12 +56,16 @@ def _endpoint_file(state_dir: Path) -> Path:
 
 def write_endpoint(state_dir: Path, url: str) -> None:
     """Publish this process's endpoint; atomic, so readers never see half a file."""
-    target = _endpoint_file(state_dir)
+    write_atomically(_endpoint_file(state_dir), json.dumps({"url": url, "pid": os.getpid()}))
+
+
+def write_atomically(target: Path, text: str) -> None:
+    """Write ``text`` to ``target`` through a temporary file and a rename: readers see all or nothing."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".endpoint-", dir=target.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}-", dir=target.parent)
     try:
         with os.fdopen(fd, "w") as handle:
-            json.dump({"url": url, "pid": os.getpid()}, handle)
+            handle.write(text)
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -23,7 +21,7 @@ from pathlib import Path
 from typing import Any, cast
 from urllib.parse import urlsplit
 
-from cdc.adapters.endpoint import probe
+from cdc.adapters.endpoint import probe, write_atomically
 from cdc.errors import StackError
 from cdc.status import CONTENT_TYPE, StatusSnapshot, Thresholds, as_snapshot, prometheus_text, warnings_for
 
@@ -144,16 +142,7 @@ def _url_file(state_dir: Path) -> Path:
 
 def write_status_url(state_dir: Path, url: str) -> None:
     """Publish the status server's URL (one line); atomic, so readers never see half a file."""
-    target = _url_file(state_dir)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".status-", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(url + "\n")
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(_url_file(state_dir), url + "\n")
 
 
 def clear_status_url(state_dir: Path, url: str | None = None) -> None:
