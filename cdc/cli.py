@@ -2,6 +2,8 @@
 
 Exit codes: 0 success; 1 the demo's row counts differ between PostgreSQL and ClickHouse
 (or `--until-caught-up` timed out); 2 a problem to fix (the message says what).
+`cdc preflight`: 0 ready, 1 blocked, 2 warnings only. `cdc status`: 0 healthy, 1 warnings,
+2 no bridge running.
 """
 
 from __future__ import annotations
