@@ -28,12 +28,10 @@ from cdc.adapters.endpoint import (
 )
 from cdc.adapters.kafka import KafkaPublisher, ensure_topics
 from cdc.adapters.metrics_server import MetricsServer, clear_status_url, write_status_url
-from cdc.adapters.postgres import PostgresSource
 from cdc.adapters.tansu import TansuBroker
 from cdc.capture import CaptureRunner, SourceCapture
 from cdc.config import SourceSpec
 from cdc.domain.changes import TableSchema
-from cdc.domain.events import EventRegistry
 from cdc.errors import CdcError, ConfigError, StackError
 from cdc.events.store import ClickHouseEventStore
 from cdc.events.worker import WorkerReport
@@ -85,24 +83,12 @@ class Bridge:
         return self.captures[0]
 
     @property
-    def spec(self) -> SourceSpec:
-        return self.primary.spec
-
-    @property
-    def source(self) -> PostgresSource:
-        return self.primary.source
-
-    @property
     def name(self) -> str:
         return self.primary.name
 
     @property
     def schemas(self) -> list[TableSchema]:
         return self.primary.schemas
-
-    @property
-    def registry(self) -> EventRegistry | None:
-        return self.primary.registry
 
     @property
     def topics(self) -> list[str]:

@@ -28,7 +28,7 @@ from cdc.domain.events import EventDefinitionError, EventRegistry, load_modules
 from cdc.errors import CdcError, ConfigError
 from cdc.events.worker import EventsWorker, WorkerConfig, WorkerReport
 from cdc.mirror.sink import ClickHouseMirrorSink
-from cdc.service import DEAD_LETTER_TOPIC, ConsumerService, DeadLetters
+from cdc.service import ConsumerService, DeadLetters
 from cdc.settings import Settings
 from cdc.translate import generic_names
 
@@ -252,4 +252,4 @@ class SourceCapture:
             self.events.check()
 
 
-__all__ = ["SourceCapture", "ColumnRules", "DEAD_LETTER_TOPIC"]
+__all__ = ["CaptureRunner", "ColumnRules", "SourceCapture"]

@@ -34,7 +34,6 @@ class Settings:
     salt_env: str = "CDC_MASK_SALT"
     heartbeat_interval_ms: int = 1_000
     max_retained_wal_bytes: int = 1024 * 1024 * 1024
-    projection_source: str | None = None
 
     @classmethod
     def load(cls, state_dir: str | None = None, **overrides: object) -> Settings:
@@ -59,8 +58,7 @@ class Settings:
         """These settings with the sources, masking salt and guardrails of a ``cdc.toml``."""
         return replace(self, config_path=config.path, sources=config.sources, salt_env=config.salt_env,
                        heartbeat_interval_ms=config.guardrails.heartbeat_interval_ms,
-                       max_retained_wal_bytes=config.guardrails.max_retained_wal_bytes,
-                       projection_source=config.projections.source)
+                       max_retained_wal_bytes=config.guardrails.max_retained_wal_bytes)
 
     def source_specs(self, default_dsn: str) -> tuple[SourceSpec, ...]:
         """The sources to capture: the config file's, else one from the flags and environment."""

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import clickhouse_connect
 import psycopg
@@ -62,6 +63,34 @@ def sql(dsn: str, statement: str, params: tuple[object, ...] | None = None) -> l
     with psycopg.connect(dsn, autocommit=True) as conn:
         cur = conn.execute(statement, params)
         return cur.fetchall() if cur.description else []
+
+
+class SourceLoad:
+    """The source application: one transaction of ``step`` every ~10 ms on its own thread until stopped."""
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self.transactions = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def step(self, conn: psycopg.Connection[Any]) -> None:
+        raise NotImplementedError
+
+    def _run(self) -> None:
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            while not self._stop.is_set():
+                with conn.transaction():
+                    self.step(conn)
+                self.transactions += 1
+                self._stop.wait(0.01)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(30)
 
 
 class BridgeProcess:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ from typing import Any
 import pytest
 
 from cdc.adapters.ports import port_in_use
-from tests.e2e.conftest import BridgeProcess, sql, start_bridge
+from tests.e2e.conftest import BridgeProcess, SourceLoad, sql, start_bridge
 from tests.polling import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -98,34 +97,19 @@ def test_snapshot_then_inserts_updates_deletes_and_key_changes(database: str, st
     assert "Traceback" not in bridge.output()
 
 
-class Writer:
-    """The source application: inserts and updates in small transactions until stopped; counts what it did."""
+class Writer(SourceLoad):
+    """The source application: inserts and updates until stopped; counts what it did."""
 
     def __init__(self, dsn: str) -> None:
-        self.dsn = dsn
+        super().__init__(dsn)
         self.inserted = 0
         self.updated = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _run(self) -> None:
-        import psycopg
-
-        with psycopg.connect(self.dsn, autocommit=True) as conn:
-            while not self._stop.is_set():
-                with conn.transaction():
-                    conn.execute("INSERT INTO events (n, note) SELECT g, 'n' FROM generate_series(1, 10) g")
-                    cur = conn.execute("UPDATE events SET n = n + 1 WHERE id = (SELECT max(id) - 5 FROM events)")
-                self.inserted += 10
-                self.updated += cur.rowcount
-                time.sleep(0.01)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(30)
+    def step(self, conn: Any) -> None:
+        conn.execute("INSERT INTO events (n, note) SELECT g, 'n' FROM generate_series(1, 10) g")
+        cur = conn.execute("UPDATE events SET n = n + 1 WHERE id = (SELECT max(id) - 5 FROM events)")
+        self.inserted += 10
+        self.updated += cur.rowcount
 
 
 def test_stop_mid_stream_and_restart_loses_and_duplicates_nothing(database: str, state_dir: Path,

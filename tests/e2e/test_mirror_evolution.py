@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 
-from tests.e2e.conftest import BridgeProcess, sql, start_bridge
+from tests.e2e.conftest import BridgeProcess, SourceLoad, sql, start_bridge
 from tests.polling import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -24,36 +21,20 @@ UPDATE docs SET body = (SELECT string_agg(md5(random()::text || g), '') FROM gen
 """
 
 
-class Writer:
-    """The application: inserts and updates in small transactions until stopped; writes `tag` once told it exists."""
+class Writer(SourceLoad):
+    """The application: inserts and updates until stopped; writes `tag` once told it exists."""
 
     def __init__(self, dsn: str) -> None:
-        self.dsn = dsn
+        super().__init__(dsn)
         self.with_tag = False
-        self.transactions = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _run(self) -> None:
-        with psycopg.connect(self.dsn, autocommit=True) as conn:
-            while not self._stop.is_set():
-                with conn.transaction():
-                    if self.with_tag:
-                        conn.execute("INSERT INTO docs (n, qty, tag) SELECT g, g, 't' || g"
-                                     " FROM generate_series(1, 5) g")
-                        conn.execute("UPDATE docs SET tag = 'u' || n WHERE id = (SELECT max(id) - 7 FROM docs)")
-                    else:
-                        conn.execute("INSERT INTO docs (n, qty) SELECT g, g FROM generate_series(1, 5) g")
-                    conn.execute("UPDATE docs SET n = n + 1 WHERE id = (SELECT max(id) - 3 FROM docs)")
-                self.transactions += 1
-                time.sleep(0.01)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(30)
+    def step(self, conn: Any) -> None:
+        if self.with_tag:
+            conn.execute("INSERT INTO docs (n, qty, tag) SELECT g, g, 't' || g FROM generate_series(1, 5) g")
+            conn.execute("UPDATE docs SET tag = 'u' || n WHERE id = (SELECT max(id) - 7 FROM docs)")
+        else:
+            conn.execute("INSERT INTO docs (n, qty) SELECT g, g FROM generate_series(1, 5) g")
+        conn.execute("UPDATE docs SET n = n + 1 WHERE id = (SELECT max(id) - 3 FROM docs)")
 
 
 def _same(ch: Any, db: str, dsn: str, columns: str) -> bool:

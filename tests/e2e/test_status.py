@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ from typing import Any
 import pytest
 
 from cdc.debezium.config import default_slot_name
-from tests.e2e.conftest import BridgeProcess, sql, start_bridge
+from tests.e2e.conftest import BridgeProcess, SourceLoad, sql, start_bridge
 from tests.polling import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -31,6 +30,11 @@ def _metric(text: str, name: str) -> float:
     return sum(values)
 
 
+class Ticks(SourceLoad):
+    def step(self, conn: Any) -> None:
+        conn.execute("INSERT INTO ticks (note) SELECT 'load' FROM generate_series(1, 50)")
+
+
 def test_status_and_metrics_move_while_load_runs(database: str, state_dir: Path,
                                                  bridges: list[BridgeProcess]) -> None:
     sql(database, "CREATE TABLE ticks (id bigserial PRIMARY KEY, at timestamptz DEFAULT now(), note text)")
@@ -41,14 +45,7 @@ def test_status_and_metrics_move_while_load_runs(database: str, state_dir: Path,
     db = database.rsplit("/", 1)[1]
     wait_until(lambda: ch.query(f"SELECT count() FROM {db}.ticks").result_rows[0][0] == 100, 120, "snapshot")
 
-    stop = threading.Event()
-
-    def write() -> None:
-        while not stop.is_set():
-            sql(database, "INSERT INTO ticks (note) SELECT 'load' FROM generate_series(1, 50)")
-            stop.wait(0.1)
-
-    writer = threading.Thread(target=write, daemon=True)
+    writer = Ticks(database)
     writer.start()
     try:
         code, first = _status(state_dir)
@@ -70,8 +67,7 @@ def test_status_and_metrics_move_while_load_runs(database: str, state_dir: Path,
         assert _metric(metrics_after, "cdc_slot_active") == 1
         assert "# TYPE cdc_consumer_lag_messages gauge" in metrics_after
     finally:
-        stop.set()
-        writer.join(10)
+        writer.stop()
 
     text = subprocess.run([sys.executable, "-m", "cdc.cli", "status", "--state-dir", str(state_dir)],
                           capture_output=True, text=True, timeout=60)
