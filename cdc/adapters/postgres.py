@@ -43,6 +43,7 @@ LEFT JOIN LATERAL (
     WHERE i.indrelid = c.oid AND i.indisreplident) ri ON true
 WHERE c.relkind = 'r' AND NOT c.relispartition
   AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%%'
+  {only}
 ORDER BY n.nspname, c.relname, a.attnum
 """
 
@@ -152,7 +153,7 @@ class PostgresSource:
 
     def tables(self) -> list[TableSchema]:
         """Every ordinary table outside the system schemas."""
-        return _schemas_from_rows(self.query(_CATALOG_SQL))
+        return _schemas_from_rows(self.query(_CATALOG_SQL.format(only="")))
 
     def select_tables(self, include: Sequence[str] | None, source: str) -> tuple[list[TableSchema], list[Excluded]]:
         """The tables to capture, and those left out (with the reason and the fix)."""
@@ -172,10 +173,10 @@ class PostgresSource:
         return chosen, excluded
 
     def table_schema(self, ref: TableRef) -> TableSchema | None:
-        for s in self.tables():
-            if s.ref.schema == ref.schema and s.ref.table == ref.table:
-                return _with_source(s, ref.source)
-        return None
+        """One table's definition (the mirror re-reads it every few seconds: only that table is queried)."""
+        rows = self.query(_CATALOG_SQL.format(only="AND n.nspname = %s AND c.relname = %s"), (ref.schema, ref.table))
+        schemas = _schemas_from_rows(rows)
+        return _with_source(schemas[0], ref.source) if schemas else None
 
 
 def slot_info(row: Sequence[Any]) -> SlotInfo:
