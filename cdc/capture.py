@@ -25,10 +25,10 @@ from cdc.debezium.config import HEARTBEAT_QUERY, ConnectorSettings, default_slot
 from cdc.debezium.engine import DebeziumRunner
 from cdc.domain.changes import TableRef, TableSchema
 from cdc.domain.events import EventDefinitionError, EventRegistry, load_modules
-from cdc.errors import CdcError, ConfigError
+from cdc.errors import ConfigError
 from cdc.events.worker import EventsWorker, WorkerConfig, WorkerReport
 from cdc.mirror.sink import ClickHouseMirrorSink
-from cdc.service import ConsumerService, DeadLetters
+from cdc.service import Backoff, ConsumerService, DeadLetters
 from cdc.settings import Settings
 from cdc.translate import generic_names
 
@@ -65,17 +65,9 @@ class _Lane:
         self.thread = threading.Thread(target=self._consume, name=f"{name}-consumer", daemon=True)
 
     def _consume(self) -> None:
-        delay = 0.5
+        backoff = Backoff()
         while not self._stopping.is_set():
-            try:
-                self.service.run_once()
-                delay = 0.5
-                self.error = None
-            except CdcError as e:
-                self.error = str(e)
-                log.warning("%s consumer: %s (retrying in %.1fs)", self.name, e, delay)
-                self._stopping.wait(delay)
-                delay = min(delay * 2, 30.0)
+            self.error = self.service.run_once_or_back_off(backoff, self._stopping, f"{self.name} consumer")
 
 
 class ColumnRules:

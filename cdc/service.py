@@ -19,6 +19,7 @@ import traceback
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from cdc.debezium.envelope import is_tombstone
 from cdc.errors import CdcError, DataRejected
@@ -45,6 +46,31 @@ class Stats:
 
 
 DEAD_LETTER_TOPIC = "cdc.dead_letters"
+
+
+class Backoff:
+    """Exponential backoff: ``first`` seconds after a failure, doubling up to ``cap``; a success resets it."""
+
+    def __init__(self, first: float = 0.5, cap: float = 30.0) -> None:
+        self._first = first
+        self._cap = cap
+        self._delay = first
+
+    def reset(self) -> None:
+        self._delay = self._first
+
+    def next_delay(self) -> float:
+        delay = self._delay
+        self._delay = min(delay * 2, self._cap)
+        return delay
+
+
+class Stopping(Protocol):
+    """A threading or multiprocessing ``Event``: waiting on it ends early once it is set."""
+
+    def is_set(self) -> bool: ...
+
+    def wait(self, timeout: float | None = None) -> bool: ...
 
 
 def error_summary(error: BaseException) -> tuple[str, str]:
@@ -154,15 +180,28 @@ class ConsumerService:
                 by_topic[msg.topic].append(msg)
         return by_topic
 
+    def run_once_or_back_off(self, backoff: Backoff, stopping: Stopping, label: str) -> str | None:
+        """One ``run_once``; on an outage log it, wait the next backoff delay (less if ``stopping``
+        is set meanwhile) and return the error. What a consumer thread or process loops on."""
+        try:
+            self.run_once()
+        except CdcError as e:
+            delay = backoff.next_delay()
+            log.warning("%s: %s (retrying in %.1fs)", label, e, delay)
+            stopping.wait(delay)
+            return str(e)
+        backoff.reset()
+        return None
+
     def _apply_with_retry(self, by_topic: dict[str, list[Message]]) -> None:
-        delay = 0.5
+        backoff = Backoff()
         pending = dict(by_topic)
         while pending:
             topic, items = next(iter(pending.items()))
             try:
                 self._apply(topic, items)
                 del pending[topic]
-                delay = 0.5
+                backoff.reset()
                 self.stats.last_error = None
             except _DATA_ERRORS as e:
                 self._apply_one_by_one(topic, items, e)
@@ -172,9 +211,9 @@ class ConsumerService:
                     raise
                 self.stats.retries += 1
                 self.stats.last_error = str(e)
+                delay = backoff.next_delay()
                 log.warning("warehouse write failed (%s); retrying in %.1fs, offsets not committed", e, delay)
                 self._sleep(delay)
-                delay = min(delay * 2, 30.0)
 
     def _apply_one_by_one(self, topic: str, items: list[Message], error: Exception) -> None:
         """Isolate the messages that cannot be applied; the good ones of the batch still land."""

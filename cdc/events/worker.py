@@ -26,7 +26,7 @@ from typing import Any
 
 from cdc.adapters.children import die_with_parent
 from cdc.errors import CdcError, StackError
-from cdc.service import Stats
+from cdc.service import Backoff, Stats
 
 log = logging.getLogger(__name__)
 _REPORT_EVERY_S = 0.1
@@ -81,17 +81,10 @@ def run_worker(config: WorkerConfig, parent: int, reports: Any, stop: multiproce
     except CdcError as e:
         reports.put(WorkerReport(error=f"cannot start: {e}"))
         return
-    delay, last = 0.5, 0.0
+    backoff, last = Backoff(), 0.0
     error: str | None = None
     while not stop.is_set():
-        try:
-            lane.service.run_once()
-            error, delay = None, 0.5
-        except CdcError as e:
-            error = str(e)
-            log.warning("events consumer: %s (retrying in %.1fs)", e, delay)
-            stop.wait(delay)
-            delay = min(delay * 2, 30.0)
+        error = lane.service.run_once_or_back_off(backoff, stop, "events consumer")
         if time.monotonic() - last >= _REPORT_EVERY_S:
             reports.put(lane.report(error))
             last = time.monotonic()

@@ -10,9 +10,10 @@ import pytest
 
 from cdc.adapters.clickhouse import ClickHouseWarehouse
 from cdc.domain.changes import Column, TableRef, TableSchema
-from cdc.errors import WarehouseError
+from cdc.errors import BrokerError, WarehouseError
 from cdc.mirror.sink import ClickHouseMirrorSink
-from cdc.service import ConsumerService, DeadLetters
+from cdc.ports import Message
+from cdc.service import Backoff, ConsumerService, DeadLetters
 from tests.envelopes import envelope
 from tests.fakes import FakeBroker, FakeStream, StaticCatalog
 
@@ -190,3 +191,47 @@ def test_outage_is_retried_and_offsets_wait_for_the_sink(chdb_warehouse: ClickHo
     assert service.stats.retries == 3
     assert stream.commits == [{(f"{source}.public.items", 0): 1}]  # one commit, after the rows landed
     assert [r[0] for r in _current(chdb_warehouse, source)] == [1]
+
+
+class UnreachableBroker(FakeStream):
+    """The first ``failures`` polls fail as a lost broker does."""
+
+    def __init__(self, broker: FakeBroker, group: str, topics: Sequence[str], failures: int) -> None:
+        super().__init__(broker, group, topics)
+        self.failures = failures
+
+    def poll(self, timeout_s: float, max_records: int) -> list[Message]:
+        if self.failures:
+            self.failures -= 1
+            raise BrokerError("Kafka unreachable (injected)")
+        return super().poll(timeout_s, max_records)
+
+
+class RecordedStop:
+    """A stop event that is never set and remembers how long each wait was."""
+
+    def __init__(self) -> None:
+        self.waits: list[float | None] = []
+
+    def is_set(self) -> bool:
+        return False
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waits.append(timeout)
+        return False
+
+
+def test_consumer_outages_back_off_exponentially_then_reset(chdb_warehouse: ClickHouseWarehouse,
+                                                            source: str) -> None:
+    broker = FakeBroker()
+    _produce(broker, source, [envelope("c", None, _row(1), lsn=10, source=source)])
+    service = _service(chdb_warehouse, broker, source)
+    schema_topic = f"{source}.public.items"
+    service._stream = UnreachableBroker(broker, "g", [schema_topic], failures=8)
+    backoff, stop = Backoff(), RecordedStop()
+    errors = [service.run_once_or_back_off(backoff, stop, "test consumer") for _ in range(9)]
+    assert errors[:8] == ["Kafka unreachable (injected)"] * 8
+    assert errors[8] is None  # the broker is back: the batch is applied
+    assert stop.waits == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
+    assert [r[0] for r in _current(chdb_warehouse, source)] == [1]
+    assert backoff.next_delay() == 0.5  # a success starts the next outage from the first delay
