@@ -449,7 +449,7 @@ def test_java_collections_do_not_run_full_python_collections(tmp_path: Path) -> 
 
     import jpype
 
-    from cdc.debezium.engine import ensure_jvm
+    from cdc.debezium.jvm import ensure_jvm
 
     ensure_jvm(tmp_path / "debezium.log")
     assert not [c for c in gc.callbacks if getattr(c, "__module__", None) == "_jpype"
