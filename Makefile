@@ -38,6 +38,7 @@ unit: install
 
 lint: install
 	$(VENV)/bin/ruff check cdc pipelines dagster_project tests bench
+	$(VENV)/bin/ruff format --check cdc pipelines dagster_project tests bench
 	$(VENV)/bin/mypy cdc pipelines dagster_project
 	$(VENV)/bin/cdc events check --translators cdc.demo.events --snapshot event-catalog.json
 

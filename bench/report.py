@@ -76,9 +76,14 @@ def render(results: dict[str, Any]) -> str:
     if warm:
         out += _table(
             f"Warm-up ({warm['rows']:,} rows streamed first, JVM cold)",
-            [("end to end (cold)", f"{warm['end_to_end_rows_per_s']:,.0f} rows/s",
-              f"first commit -> last row queryable {warm['end_to_end_s']:.1f} s; "
-              + _verdict(warm["end_to_end_rows_per_s"], targets["throughput_rows_per_s"], True))],
+            [
+                (
+                    "end to end (cold)",
+                    f"{warm['end_to_end_rows_per_s']:,.0f} rows/s",
+                    f"first commit -> last row queryable {warm['end_to_end_s']:.1f} s; "
+                    + _verdict(warm["end_to_end_rows_per_s"], targets["throughput_rows_per_s"], True),
+                )
+            ],
         )
     out += _table(
         f"Streaming throughput ({t['rows']:,} rows, {t['tx_size']} rows per transaction)",

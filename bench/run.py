@@ -260,14 +260,25 @@ def phase_warmup(run: Run) -> None:
     stats = run.b.service.stats
     meter = CpuMeter(run)
     meter.start()
-    writer = start_writer(run, "bulk", "--rows", str(a.warmup_rows), "--tx-size", str(a.tx_size),
-                          "--table", "bench_snapshot")
-    marks = wait_queryable(run, "bench_snapshot", a.snapshot_rows + a.warmup_rows, stats.rows + a.warmup_rows,
-                           Progress(run, "warm-up"), writer_running=lambda: writer.poll() is None)
+    writer = start_writer(
+        run, "bulk", "--rows", str(a.warmup_rows), "--tx-size", str(a.tx_size), "--table", "bench_snapshot"
+    )
+    marks = wait_queryable(
+        run,
+        "bench_snapshot",
+        a.snapshot_rows + a.warmup_rows,
+        stats.rows + a.warmup_rows,
+        Progress(run, "warm-up"),
+        writer_running=lambda: writer.poll() is None,
+    )
     w = finish_writer(run)
     span = marks["queryable"] - w["first_commit"]
-    run.results["warmup"] = {"rows": a.warmup_rows, "end_to_end_rows_per_s": round(a.warmup_rows / span, 1),
-                             "end_to_end_s": round(span, 2), "cpu": meter.stop(w["cpu_s"])}
+    run.results["warmup"] = {
+        "rows": a.warmup_rows,
+        "end_to_end_rows_per_s": round(a.warmup_rows / span, 1),
+        "end_to_end_s": round(span, 2),
+        "cpu": meter.stop(w["cpu_s"]),
+    }
     say(f"  warm-up (cold JVM): {a.warmup_rows / span:,.0f} rows/s end to end ({span:.1f} s)")
 
 
@@ -311,8 +322,7 @@ def phase_throughput(run: Run) -> None:
     }
     say(
         f"  throughput: {a.rows / span:,.0f} rows/s end to end ({span:.1f} s); PostgreSQL took "
-        f"{a.rows / write_s:,.0f} rows/s"
-        + (f"; domain events {a.rows / events_s:,.0f} rows/s" if events_s else "")
+        f"{a.rows / write_s:,.0f} rows/s" + (f"; domain events {a.rows / events_s:,.0f} rows/s" if events_s else "")
     )
 
 
@@ -438,8 +448,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="where to create the temporary state dir "
         "(default: the system temp dir; the postgres OS user must be able to enter it)",
     )
-    p.add_argument("--no-events", action="store_true",
-                   help="run the mirror consumer only (default: the domain-event consumer runs too, as in production)")
+    p.add_argument(
+        "--no-events",
+        action="store_true",
+        help="run the mirror consumer only (default: the domain-event consumer runs too, as in production)",
+    )
     p.add_argument("--keep-state", action="store_true", help="keep the state dir (logs, data) afterwards")
     p.add_argument("--no-json", action="store_true", help="do not write bench/results/<timestamp>.json")
     args = p.parse_args(argv)

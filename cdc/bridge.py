@@ -19,13 +19,7 @@ from pathlib import Path
 
 from cdc.adapters.chdb_server import ChdbHttpServer
 from cdc.adapters.clickhouse import ClickHouseWarehouse, connect_warehouse, open_embedded, warm_up
-from cdc.adapters.endpoint import (
-    clear_endpoint,
-    find_endpoint,
-    store_lock_holder,
-    warehouse_data_dir,
-    write_endpoint,
-)
+from cdc.adapters.endpoint import clear_endpoint, find_endpoint, store_lock_holder, warehouse_data_dir, write_endpoint
 from cdc.adapters.kafka import KafkaPublisher, ensure_topics
 from cdc.adapters.metrics_server import MetricsServer, clear_status_url, write_status_url
 from cdc.adapters.tansu import TansuBroker
@@ -52,8 +46,10 @@ def refuse_second_bridge(state_dir: Path) -> None:
     """One bridge per state dir: raise if another one serves this state dir's warehouse."""
     running = find_endpoint(state_dir)
     if running:
-        raise StackError(f"a bridge already runs on state dir {state_dir} (ClickHouse endpoint {running}); "
-                         "stop it first, or pass another --state-dir")
+        raise StackError(
+            f"a bridge already runs on state dir {state_dir} (ClickHouse endpoint {running}); "
+            "stop it first, or pass another --state-dir"
+        )
 
 
 class Bridge:
@@ -120,8 +116,10 @@ class Bridge:
         refuse_second_bridge(state_dir)
         holder = store_lock_holder(data_dir)
         if holder:
-            raise StackError(f"the ClickHouse store in {data_dir} is in use by another process ({holder}); "
-                             "stop it first, or pass another --state-dir")
+            raise StackError(
+                f"the ClickHouse store in {data_dir} is in use by another process ({holder}); "
+                "stop it first, or pass another --state-dir"
+            )
         server = ChdbHttpServer(data_dir, port=self.ports.port("clickhouse"))
         server.start()
         self._server = server  # only now is the endpoint ours to clear on stop
@@ -144,8 +142,10 @@ class Bridge:
         names = [c.name for c in self.captures]
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
-            raise ConfigError(f"two sources are named {', '.join(twice)}: give each a distinct name "
-                              "(it names topics, slots and the ClickHouse database)")
+            raise ConfigError(
+                f"two sources are named {', '.join(twice)}: give each a distinct name "
+                "(it names topics, slots and the ClickHouse database)"
+            )
         translators = tuple(dict.fromkeys(t for c in self.captures if c.registry is not None for t in c.translators))
         remember_translators(self.settings.state_dir, translators)
         ensure_topics(self.bootstrap, self.topics + self.event_topics)
@@ -244,8 +244,9 @@ class Bridge:
         stats = self._all_stats()
         return bool(stats) and all(_caught_up(st, topics, since) for st, topics in stats)
 
-    def wait_caught_up(self, target_lsn: int | dict[str, int], timeout: float,
-                       tick: Callable[[], None] | None = None) -> bool:
+    def wait_caught_up(
+        self, target_lsn: int | dict[str, int], timeout: float, tick: Callable[[], None] | None = None
+    ) -> bool:
         """Wait until every change committed at or before the target LSN is queryable in ClickHouse.
 
         ``target_lsn`` is one LSN (the first source) or one per source name. Debezium's slot
@@ -333,9 +334,10 @@ class Bridge:
         while time.monotonic() < deadline and not self.applied_all_fetched_since(since):
             time.sleep(0.1)
         if not self.applied_all_fetched_since(since):
-            self.say("warning: stopped before every change in Kafka reached ClickHouse (drain timed out after "
-                     f"{timeout:.0f} s); with the in-memory embedded broker those changes are not in the mirror")
-
+            self.say(
+                "warning: stopped before every change in Kafka reached ClickHouse (drain timed out after "
+                f"{timeout:.0f} s); with the in-memory embedded broker those changes are not in the mirror"
+            )
 
 
 def _caught_up(stats: Stats, topics: list[str], since: float) -> bool:

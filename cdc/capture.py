@@ -55,8 +55,9 @@ class CaptureRunner(Protocol):
 class _Lane:
     """One consumer group on the change topics, run on its own thread with backoff on outages."""
 
-    def __init__(self, name: str, stream: KafkaChangeStream, service: ConsumerService,
-                 stopping: threading.Event) -> None:
+    def __init__(
+        self, name: str, stream: KafkaChangeStream, service: ConsumerService, stopping: threading.Event
+    ) -> None:
         self.name = name
         self.stream = stream
         self.service = service
@@ -95,8 +96,7 @@ class ColumnRules:
     def check(self, schemas: list[TableSchema]) -> None:
         """Every excluded or masked column must exist, be maskable, and not identify rows."""
         by_name = {s.ref.qualified: s for s in schemas}
-        rules = [(c, "excluded") for c in self._spec.exclude_columns] + [(r.column, "masked")
-                                                                          for r in self._spec.mask]
+        rules = [(c, "excluded") for c in self._spec.exclude_columns] + [(r.column, "masked") for r in self._spec.mask]
         for column, what in rules:
             table, name = column.rsplit(".", 1)
             schema = by_name.get(table)
@@ -106,12 +106,16 @@ class ColumnRules:
             if col is None:
                 raise ConfigError(f"{what} column {column} does not exist in {table}")
             if name in schema.key:
-                raise ConfigError(f"{what} column {column} identifies the rows of {table} (it is part of its key); "
-                                  "the mirror needs it as is. Mask or exclude other columns only")
+                raise ConfigError(
+                    f"{what} column {column} identifies the rows of {table} (it is part of its key); "
+                    "the mirror needs it as is. Mask or exclude other columns only"
+                )
             if what == "masked" and (col.pg_type not in MASKABLE_TYPES or col.is_array):
-                raise ConfigError(f"masked column {column} is {col.pg_type}{'[]' if col.is_array else ''}; "
-                                  "Debezium masks character columns only: exclude it instead "
-                                  "(exclude_columns)")
+                raise ConfigError(
+                    f"masked column {column} is {col.pg_type}{'[]' if col.is_array else ''}; "
+                    "Debezium masks character columns only: exclude it instead "
+                    "(exclude_columns)"
+                )
 
 
 class SourceCapture:
@@ -169,21 +173,34 @@ class SourceCapture:
         if self.registry is None:
             return []
         aggregates = {spec.aggregate for name in self.registry.names() for spec in self.registry.versions(name)}
-        aggregates |= {generic_names(s.ref.schema, s.ref.table)[0] for s in self.schemas
-                       if s.ref.qualified not in self.registry.translators}
+        aggregates |= {
+            generic_names(s.ref.schema, s.ref.table)[0]
+            for s in self.schemas
+            if s.ref.qualified not in self.registry.translators
+        }
         return sorted(f"events.{a}" for a in aggregates)
 
-    def start_consumers(self, bootstrap: str, clickhouse_url: str, dead_letters: DeadLetters,
-                        stopping: threading.Event) -> None:
+    def start_consumers(
+        self, bootstrap: str, clickhouse_url: str, dead_letters: DeadLetters, stopping: threading.Event
+    ) -> None:
         assert self.sink is not None
         stream = KafkaChangeStream(bootstrap, f"cdc-mirror-{self.name}", self.topics)
-        self.lane = _Lane(f"mirror {self.name}", stream, ConsumerService(stream, self.sink, dead_letters, "apply"),
-                          stopping)
+        self.lane = _Lane(
+            f"mirror {self.name}", stream, ConsumerService(stream, self.sink, dead_letters, "apply"), stopping
+        )
         self.lane.thread.start()
         if self.registry is not None:
-            self.events = EventsWorker(WorkerConfig(
-                source=self.name, source_dsn=self.spec.dsn, bootstrap=bootstrap, clickhouse_url=clickhouse_url,
-                state_dir=str(self.settings.state_dir), topics=tuple(self.topics), translators=self.translators))
+            self.events = EventsWorker(
+                WorkerConfig(
+                    source=self.name,
+                    source_dsn=self.spec.dsn,
+                    bootstrap=bootstrap,
+                    clickhouse_url=clickhouse_url,
+                    state_dir=str(self.settings.state_dir),
+                    topics=tuple(self.topics),
+                    translators=self.translators,
+                )
+            )
             self.events.start()
 
     def start_debezium(self, bootstrap: str, salt: str, heartbeat_ms: int) -> None:
@@ -191,10 +208,16 @@ class SourceCapture:
         offsets = self.settings.state_dir / "debezium" / f"{self.name}.offsets"
         offsets.parent.mkdir(parents=True, exist_ok=True)
         conn = ConnectorSettings(
-            source=self.name, host=params["host"], port=int(params["port"]), user=params["user"],
-            password=params["password"], dbname=params["dbname"],
-            tables=tuple(s.ref.qualified for s in self.schemas), offset_file=offsets,
-            heartbeat_interval_ms=heartbeat_ms, heartbeat_action_query=HEARTBEAT_QUERY,
+            source=self.name,
+            host=params["host"],
+            port=int(params["port"]),
+            user=params["user"],
+            password=params["password"],
+            dbname=params["dbname"],
+            tables=tuple(s.ref.qualified for s in self.schemas),
+            offset_file=offsets,
+            heartbeat_interval_ms=heartbeat_ms,
+            heartbeat_action_query=HEARTBEAT_QUERY,
             exclude_columns=self.spec.exclude_columns,
             mask_hash=tuple(r.column for r in self.spec.mask if r.method == "hash"),
             mask_redact=tuple(r.column for r in self.spec.mask if r.method == "redact"),
@@ -203,8 +226,7 @@ class SourceCapture:
         if self.settings.kafka_connect_url:  # the same connector config, run by Kafka Connect
             self.runner = KafkaConnectRunner(self.settings.kafka_connect_url, conn, produced=self._produced)
         else:
-            self.runner = DebeziumRunner(embedded_properties(conn), bootstrap,
-                                         self.settings.log_dir / "debezium.log")
+            self.runner = DebeziumRunner(embedded_properties(conn), bootstrap, self.settings.log_dir / "debezium.log")
         self.runner.start()
 
     def _produced(self) -> int:
@@ -232,8 +254,10 @@ class SourceCapture:
         if report is not None and (report.error or report.stats.last_error):
             errors.append(f"events {self.name}: {report.error or report.stats.last_error}")
         if self.events is not None and self.events.alive() and self.events.silent_for() > silent_after_s:
-            errors.append(f"events {self.name}: the consumer has not reported for {self.events.silent_for():.0f} s "
-                          f"(see {log_dir / 'events.log'})")
+            errors.append(
+                f"events {self.name}: the consumer has not reported for {self.events.silent_for():.0f} s "
+                f"(see {log_dir / 'events.log'})"
+            )
         return errors
 
     def check(self) -> None:

@@ -40,36 +40,56 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"cdc {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    demo = sub.add_parser("demo", help="run the embedded stack with the pizza-shop demo and its load",
-                          description="Start PostgreSQL (database 'shop'), Kafka, Debezium and ClickHouse locally, "
-                          "generate shop traffic and mirror it. With --duration, stop the load after that many "
-                          "seconds, wait until caught up, compare row counts and exit non-zero if any differ.")
+    demo = sub.add_parser(
+        "demo",
+        help="run the embedded stack with the pizza-shop demo and its load",
+        description="Start PostgreSQL (database 'shop'), Kafka, Debezium and ClickHouse locally, "
+        "generate shop traffic and mirror it. With --duration, stop the load after that many "
+        "seconds, wait until caught up, compare row counts and exit non-zero if any differ.",
+    )
     demo.add_argument("--duration", type=float, help="seconds of load before the check (default: until Ctrl-C)")
     demo.add_argument("--rate", type=float, default=20.0, help="shop actions per second (default 20)")
     demo.add_argument("--no-ui", action="store_true", help="do not start the Dagster webserver and daemon")
     _translators_arg(demo)
     _state_dir_arg(demo)
 
-    run = sub.add_parser("run", help="run the bridge for an existing PostgreSQL database",
-                         description="Capture a PostgreSQL database into ClickHouse until Ctrl-C, or with "
-                         "--until-caught-up until every change committed before the start is queryable.")
+    run = sub.add_parser(
+        "run",
+        help="run the bridge for an existing PostgreSQL database",
+        description="Capture a PostgreSQL database into ClickHouse until Ctrl-C, or with "
+        "--until-caught-up until every change committed before the start is queryable.",
+    )
     run.add_argument("--source", help="PostgreSQL DSN (env CDC_SOURCE_DSN; default: the embedded demo database)")
-    run.add_argument("--source-name", help="name of the source: topic prefix and ClickHouse database "
-                     "(default: the PostgreSQL database name)")
+    run.add_argument(
+        "--source-name",
+        help="name of the source: topic prefix and ClickHouse database (default: the PostgreSQL database name)",
+    )
     run.add_argument("--tables", help="comma-separated schema.table list (default: every table with a key)")
-    run.add_argument("--until-caught-up", action="store_true",
-                     help="exit 0 once every change committed before the start is in ClickHouse")
-    run.add_argument("--timeout", type=float, default=3600.0,
-                     help="with --until-caught-up: give up (exit 1) after this many seconds (default 3600)")
+    run.add_argument(
+        "--until-caught-up",
+        action="store_true",
+        help="exit 0 once every change committed before the start is in ClickHouse",
+    )
+    run.add_argument(
+        "--timeout",
+        type=float,
+        default=3600.0,
+        help="with --until-caught-up: give up (exit 1) after this many seconds (default 3600)",
+    )
     _translators_arg(run)
     run.add_argument("--no-events", action="store_true", help="mirror only: do not run the domain-event consumer")
-    run.add_argument("--config", help="cdc.toml naming one or more sources with their table and column rules "
-                     "(env CDC_CONFIG); replaces --source/--source-name/--tables")
+    run.add_argument(
+        "--config",
+        help="cdc.toml naming one or more sources with their table and column rules "
+        "(env CDC_CONFIG); replaces --source/--source-name/--tables",
+    )
     _state_dir_arg(run)
 
-    sql = sub.add_parser("sql", help="run SQL against the ClickHouse warehouse",
-                         description="Query the warehouse: the running bridge's endpoint, the embedded store, "
-                         "or CDC_CLICKHOUSE_URL.")
+    sql = sub.add_parser(
+        "sql",
+        help="run SQL against the ClickHouse warehouse",
+        description="Query the warehouse: the running bridge's endpoint, the embedded store, or CDC_CLICKHOUSE_URL.",
+    )
     sql.add_argument("query", help='e.g. "SELECT status, count() FROM shop.orders GROUP BY status"')
     sql.add_argument("--format", choices=["table", "csv", "json"], default="table", help="output format")
     _state_dir_arg(sql)
@@ -81,24 +101,36 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _translators_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--translators", help="comma-separated Python modules declaring events and translators "
-                   "(env CDC_TRANSLATORS; default: the ones the last bridge on this state dir used)")
+    p.add_argument(
+        "--translators",
+        help="comma-separated Python modules declaring events and translators "
+        "(env CDC_TRANSLATORS; default: the ones the last bridge on this state dir used)",
+    )
 
 
 def _preflight_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("preflight", help="check that a PostgreSQL database is ready for the bridge (changes nothing)",
-                       description="Connect read-only and check what `cdc run` needs: wal_level=logical, a free "
-                       "replication slot and WAL sender, a role with REPLICATION and SELECT on the captured tables, "
-                       "the rights to create the publication cdc_<source>, a key or replica identity per table; "
-                       "note TOAST-able columns, partitioned tables, unbounded numerics and replication slots that "
-                       "hold WAL. Every finding names its fix. Exit 0 ready, 1 something blocks (or the database "
-                       "cannot be reached), 2 warnings only.")
-    p.add_argument("dsn", metavar="DSN", help='e.g. "postgresql://cdc_user:secret@db:5432/app" (the password is '
-                   "never printed)")
-    p.add_argument("--tables", help="comma-separated schema.table list, as for `cdc run` (default: every ordinary "
-                   "and partitioned table outside the system schemas)")
-    p.add_argument("--source-name", help="the source name `cdc run` will use; slot and publication are "
-                   "cdc_<name> (default: the database name)")
+    p = sub.add_parser(
+        "preflight",
+        help="check that a PostgreSQL database is ready for the bridge (changes nothing)",
+        description="Connect read-only and check what `cdc run` needs: wal_level=logical, a free "
+        "replication slot and WAL sender, a role with REPLICATION and SELECT on the captured tables, "
+        "the rights to create the publication cdc_<source>, a key or replica identity per table; "
+        "note TOAST-able columns, partitioned tables, unbounded numerics and replication slots that "
+        "hold WAL. Every finding names its fix. Exit 0 ready, 1 something blocks (or the database "
+        "cannot be reached), 2 warnings only.",
+    )
+    p.add_argument(
+        "dsn", metavar="DSN", help='e.g. "postgresql://cdc_user:secret@db:5432/app" (the password is never printed)'
+    )
+    p.add_argument(
+        "--tables",
+        help="comma-separated schema.table list, as for `cdc run` (default: every ordinary "
+        "and partitioned table outside the system schemas)",
+    )
+    p.add_argument(
+        "--source-name",
+        help="the source name `cdc run` will use; slot and publication are cdc_<name> (default: the database name)",
+    )
     p.add_argument("--json", action="store_true", help="print the findings and a summary as JSON")
 
 
@@ -117,19 +149,29 @@ def _preflight(args: argparse.Namespace) -> int:
 
 
 def _events_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    events = sub.add_parser("events", help="domain events: catalog, compatibility check, replay of an aggregate",
-                            description="Work with the versioned domain events the bridge derives from row changes.")
+    events = sub.add_parser(
+        "events",
+        help="domain events: catalog, compatibility check, replay of an aggregate",
+        description="Work with the versioned domain events the bridge derives from row changes.",
+    )
     esub = events.add_subparsers(dest="events_command", required=True, metavar="SUBCOMMAND")
     catalog = esub.add_parser("catalog", help="list every event type and version with its fields (JSON Schema)")
     catalog.add_argument("--format", choices=["markdown", "json"], default="markdown", help="output format")
-    check = esub.add_parser("check", help="fail when an event's fields changed without a version bump and an "
-                            "upcaster (compares with the catalog snapshot kept in the repository)")
-    check.add_argument("--snapshot", default="event-catalog.json",
-                       help="catalog snapshot file (default ./event-catalog.json)")
+    check = esub.add_parser(
+        "check",
+        help="fail when an event's fields changed without a version bump and an "
+        "upcaster (compares with the catalog snapshot kept in the repository)",
+    )
+    check.add_argument(
+        "--snapshot", default="event-catalog.json", help="catalog snapshot file (default ./event-catalog.json)"
+    )
     check.add_argument("--update", action="store_true", help="record the current definitions as the new snapshot")
-    replay = esub.add_parser("replay", help="fold an aggregate's events into its state and print its history",
-                             description="Read the aggregate's events from events.domain_events, upcast each "
-                             "to its type's latest version, fold them into the state and print both.")
+    replay = esub.add_parser(
+        "replay",
+        help="fold an aggregate's events into its state and print its history",
+        description="Read the aggregate's events from events.domain_events, upcast each "
+        "to its type's latest version, fold them into the state and print both.",
+    )
     replay.add_argument("aggregate_type", help="e.g. order")
     replay.add_argument("aggregate_id", help="e.g. 42")
     replay.add_argument("--as-of", help="only events that occurred up to this ISO 8601 time (UTC by default)")
@@ -140,18 +182,24 @@ def _events_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
 
 
 def _dlq_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    dlq = sub.add_parser("dlq", help="dead letters: messages a consumer could not parse or translate",
-                         description="Dead letters live in Kafka topic cdc.dead_letters and ClickHouse "
-                         "cdc.dead_letters, with the error, a short stack and the original bytes.")
+    dlq = sub.add_parser(
+        "dlq",
+        help="dead letters: messages a consumer could not parse or translate",
+        description="Dead letters live in Kafka topic cdc.dead_letters and ClickHouse "
+        "cdc.dead_letters, with the error, a short stack and the original bytes.",
+    )
     dsub = dlq.add_subparsers(dest="dlq_command", required=True, metavar="SUBCOMMAND")
     lst = dsub.add_parser("list", help="show dead letters waiting for a replay")
     lst.add_argument("--all", action="store_true", help="include the ones already replayed")
     lst.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
     lst.add_argument("--format", choices=["text", "json"], default="text", help="output format")
-    replay = dsub.add_parser("replay", help="send dead letters back through the running bridge after a fix",
-                             description="Re-publish each pending dead letter's original bytes to its original "
-                             "topic; the running bridge processes it again (idempotently). Needs a running "
-                             "bridge or CDC_KAFKA_BOOTSTRAP_SERVERS.")
+    replay = dsub.add_parser(
+        "replay",
+        help="send dead letters back through the running bridge after a fix",
+        description="Re-publish each pending dead letter's original bytes to its original "
+        "topic; the running bridge processes it again (idempotently). Needs a running "
+        "bridge or CDC_KAFKA_BOOTSTRAP_SERVERS.",
+    )
     replay.add_argument("--topic", help="only dead letters from this change topic")
     replay.add_argument("--limit", type=int, default=1000, help="at most this many (default 1000)")
     for p in (lst, replay):
@@ -159,11 +207,14 @@ def _dlq_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
 
 def _status_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    status = sub.add_parser("status", help="the running bridge's health: slots, lag, freshness, rates, dead letters",
-                            description="Ask the bridge running on the state dir for its status: per source the "
-                            "replication slot's retained WAL and state, consumer lag per topic, freshness, rows/s "
-                            "over the last minute and dead letters, with warnings. Exit 0 healthy, 1 warnings, "
-                            "2 no bridge running. The same numbers are Prometheus metrics at <status url>/metrics.")
+    status = sub.add_parser(
+        "status",
+        help="the running bridge's health: slots, lag, freshness, rates, dead letters",
+        description="Ask the bridge running on the state dir for its status: per source the "
+        "replication slot's retained WAL and state, consumer lag per topic, freshness, rows/s "
+        "over the last minute and dead letters, with warnings. Exit 0 healthy, 1 warnings, "
+        "2 no bridge running. The same numbers are Prometheus metrics at <status url>/metrics.",
+    )
     status.add_argument("--json", action="store_true", help="print the JSON snapshot instead of the report")
     _state_dir_arg(status)
 
@@ -226,14 +277,17 @@ def _main(args: argparse.Namespace) -> int:
             demo_settings = Settings.load(args.state_dir, translators=("cdc.demo.events", *extra))
             code = commands.demo(demo_settings, args.duration, args.rate, not args.no_ui)
         else:
-            run_settings = Settings.load(args.state_dir, source_dsn=args.source, source_name=args.source_name,
-                                         tables=parse_tables(args.tables),
-                                         translators=parse_tables(args.translators),
-                                         events=False if args.no_events else None,
-                                         config_path=_config_path(args.config))
+            run_settings = Settings.load(
+                args.state_dir,
+                source_dsn=args.source,
+                source_name=args.source_name,
+                tables=parse_tables(args.tables),
+                translators=parse_tables(args.translators),
+                events=False if args.no_events else None,
+                config_path=_config_path(args.config),
+            )
             if run_settings.sources and (args.source or args.source_name or args.tables):
-                raise ConfigError("--config names the sources: drop --source/--source-name/--tables, "
-                                  "or drop --config")
+                raise ConfigError("--config names the sources: drop --source/--source-name/--tables, or drop --config")
             code = commands.run(run_settings, args.until_caught_up, args.timeout)
         return code
     except CdcError as e:

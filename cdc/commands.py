@@ -62,8 +62,10 @@ class StatusLine:
         dead = "?" if self._dead[1] is None else f"{self._dead[1]:,}"
         reports = [c.events_report for c in self.bridge.captures if c.events_report is not None]
         events = f" | events {sum(r.stored for r in reports):,}" if reports else ""
-        line = (f"{time.strftime('%H:%M:%S')} captured {captured:,} | applied {applied:,} ({rate:,.0f}/s)"
-                f"{events} | lag {lag:,} | last change {fresh} ago | dead letters {dead}")
+        line = (
+            f"{time.strftime('%H:%M:%S')} captured {captured:,} | applied {applied:,} ({rate:,.0f}/s)"
+            f"{events} | lag {lag:,} | last change {fresh} ago | dead letters {dead}"
+        )
         if self.bridge.consumer_error:
             line += f" | retrying: {self.bridge.consumer_error[:80]}"
         print(("\r" + line.ljust(120)) if self.tty else line, end="" if self.tty else "\n", flush=True)
@@ -127,22 +129,37 @@ def demo(settings: Settings, duration: float | None, rate: float, ui: bool = Tru
 def start_ui(settings: Settings, bridge: Bridge, source_dsn: str) -> DagsterUi | None:
     """The Dagster webserver and daemon over the running bridge; None (with a warning) if they do not come up."""
     port = PortBook(settings.state_dir).port("dagster")
-    ui = DagsterUi(port, settings.state_dir, {"CDC_STATE_DIR": str(settings.state_dir),
-                                              "CDC_CLICKHOUSE_URL": bridge.clickhouse_url,
-                                              "CDC_SOURCE_DSN": source_dsn, "CDC_SOURCE_NAME": bridge.name})
+    ui = DagsterUi(
+        port,
+        settings.state_dir,
+        {
+            "CDC_STATE_DIR": str(settings.state_dir),
+            "CDC_CLICKHOUSE_URL": bridge.clickhouse_url,
+            "CDC_SOURCE_DSN": source_dsn,
+            "CDC_SOURCE_NAME": bridge.name,
+        },
+    )
     say("Starting the Dagster webserver and daemon ...")
     ui.start()
     if ui.wait_ready(UI_TIMEOUT):
         return ui
     why = ui.diagnosis()
     ui.stop()
-    say(f"warning: the Dagster UI did not come up within {UI_TIMEOUT:.0f} s ({why}); see "
-        f"{settings.log_dir}/dagster-*.log (the bridge runs on without it)")
+    say(
+        f"warning: the Dagster UI did not come up within {UI_TIMEOUT:.0f} s ({why}); see "
+        f"{settings.log_dir}/dagster-*.log (the bridge runs on without it)"
+    )
     return None
 
 
-def _demo_bridge(settings: Settings, source: PostgresSource, pg: EmbeddedPostgres, duration: float | None,
-                 rate: float, ui_wanted: bool = True) -> int:
+def _demo_bridge(
+    settings: Settings,
+    source: PostgresSource,
+    pg: EmbeddedPostgres,
+    duration: float | None,
+    rate: float,
+    ui_wanted: bool = True,
+) -> int:
     bridge = Bridge(settings, SourceSpec(source.dsn, shop.DEMO_DATABASE, shop.DEMO_TABLES), say)
     say("Starting Kafka (Tansu), ClickHouse (chDB) and Debezium ...")
     bridge.start()
@@ -151,13 +168,18 @@ def _demo_bridge(settings: Settings, source: PostgresSource, pg: EmbeddedPostgre
     ui: DagsterUi | None = None
     try:
         ui = start_ui(settings, bridge, source.dsn) if ui_wanted else None
-        _banner(bridge, ([f"Dagster UI:          {ui.url}"] if ui else []) + [
-                         f"PostgreSQL:          {redact_dsn(pg.dsn(shop.DEMO_DATABASE))}",
-                         'Try:                 cdc sql "SELECT status, count() FROM shop.orders GROUP BY status"',
-                         '                     cdc sql "SELECT event_type, count() FROM events.domain_events'
-                         ' GROUP BY event_type"',
-                         "                     cdc events replay order 1",
-                         "Generating shop traffic" + (f" for {duration:.0f} s" if duration else "; Ctrl-C stops")])
+        _banner(
+            bridge,
+            ([f"Dagster UI:          {ui.url}"] if ui else [])
+            + [
+                f"PostgreSQL:          {redact_dsn(pg.dsn(shop.DEMO_DATABASE))}",
+                'Try:                 cdc sql "SELECT status, count() FROM shop.orders GROUP BY status"',
+                '                     cdc sql "SELECT event_type, count() FROM events.domain_events'
+                ' GROUP BY event_type"',
+                "                     cdc events replay order 1",
+                "Generating shop traffic" + (f" for {duration:.0f} s" if duration else "; Ctrl-C stops"),
+            ],
+        )
         load.start()
         deadline = time.monotonic() + duration if duration else float("inf")
         _run_until(bridge, status, lambda: time.monotonic() >= deadline)
@@ -199,8 +221,9 @@ def _wait_for_reports(bridge: Bridge, timeout: float) -> str:
         if built >= expected and current == built:
             return f"reports built by Dagster: {built}, all up to the newest event"
         time.sleep(1.0)
-    return (f"warning: after {timeout:.0f} s Dagster had brought {current} of {expected} report(s) up to date"
-            " (see the UI)")
+    return (
+        f"warning: after {timeout:.0f} s Dagster had brought {current} of {expected} report(s) up to date (see the UI)"
+    )
 
 
 def _verify(bridge: Bridge, source: PostgresSource, status: StatusLine) -> int:
@@ -232,8 +255,10 @@ def run(settings: Settings, until_caught_up: bool, timeout: float) -> int:
     if not dsn and not settings.sources:
         pg = embedded_postgres(settings)
         if not (pg.data_dir / "PG_VERSION").exists():
-            raise ConfigError("no source: pass --source DSN or set CDC_SOURCE_DSN, or name sources in a cdc.toml "
-                              "(--config); or run `cdc demo` once to create the embedded shop database")
+            raise ConfigError(
+                "no source: pass --source DSN or set CDC_SOURCE_DSN, or name sources in a cdc.toml "
+                "(--config); or run `cdc demo` once to create the embedded shop database"
+            )
         started = start_embedded_postgres(pg, settings)
         dsn = pg.dsn(shop.DEMO_DATABASE)
     try:
@@ -251,11 +276,14 @@ def run_preflight(specs: tuple[SourceSpec, ...]) -> None:
         report = preflight.check(spec.dsn, spec.tables or None, spec.name)
         if report.blocking:
             problems = "; ".join(f"{f.message} (fix: {f.fix})" for f in report.blocking)
-            raise ConfigError(f"{redact_dsn(spec.dsn)} is not ready for the bridge: {problems}. "
-                              f"`cdc preflight` lists every finding")
+            raise ConfigError(
+                f"{redact_dsn(spec.dsn)} is not ready for the bridge: {problems}. `cdc preflight` lists every finding"
+            )
         if report.warnings:
-            say(f"preflight: {len(report.warnings)} warning(s) for {redact_dsn(spec.dsn)}; "
-                "`cdc preflight DSN` explains each")
+            say(
+                f"preflight: {len(report.warnings)} warning(s) for {redact_dsn(spec.dsn)}; "
+                "`cdc preflight DSN` explains each"
+            )
 
 
 def _run_bridge(settings: Settings, specs: tuple[SourceSpec, ...], until_caught_up: bool, timeout: float) -> int:

@@ -115,7 +115,7 @@ def load_config(path: Path, env: dict[str, str] | None = None) -> BridgeConfig:
     _unknown(doc, _TOP_KEYS, where)
     raw_sources = doc.get("source", [])
     if not isinstance(raw_sources, list) or not raw_sources:
-        raise ConfigError(f"{where}: no [[source]] section; add one with dsn_env = \"VARIABLE_WITH_THE_DSN\"")
+        raise ConfigError(f'{where}: no [[source]] section; add one with dsn_env = "VARIABLE_WITH_THE_DSN"')
     sources = tuple(_source(s, i, where, env) for i, s in enumerate(raw_sources))
     names = [s.name for s in sources if s.name]
     dup = sorted({n for n in names if names.count(n) > 1})
@@ -132,13 +132,16 @@ def load_config(path: Path, env: dict[str, str] | None = None) -> BridgeConfig:
         salt_env=_env_name(masking.get("salt_env", "CDC_MASK_SALT"), f"{where} [masking] salt_env"),
         guardrails=Guardrails(
             max_retained_wal_bytes=_positive(guard.get("max_retained_wal_mb", 1024), "max_retained_wal_mb", where)
-            * 1024 * 1024,
-            heartbeat_interval_ms=_positive(guard.get("heartbeat_interval_ms", 1_000), "heartbeat_interval_ms",
-                                            where)),
+            * 1024
+            * 1024,
+            heartbeat_interval_ms=_positive(guard.get("heartbeat_interval_ms", 1_000), "heartbeat_interval_ms", where),
+        ),
         projections=ProjectionSettings(
             source=_opt_str(proj.get("source"), "projections.source", where),
-            sensor_interval_seconds=_positive(proj.get("sensor_interval_seconds", 15), "sensor_interval_seconds",
-                                              where)),
+            sensor_interval_seconds=_positive(
+                proj.get("sensor_interval_seconds", 15), "sensor_interval_seconds", where
+            ),
+        ),
         path=path,
     )
 
@@ -159,7 +162,8 @@ def projection_settings(env: dict[str, str] | None = None) -> ProjectionSettings
     _unknown(proj, {"source", "sensor_interval_seconds"}, f"{path} [projections]")
     return ProjectionSettings(
         source=_opt_str(proj.get("source"), "projections.source", path),
-        sensor_interval_seconds=_positive(proj.get("sensor_interval_seconds", 15), "sensor_interval_seconds", path))
+        sensor_interval_seconds=_positive(proj.get("sensor_interval_seconds", 15), "sensor_interval_seconds", path),
+    )
 
 
 def _source(raw: Any, index: int, where: str, env: dict[str, str]) -> SourceSpec:
@@ -173,20 +177,22 @@ def _source(raw: Any, index: int, where: str, env: dict[str, str]) -> SourceSpec
     at = f"{where} source {name!r}" if name else at
     dsn_env = raw.get("dsn_env")
     if not isinstance(dsn_env, str) or not dsn_env:
-        raise ConfigError(f"{at}: dsn_env is required: the name of the environment variable holding the DSN "
-                          "(DSNs carry passwords, so they are never written in the file)")
+        raise ConfigError(
+            f"{at}: dsn_env is required: the name of the environment variable holding the DSN "
+            "(DSNs carry passwords, so they are never written in the file)"
+        )
     dsn = env.get(_env_name(dsn_env, f"{at} dsn_env"), "")
     if not dsn:
         raise ConfigError(f"{at}: environment variable {dsn_env} is not set; export it with the source's DSN")
     mask = raw.get("mask", {})
     if not isinstance(mask, dict):
-        raise ConfigError(f"{at}: mask must be a table of \"schema.table.column\" = \"hash\" | \"redact\"")
+        raise ConfigError(f'{at}: mask must be a table of "schema.table.column" = "hash" | "redact"')
     rules = []
     for column, method in mask.items():
         if not _COLUMN.fullmatch(column):
             raise ConfigError(f"{at}: mask key {column!r} must be schema.table.column")
         if method not in MASK_METHODS:
-            raise ConfigError(f"{at}: mask method for {column} is {method!r}; use \"hash\" or \"redact\"")
+            raise ConfigError(f'{at}: mask method for {column} is {method!r}; use "hash" or "redact"')
         rules.append(MaskRule(column, method))
     events = raw.get("events", None)
     if events is not None and not isinstance(events, bool):
@@ -197,7 +203,8 @@ def _source(raw: Any, index: int, where: str, env: dict[str, str]) -> SourceSpec
         raise ConfigError(f"{at}: {', '.join(both)} both masked and excluded; keep one")
     translators = raw.get("translators")
     return SourceSpec(
-        dsn=dsn, name=name,
+        dsn=dsn,
+        name=name,
         tables=_names(raw.get("tables"), "tables", at, _TABLE, "schema.table"),
         exclude_tables=_names(raw.get("exclude_tables"), "exclude_tables", at, _TABLE, "schema.table"),
         exclude_columns=exclude_columns,

@@ -54,10 +54,14 @@ class Observer:
         sources = tuple(self._source(c, dead) for c in self.bridge.captures)
         total = None if dead is None else sum(dead.values())
         return StatusSnapshot(
-            generated_at=utc_now_iso(), state_dir=str(self.bridge.settings.state_dir),
+            generated_at=utc_now_iso(),
+            state_dir=str(self.bridge.settings.state_dir),
             uptime_s=round(time.monotonic() - self.started, 1),
-            clickhouse_url=redact_dsn(self.bridge.clickhouse_url), kafka_bootstrap=self.bridge.bootstrap,
-            sources=sources, dead_letters=total)
+            clickhouse_url=redact_dsn(self.bridge.clickhouse_url),
+            kafka_bootstrap=self.bridge.bootstrap,
+            sources=sources,
+            dead_letters=total,
+        )
 
     def _source(self, c: SourceCapture, dead: dict[str, int] | None) -> SourceStatus:
         stats = c.lane.service.stats if c.lane is not None else Stats()
@@ -66,16 +70,23 @@ class Observer:
         freshness = None if not stats.last_captured_ms else max(0.0, time.time() - stats.last_captured_ms / 1000)
         rate = self._rates.get(c.name)
         return SourceStatus(
-            name=c.name, dsn=redact_dsn(c.spec.dsn), slot=c.slot, slot_active=active, retained_wal_bytes=retained,
-            captured=c.runner.records_produced if c.runner is not None else 0, applied=stats.rows,
+            name=c.name,
+            dsn=redact_dsn(c.spec.dsn),
+            slot=c.slot,
+            slot_active=active,
+            retained_wal_bytes=retained,
+            captured=c.runner.records_produced if c.runner is not None else 0,
+            applied=stats.rows,
             rows_per_s_1m=round(rate.rate(time.monotonic()), 1) if rate else 0.0,
             freshness_s=None if freshness is None else round(freshness, 3),
             events_stored=report.stored if report is not None else None,
             dead_letters=None if dead is None else sum(n for t, n in dead.items() if t.startswith(c.name + ".")),
             topics=_topics(stats, c.topics),
-            schema_notices=tuple(SchemaNotice(n.table, n.kind, n.column, n.detail)
-                                 for n in (c.sink.schema_notices() if c.sink is not None else ())
-                                 if n.first_seen_at >= time.time() - NOTICES_SHOWN_FOR_S),
+            schema_notices=tuple(
+                SchemaNotice(n.table, n.kind, n.column, n.detail)
+                for n in (c.sink.schema_notices() if c.sink is not None else ())
+                if n.first_seen_at >= time.time() - NOTICES_SHOWN_FOR_S
+            ),
             errors=tuple(c.errors(60.0, self.bridge.settings.log_dir)),
         )
 

@@ -96,8 +96,14 @@ class Warehouse(Protocol):
 
     def command(self, sql: str) -> None: ...
 
-    def insert(self, database: str, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]],
-               settings: Mapping[str, Any] | None = None) -> None: ...
+    def insert(
+        self,
+        database: str,
+        table: str,
+        columns: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+        settings: Mapping[str, Any] | None = None,
+    ) -> None: ...
 
     def query(self, sql: str, parameters: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]: ...
 

@@ -28,6 +28,7 @@ from cdc.ports import ChangeStream, Message, OutRecord, Publisher, Sink, TopicPa
 
 log = logging.getLogger(__name__)
 
+
 @dataclass
 class Stats:
     """Counters the CLI status line and `--until-caught-up` read (updated by the loop thread)."""
@@ -109,22 +110,37 @@ class DeadLetters:
 def dead_letter_record(msg: Message, error: str, stack: str, stage: str) -> OutRecord:
     """The Kafka form: JSON with the raw key and value base64-encoded (they may not be UTF-8)."""
     doc = {
-        "topic": msg.topic, "partition": msg.partition, "offset": msg.offset, "stage": stage,
-        "error": error, "stack": stack,
+        "topic": msg.topic,
+        "partition": msg.partition,
+        "offset": msg.offset,
+        "stage": stage,
+        "error": error,
+        "stack": stack,
         "key_b64": base64.b64encode(msg.key).decode() if msg.key is not None else None,
         "value_b64": base64.b64encode(msg.value).decode() if msg.value is not None else None,
     }
-    headers = (("cdc_error", error[:500].encode()), ("cdc_stage", stage.encode()),
-               ("cdc_origin", f"{msg.topic}[{msg.partition}]@{msg.offset}".encode()))
+    headers = (
+        ("cdc_error", error[:500].encode()),
+        ("cdc_stage", stage.encode()),
+        ("cdc_origin", f"{msg.topic}[{msg.partition}]@{msg.offset}".encode()),
+    )
     return OutRecord(DEAD_LETTER_TOPIC, msg.key, json.dumps(doc).encode(), headers)
 
 
 class ConsumerService:
     """Runs the loop on the calling thread until ``stop()``."""
 
-    def __init__(self, stream: ChangeStream, sink: Sink, dead_letters: DeadLetters, stage: str = "apply",
-                 max_records: int = 10000, poll_timeout_s: float = 0.05, linger_s: float = 0.1,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        stream: ChangeStream,
+        sink: Sink,
+        dead_letters: DeadLetters,
+        stage: str = "apply",
+        max_records: int = 10000,
+        poll_timeout_s: float = 0.05,
+        linger_s: float = 0.1,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self._stream = stream
         self._sink = sink
         self._dead = dead_letters
@@ -166,8 +182,9 @@ class ConsumerService:
             return messages
         until = time.monotonic() + self._linger_s
         while len(messages) < self._max_records and time.monotonic() < until:
-            more = self._stream.poll(max(0.0, min(self._poll_timeout_s, until - time.monotonic())),
-                                     self._max_records - len(messages))
+            more = self._stream.poll(
+                max(0.0, min(self._poll_timeout_s, until - time.monotonic())), self._max_records - len(messages)
+            )
             messages.extend(more)
         return messages
 

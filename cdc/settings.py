@@ -56,9 +56,14 @@ class Settings:
 
     def with_config(self, config: BridgeConfig) -> Settings:
         """These settings with the sources, masking salt and guardrails of a ``cdc.toml``."""
-        return replace(self, config_path=config.path, sources=config.sources, salt_env=config.salt_env,
-                       heartbeat_interval_ms=config.guardrails.heartbeat_interval_ms,
-                       max_retained_wal_bytes=config.guardrails.max_retained_wal_bytes)
+        return replace(
+            self,
+            config_path=config.path,
+            sources=config.sources,
+            salt_env=config.salt_env,
+            heartbeat_interval_ms=config.guardrails.heartbeat_interval_ms,
+            max_retained_wal_bytes=config.guardrails.max_retained_wal_bytes,
+        )
 
     def source_specs(self, default_dsn: str) -> tuple[SourceSpec, ...]:
         """The sources to capture: the config file's, else one from the flags and environment."""

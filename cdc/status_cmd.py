@@ -42,8 +42,10 @@ def status(state_dir: Path, as_json: bool) -> int:
     """Print the running bridge's status (text, or the JSON snapshot with --json)."""
     url = find_status_url(state_dir)
     if url is None:
-        raise StackError(f"no bridge is running on state dir {state_dir}: start `cdc run` or `cdc demo`, "
-                         "or pass the --state-dir of the running bridge")
+        raise StackError(
+            f"no bridge is running on state dir {state_dir}: start `cdc run` or `cdc demo`, "
+            "or pass the --state-dir of the running bridge"
+        )
     snapshot = fetch_snapshot(url)
     if as_json:
         sys.stdout.write(json.dumps(snapshot.to_dict(), indent=2) + "\n")

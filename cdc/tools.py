@@ -30,9 +30,11 @@ def kafka_bootstrap(settings: Settings) -> str:
     if settings.kafka_bootstrap:
         return settings.kafka_bootstrap
     if not find_endpoint(settings.state_dir):
-        raise StackError(f"no bridge is running on state dir {settings.state_dir}: start `cdc run` or `cdc demo` "
-                         "first (replayed dead letters go back through its consumers), or set "
-                         "CDC_KAFKA_BOOTSTRAP_SERVERS")
+        raise StackError(
+            f"no bridge is running on state dir {settings.state_dir}: start `cdc run` or `cdc demo` "
+            "first (replayed dead letters go back through its consumers), or set "
+            "CDC_KAFKA_BOOTSTRAP_SERVERS"
+        )
     return f"127.0.0.1:{PortBook(settings.state_dir).port('kafka', busy_ok=True)}"
 
 
@@ -47,8 +49,9 @@ def dispatch(args: argparse.Namespace, settings: Settings) -> int:
     try:
         if args.command == "events":
             registry = registry_for(args, settings, required=False)
-            return commands.replay_aggregate(warehouse, registry, args.aggregate_type, args.aggregate_id,
-                                             args.as_of, args.format)
+            return commands.replay_aggregate(
+                warehouse, registry, args.aggregate_type, args.aggregate_id, args.as_of, args.format
+            )
         if args.dlq_command == "list":
             return commands.dlq_list(warehouse, args.all, args.limit, args.format)
         from cdc.adapters.kafka import KafkaPublisher

@@ -72,18 +72,39 @@ def lineage_specs(tables: Sequence[CapturedTable]) -> list[AssetSpec]:
     specs: list[AssetSpec] = []
     for t in tables:
         specs += [
-            AssetSpec(postgres_key(t), group_name="source", kinds={"postgres"},
-                      description=f"Table {t.ref.qualified} of the source database (captured through the WAL)."),
-            AssetSpec(topic_key(t), deps=[postgres_key(t)], group_name="kafka", kinds={"kafka"},
-                      description=f"Debezium change topic of {t.ref.qualified}, keyed by primary key."),
-            AssetSpec(mirror_key(t), deps=[topic_key(t)], group_name="mirrors", kinds={"clickhouse"},
-                      metadata={"dagster/table_name": f"{t.source}.{t.name}"},
-                      description=f"Current rows of {t.ref.qualified} (view {t.source}.{t.name}; every change in "
-                                  f"{t.source}.{t.name}_changes), kept by the bridge."),
+            AssetSpec(
+                postgres_key(t),
+                group_name="source",
+                kinds={"postgres"},
+                description=f"Table {t.ref.qualified} of the source database (captured through the WAL).",
+            ),
+            AssetSpec(
+                topic_key(t),
+                deps=[postgres_key(t)],
+                group_name="kafka",
+                kinds={"kafka"},
+                description=f"Debezium change topic of {t.ref.qualified}, keyed by primary key.",
+            ),
+            AssetSpec(
+                mirror_key(t),
+                deps=[topic_key(t)],
+                group_name="mirrors",
+                kinds={"clickhouse"},
+                metadata={"dagster/table_name": f"{t.source}.{t.name}"},
+                description=f"Current rows of {t.ref.qualified} (view {t.source}.{t.name}; every change in "
+                f"{t.source}.{t.name}_changes), kept by the bridge.",
+            ),
         ]
-    specs.append(AssetSpec(EVENTS_KEY, deps=[topic_key(t) for t in tables], group_name="events", kinds={"clickhouse"},
-                           metadata={"dagster/table_name": "events.domain_events"},
-                           description="The event store: versioned domain events derived from the change topics."))
+    specs.append(
+        AssetSpec(
+            EVENTS_KEY,
+            deps=[topic_key(t) for t in tables],
+            group_name="events",
+            kinds={"clickhouse"},
+            metadata={"dagster/table_name": "events.domain_events"},
+            description="The event store: versioned domain events derived from the change topics.",
+        )
+    )
     return specs
 
 
@@ -91,7 +112,7 @@ class BuildConfig(Config):
     mode: Literal["incremental", "full"] = Field(
         default="incremental",
         description="incremental: recompute the scopes touched by events stored since the last build "
-                    "(a partitioned run recomputes its days instead); full: rebuild the whole report and swap it in",
+        "(a partitioned run recomputes its days instead); full: rebuild the whole report and swap it in",
     )
 
 
@@ -110,8 +131,7 @@ def projection_asset(p: Projection, partitions: DailyPartitionsDefinition | None
         backfill_policy=BackfillPolicy.single_run() if partitions else None,
         pool=f"reports.{p.name}",  # builds of one projection must not overlap (a pool limit of 1 enforces it)
     )
-    def build(context: AssetExecutionContext, config: BuildConfig,
-              warehouse: WarehouseResource) -> MaterializeResult:  # type: ignore[type-arg]
+    def build(context: AssetExecutionContext, config: BuildConfig, warehouse: WarehouseResource) -> MaterializeResult:  # type: ignore[type-arg]
         wh = warehouse.warehouse()
         result = _build(ProjectionBuilder(wh), p, context, config.mode)
         metadata = build_metadata(wh, p, result)
@@ -148,8 +168,10 @@ def build_metadata(warehouse: Warehouse, p: Projection, result: BuildResult) -> 
 
 
 def summary(p: Projection, result: BuildResult, metadata: dict[str, str | int | bool]) -> str:
-    return (f"{p.name}: {result.mode} build, {result.scopes} scope(s), {result.rows} row(s) written, "
-            f"{result.tombstones} removed; the report has {metadata['dagster/row_count']} row(s)")
+    return (
+        f"{p.name}: {result.mode} build, {result.scopes} scope(s), {result.rows} row(s) written, "
+        f"{result.tombstones} removed; the report has {metadata['dagster/row_count']} row(s)"
+    )
 
 
 def projection_assets(projections: Sequence[Projection]) -> list[AssetsDefinition]:

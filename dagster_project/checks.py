@@ -17,15 +17,22 @@ from dagster_project.tables import CapturedTable
 
 
 def _result(verdict: quality.Verdict, severity: AssetCheckSeverity = AssetCheckSeverity.ERROR) -> AssetCheckResult:
-    return AssetCheckResult(passed=verdict.passed, metadata=dict(verdict.metadata), severity=severity,
-                            description=verdict.description or None)
+    return AssetCheckResult(
+        passed=verdict.passed,
+        metadata=dict(verdict.metadata),
+        severity=severity,
+        description=verdict.description or None,
+    )
 
 
 def mirror_checks(t: CapturedTable) -> list[AssetChecksDefinition]:
     key = mirror_key(t)
 
-    @asset_check(asset=key, name="row_count_matches_postgres",
-                 description=f"The mirror has as many rows as {t.ref.qualified} in PostgreSQL.")
+    @asset_check(
+        asset=key,
+        name="row_count_matches_postgres",
+        description=f"The mirror has as many rows as {t.ref.qualified} in PostgreSQL.",
+    )
     def row_count(warehouse: WarehouseResource, source: SourceResource) -> AssetCheckResult:
         return _result(quality.row_counts(warehouse.warehouse(), source.source(), t))
 
@@ -34,13 +41,17 @@ def mirror_checks(t: CapturedTable) -> list[AssetChecksDefinition]:
         verdict = quality.commit_lag(warehouse.warehouse(), t, quality.freshness_limit())
         return _result(verdict, AssetCheckSeverity.WARN)
 
-    @asset_check(asset=key, name="unique_keys",
-                 description=f"No ({', '.join(t.key)}) appears twice among the current rows.")
+    @asset_check(
+        asset=key, name="unique_keys", description=f"No ({', '.join(t.key)}) appears twice among the current rows."
+    )
     def unique_keys(warehouse: WarehouseResource) -> AssetCheckResult:
         return _result(quality.duplicate_keys(warehouse.warehouse(), t))
 
-    @asset_check(asset=key, name="no_toast_placeholders",
-                 description="No text column holds Debezium's __debezium_unavailable_value placeholder.")
+    @asset_check(
+        asset=key,
+        name="no_toast_placeholders",
+        description="No text column holds Debezium's __debezium_unavailable_value placeholder.",
+    )
     def no_toast_placeholders(warehouse: WarehouseResource) -> AssetCheckResult:
         return _result(quality.toast_placeholders(warehouse.warehouse(), t))
 
@@ -48,8 +59,11 @@ def mirror_checks(t: CapturedTable) -> list[AssetChecksDefinition]:
 
 
 def events_fresh(source: str) -> AssetChecksDefinition:
-    @asset_check(asset=EVENTS_KEY, name="fresh",
-                 description=f"The newest event of source {source} was committed at the source recently.")
+    @asset_check(
+        asset=EVENTS_KEY,
+        name="fresh",
+        description=f"The newest event of source {source} was committed at the source recently.",
+    )
     def fresh(warehouse: WarehouseResource) -> AssetCheckResult:
         verdict = quality.event_lag(warehouse.warehouse(), source, quality.freshness_limit())
         return _result(verdict, AssetCheckSeverity.WARN)

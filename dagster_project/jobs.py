@@ -47,8 +47,12 @@ def rebuild_every_projection(context: OpExecutionContext, warehouse: WarehouseRe
         context.log_event(AssetMaterialization(asset_key=projection_key(p), metadata=metadata))
 
 
-@job(name="full_rebuild", run_tags=dict([BUILDS_TAG]), executor_def=in_process_executor,
-     description="Full build of every projection (reports/*), one after the other.")
+@job(
+    name="full_rebuild",
+    run_tags=dict([BUILDS_TAG]),
+    executor_def=in_process_executor,
+    description="Full build of every projection (reports/*), one after the other.",
+)
 def full_rebuild_job() -> None:
     rebuild_every_projection()
 

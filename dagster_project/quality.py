@@ -52,14 +52,19 @@ def freshness_limit() -> float:
 
 
 def exists(warehouse: Warehouse, database: str, table: str) -> bool:
-    found = warehouse.query("SELECT count() FROM system.tables WHERE database = {d:String} AND name = {t:String}",
-                            {"d": database, "t": table})
+    found = warehouse.query(
+        "SELECT count() FROM system.tables WHERE database = {d:String} AND name = {t:String}",
+        {"d": database, "t": table},
+    )
     return bool(int(found[0][0]))
 
 
 def _missing(t: CapturedTable) -> Verdict:
-    return Verdict(False, {"view": f"{t.source}.{t.name}"},
-                   f"{t.source}.{t.name} does not exist: the bridge has not mirrored {t.ref.qualified} yet")
+    return Verdict(
+        False,
+        {"view": f"{t.source}.{t.name}"},
+        f"{t.source}.{t.name} does not exist: the bridge has not mirrored {t.ref.qualified} yet",
+    )
 
 
 def row_counts(warehouse: Warehouse, source: PostgresSource, t: CapturedTable) -> Verdict:
@@ -72,9 +77,11 @@ def row_counts(warehouse: Warehouse, source: PostgresSource, t: CapturedTable) -
         return _missing(t)
     pg = int(source.query(f"SELECT count(*) FROM {t.postgres_table}")[0][0])
     ch = int(warehouse.query(f"SELECT count() FROM {t.view}")[0][0])
-    return Verdict(pg == ch, {"postgres_rows": pg, "clickhouse_rows": ch, "difference": ch - pg},
-                   "row counts match" if pg == ch else f"{t.ref.qualified}: PostgreSQL has {pg} rows, "
-                                                       f"the mirror {ch}")
+    return Verdict(
+        pg == ch,
+        {"postgres_rows": pg, "clickhouse_rows": ch, "difference": ch - pg},
+        "row counts match" if pg == ch else f"{t.ref.qualified}: PostgreSQL has {pg} rows, the mirror {ch}",
+    )
 
 
 def commit_lag(warehouse: Warehouse, t: CapturedTable, limit_s: float) -> Verdict:
@@ -89,8 +96,10 @@ def event_lag(warehouse: Warehouse, source: str, limit_s: float) -> Verdict:
     """The newest event of ``source`` occurred (was committed at the source) at most ``limit_s`` ago."""
     if not exists(warehouse, EVENTS_DATABASE, EVENTS_TABLE):
         return Verdict(False, {"limit_seconds": limit_s}, f"{EVENTS} does not exist yet")
-    sql = (f"SELECT count(), max(occurred_at), {_AGE_MS.format(column='occurred_at')} FROM {EVENTS}"
-           f" WHERE source = {literal(source)}")
+    sql = (
+        f"SELECT count(), max(occurred_at), {_AGE_MS.format(column='occurred_at')} FROM {EVENTS}"
+        f" WHERE source = {literal(source)}"
+    )
     return _lag_verdict(warehouse.query(sql)[0], limit_s, f"the events of source {source}")
 
 
@@ -133,16 +142,20 @@ def toast_placeholders(warehouse: Warehouse, t: CapturedTable) -> Verdict:
     (it appears when a table without REPLICA IDENTITY FULL updates a row but not its large value)."""
     if not exists(warehouse, t.source, t.name):
         return _missing(t)
-    columns = warehouse.query("SELECT name, type FROM system.columns WHERE database = {d:String} AND table = {t:String}"
-                              " ORDER BY position", {"d": t.source, "t": t.name})
+    columns = warehouse.query(
+        "SELECT name, type FROM system.columns WHERE database = {d:String} AND table = {t:String} ORDER BY position",
+        {"d": t.source, "t": t.name},
+    )
     text = [(name, kind) for name, kind in columns if _TEXT_TYPE.match(kind.replace(" ", ""))]
     if not text:
         return Verdict(True, {"text_columns": 0}, "no text columns")
     marker = literal(UNAVAILABLE)
-    counts = [f"countIf({'has' if kind.startswith('Array(') else 'equals'}({quote(name)}, {marker}))"
-              for name, kind in text]
-    found = dict(zip((name for name, _ in text), warehouse.query(f"SELECT {', '.join(counts)} FROM {t.view}")[0],
-                     strict=True))
+    counts = [
+        f"countIf({'has' if kind.startswith('Array(') else 'equals'}({quote(name)}, {marker}))" for name, kind in text
+    ]
+    found = dict(
+        zip((name for name, _ in text), warehouse.query(f"SELECT {', '.join(counts)} FROM {t.view}")[0], strict=True)
+    )
     bad = {name: int(n) for name, n in found.items() if n}
     metadata: Metadata = {"text_columns": len(text), "placeholder_values": sum(bad.values())}
     metadata.update({f"column {name}": n for name, n in bad.items()})

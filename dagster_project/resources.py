@@ -29,11 +29,16 @@ class WarehouseResource(ConfigurableResource):  # type: ignore[type-arg]
     and a long-lived Dagster process holding it would keep the bridge from starting.
     """
 
-    url: str = Field(default="", repr=False, description="ClickHouse URL; empty: CDC_CLICKHOUSE_URL, "
-                                                         "else the running bridge's endpoint")
+    url: str = Field(
+        default="",
+        repr=False,
+        description="ClickHouse URL; empty: CDC_CLICKHOUSE_URL, else the running bridge's endpoint",
+    )
     state_dir: str = Field(default="", description="the bridge's state dir; empty: CDC_STATE_DIR, else .cdc")
-    in_process: bool = Field(default=False, description="open the embedded store in this process when no "
-                                                        "bridge serves it (tests and one-off runs only)")
+    in_process: bool = Field(
+        default=False,
+        description="open the embedded store in this process when no bridge serves it (tests and one-off runs only)",
+    )
     _client: ClickHouseWarehouse | None = PrivateAttr(default=None)
 
     def warehouse(self) -> Warehouse:
@@ -50,8 +55,10 @@ class WarehouseResource(ConfigurableResource):  # type: ignore[type-arg]
             return connect_warehouse(url, state_dir)
         if self.in_process:
             return open_embedded(state_dir)
-        raise WarehouseError(f"no ClickHouse to reach: CDC_CLICKHOUSE_URL is unset and no bridge serves the "
-                             f"embedded store of {state_dir}; start `cdc run` (or `cdc demo`) with that state dir")
+        raise WarehouseError(
+            f"no ClickHouse to reach: CDC_CLICKHOUSE_URL is unset and no bridge serves the "
+            f"embedded store of {state_dir}; start `cdc run` (or `cdc demo`) with that state dir"
+        )
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
         if self._client is not None:
@@ -63,12 +70,16 @@ class SourceResource(ConfigurableResource):  # type: ignore[type-arg]
     """The source PostgreSQL database, read-only use (row counts). The DSN is never shown:
     it is hidden from the resource's repr, and errors carry it with the password removed."""
 
-    dsn: str = Field(default="", repr=False, description="PostgreSQL DSN; empty: CDC_SOURCE_DSN. Prefer the "
-                                                         "environment: a DSN typed here shows in the UI")
+    dsn: str = Field(
+        default="",
+        repr=False,
+        description="PostgreSQL DSN; empty: CDC_SOURCE_DSN. Prefer the environment: a DSN typed here shows in the UI",
+    )
 
     def source(self) -> PostgresSource:
         dsn = self.dsn or os.environ.get("CDC_SOURCE_DSN", "")
         if not dsn:
-            raise ConfigError("no source database: set CDC_SOURCE_DSN "
-                              "(the bridge sets it for the Dagster UI it starts)")
+            raise ConfigError(
+                "no source database: set CDC_SOURCE_DSN (the bridge sets it for the Dagster UI it starts)"
+            )
         return PostgresSource(dsn)

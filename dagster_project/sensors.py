@@ -26,8 +26,13 @@ from dagster_project.quality import EVENTS, exists
 from dagster_project.resources import WarehouseResource
 
 WATERMARK_TAG = "cdc/watermark"
-_IN_PROGRESS = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
-                DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING]
+_IN_PROGRESS = [
+    DagsterRunStatus.QUEUED,
+    DagsterRunStatus.NOT_STARTED,
+    DagsterRunStatus.STARTING,
+    DagsterRunStatus.STARTED,
+    DagsterRunStatus.CANCELING,
+]
 
 
 def newest_stored(warehouse: Warehouse) -> str | None:

@@ -63,8 +63,10 @@ class ProjectionBuilder:
             self._warehouse.command(storage.view_ddl(p))
         engine = self._warehouse.query(storage.DATABASE_ENGINE_SQL)[0][0]
         if engine not in _ATOMIC_ENGINES:
-            raise ProjectionError(f"database {DATABASE} uses the {engine} engine; full builds need EXCHANGE TABLES, "
-                                  "which only Atomic databases support: recreate it with ENGINE = Atomic")
+            raise ProjectionError(
+                f"database {DATABASE} uses the {engine} engine; full builds need EXCHANGE TABLES, "
+                "which only Atomic databases support: recreate it with ENGINE = Atomic"
+            )
 
     def watermark(self, p: Projection) -> dt.datetime | None:
         """The newest ``stored_at`` the last full or incremental build had seen; None before the first."""
@@ -130,8 +132,10 @@ class ProjectionBuilder:
         self.ensure(p)
         for table in p.tables:
             if not self._exists(table):
-                raise ProjectionError(f"projection {p.name} reads {table}, which does not exist yet: "
-                                      "start capturing that table (its mirror is created with it)")
+                raise ProjectionError(
+                    f"projection {p.name} reads {table}, which does not exist yet: "
+                    "start capturing that table (its mirror is created with it)"
+                )
 
     def _rewrite(self, p: Projection, scopes: Sql | list[object], count: int, mode: str) -> BuildResult:
         version = self._next_version(p)
@@ -150,16 +154,20 @@ class ProjectionBuilder:
         except CdcError as e:
             if storage.DUPLICATE_KEY not in str(e):
                 raise
-            raise ProjectionError(f"projection {p.name}: {storage.DUPLICATE_KEY} ({', '.join(p.key)}); "
-                                  "nothing was written, the report is as it was") from None
+            raise ProjectionError(
+                f"projection {p.name}: {storage.DUPLICATE_KEY} ({', '.join(p.key)}); "
+                "nothing was written, the report is as it was"
+            ) from None
 
     def _check_columns(self, p: Projection) -> None:
         """An incremental write into a table of another definition would fail or mislead."""
         found = self._warehouse.query(bind(storage.COLUMNS_SQL, {"table": p.storage.partition(".")[2]}))
         wanted = [*p.columns, ("_version", "UInt64"), ("_is_deleted", "UInt8")]
         if [(n, t.replace(" ", "")) for n, t in found] != [(n, t.replace(" ", "")) for n, t in wanted]:
-            raise ProjectionError(f"{p.storage} does not match the definition of projection {p.name} "
-                                  "(it changed since the last full build): run a full build")
+            raise ProjectionError(
+                f"{p.storage} does not match the definition of projection {p.name} "
+                "(it changed since the last full build): run a full build"
+            )
 
     def _watermark(self, p: Projection) -> dt.datetime | None:
         found, value = self._warehouse.query(bind(storage.WATERMARK_SQL, {"projection": p.name}))[0]
@@ -174,4 +182,3 @@ class ProjectionBuilder:
     def _store_watermark(self, p: Projection, hi: int, mode: str) -> None:
         values = {"projection": p.name, "watermark": from_micros(hi), "mode": mode}
         self._warehouse.command(bind(storage.STORE_WATERMARK_SQL, values))
-

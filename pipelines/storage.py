@@ -41,13 +41,17 @@ def ddl(p: Projection) -> tuple[str, ...]:
 
 def table_ddl(p: Projection, table: str) -> str:
     columns = ", ".join(f"`{name}` {kind}" for name, kind in p.columns)
-    return (f"CREATE TABLE IF NOT EXISTS {table} ({columns}, `_version` UInt64, `_is_deleted` UInt8)"
-            f" ENGINE = ReplacingMergeTree(_version, _is_deleted) ORDER BY ({', '.join(p.key)})")
+    return (
+        f"CREATE TABLE IF NOT EXISTS {table} ({columns}, `_version` UInt64, `_is_deleted` UInt8)"
+        f" ENGINE = ReplacingMergeTree(_version, _is_deleted) ORDER BY ({', '.join(p.key)})"
+    )
 
 
 def view_ddl(p: Projection) -> str:
-    return (f"CREATE OR REPLACE VIEW {p.view} AS SELECT {', '.join(p.column_names)}"
-            f" FROM {p.storage} FINAL WHERE _is_deleted = 0")
+    return (
+        f"CREATE OR REPLACE VIEW {p.view} AS SELECT {', '.join(p.column_names)}"
+        f" FROM {p.storage} FINAL WHERE _is_deleted = 0"
+    )
 
 
 def _typed(p: Projection, names: tuple[str, ...]) -> list[str]:
@@ -63,8 +67,10 @@ def fill_sql(p: Projection, table: str, version: int) -> str:
     columns = ", ".join(p.column_names)
     partition = ", ".join(f"_rows.{k}" for k in p.key)
     check = f"throwIf(count() OVER (PARTITION BY {partition}) > 1, '{DUPLICATE_KEY}')"
-    return (f"INSERT INTO {table} ({columns}, _version, _is_deleted)"
-            f" SELECT {', '.join(_typed(p, p.column_names))}, {version} + {check}, 0 FROM ({p.rows_sql}) AS _rows")
+    return (
+        f"INSERT INTO {table} ({columns}, _version, _is_deleted)"
+        f" SELECT {', '.join(_typed(p, p.column_names))}, {version} + {check}, 0 FROM ({p.rows_sql}) AS _rows"
+    )
 
 
 def refresh_sql(p: Projection, version: int) -> str:
@@ -105,16 +111,21 @@ def written_sql(p: Projection, version: int) -> str:
 
 def next_version_sql(p: Projection) -> str:
     """Server clock in µs, but never below what is stored: versions only grow, even if the clock steps back."""
-    return (f"SELECT greatest(toUInt64(toUnixTimestamp64Micro(now64(6))),"
-            f" (SELECT max(_version) + 1 FROM {p.storage}))")
+    return f"SELECT greatest(toUInt64(toUnixTimestamp64Micro(now64(6))), (SELECT max(_version) + 1 FROM {p.storage}))"
 
 
 HIGH_WATER_SQL = f"SELECT toInt64(toUnixTimestamp64Micro(max(stored_at))) FROM {EVENTS}"
-WATERMARK_SQL = (f"SELECT count(), toInt64(toUnixTimestamp64Micro(argMax(watermark, built_at)))"
-                 f" FROM {WATERMARKS} WHERE `projection` = {{projection:String}}")
-STORE_WATERMARK_SQL = (f"INSERT INTO {WATERMARKS} (`projection`, watermark, built_at, mode)"
-                       " SELECT {projection:String}, {watermark:DateTime64(6, 'UTC')}, now64(6), {mode:String}")
+WATERMARK_SQL = (
+    f"SELECT count(), toInt64(toUnixTimestamp64Micro(argMax(watermark, built_at)))"
+    f" FROM {WATERMARKS} WHERE `projection` = {{projection:String}}"
+)
+STORE_WATERMARK_SQL = (
+    f"INSERT INTO {WATERMARKS} (`projection`, watermark, built_at, mode)"
+    " SELECT {projection:String}, {watermark:DateTime64(6, 'UTC')}, now64(6), {mode:String}"
+)
 DATABASE_ENGINE_SQL = f"SELECT engine FROM system.databases WHERE name = '{DATABASE}'"
-COLUMNS_SQL = (f"SELECT name, type FROM system.columns WHERE database = '{DATABASE}' AND table = {{table:String}}"
-               " ORDER BY position")
+COLUMNS_SQL = (
+    f"SELECT name, type FROM system.columns WHERE database = '{DATABASE}' AND table = {{table:String}}"
+    " ORDER BY position"
+)
 TABLE_EXISTS_SQL = "SELECT count() FROM system.tables WHERE database = {database:String} AND name = {table:String}"

@@ -32,7 +32,7 @@ class FakeStream:
         out: list[Message] = []
         for (topic, part), pos in self.position.items():
             log = self.broker.logs[topic]
-            take = log[pos: pos + max_records - len(out)]
+            take = log[pos : pos + max_records - len(out)]
             out.extend(Message(topic, part, pos + i, k, v) for i, (k, v) in enumerate(take))
             self.position[(topic, part)] = pos + len(take)
         return out

@@ -6,8 +6,9 @@ import time
 from collections.abc import Callable
 
 
-def wait_until(condition: Callable[[], bool], timeout: float = 60.0, what: str = "condition",
-               interval: float = 0.2) -> None:
+def wait_until(
+    condition: Callable[[], bool], timeout: float = 60.0, what: str = "condition", interval: float = 0.2
+) -> None:
     deadline = time.monotonic() + timeout
     while True:
         if condition():

@@ -119,7 +119,8 @@ def parse_multipart(content_type: str, body: bytes) -> list[tuple[str, str]]:
     """The text fields of a multipart/form-data body, in order (clickhouse-connect sends long
     queries and their ``param_*`` bindings this way). File parts are external tables: refused."""
     message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
-        b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body)
+        b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body
+    )
     if not message.is_multipart():
         raise HttpQueryError(CANNOT_PARSE, "malformed multipart/form-data body")
     fields: list[tuple[str, str]] = []

@@ -57,13 +57,20 @@ class ClickHouseWarehouse:
         except (ClickHouseError, OSError) as e:
             raise _translate(e, "running a statement") from None
 
-    def insert(self, database: str, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]],
-               settings: Mapping[str, Any] | None = None) -> None:
+    def insert(
+        self,
+        database: str,
+        table: str,
+        columns: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+        settings: Mapping[str, Any] | None = None,
+    ) -> None:
         if not rows:
             return
         try:
-            self._client.insert(table, list(rows), column_names=list(columns), database=database,
-                                settings=dict(settings or {}))
+            self._client.insert(
+                table, list(rows), column_names=list(columns), database=database, settings=dict(settings or {})
+            )
         except (ClickHouseError, OSError) as e:
             raise _translate(e, f"inserting into {database}.{table}") from None
 
@@ -110,8 +117,10 @@ def open_embedded(state_dir: Path) -> ClickHouseWarehouse:
     data_dir.mkdir(parents=True, exist_ok=True)
     holder = store_lock_holder(data_dir)
     if holder and holder.split()[-1] != str(os.getpid()):  # this process's own server may hold it
-        raise WarehouseError(f"the embedded ClickHouse store in {data_dir} is in use by another process ({holder}) "
-                             "that serves no endpoint; stop it, or set CDC_CLICKHOUSE_URL")
+        raise WarehouseError(
+            f"the embedded ClickHouse store in {data_dir} is in use by another process ({holder}) "
+            "that serves no endpoint; stop it, or set CDC_CLICKHOUSE_URL"
+        )
     try:
         client = clickhouse_connect.get_client(dsn=chdb_dsn(data_dir))
     except (ClickHouseError, OSError, RuntimeError) as e:

@@ -62,18 +62,29 @@ class DagsterUi:
         (self.home / "dagster.yaml").write_text(_INSTANCE_YAML)
         self._log_dir.mkdir(parents=True, exist_ok=True)
         root = str(Path(__file__).resolve().parents[2])  # where `dagster_project` lives
-        env = {**os.environ, **self._env, "DAGSTER_HOME": str(self.home),
-               "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+        env = {
+            **os.environ,
+            **self._env,
+            "DAGSTER_HOME": str(self.home),
+            "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
+        }
         web = [_tool("dagster-webserver"), "-m", DEFINITIONS_MODULE, "-d", root, "-h", LOOPBACK, "-p", str(self.port)]
         daemon = [_tool("dagster-daemon"), "run", "-m", DEFINITIONS_MODULE, "-d", root]
         for name, argv in (("webserver", web), ("daemon", daemon)):
             out = open(self._log_dir / f"dagster-{name}.log", "ab")  # noqa: SIM115 - lives with the child
             self._logs.append(out)
-            self._procs.append(subprocess.Popen(
-                argv, env=env, cwd=root, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True,  # Ctrl-C reaches the bridge, which stops these in order
-                preexec_fn=die_with_parent(os.getpid()),  # noqa: PLW1509 - prctl needs it
-            ))
+            self._procs.append(
+                subprocess.Popen(
+                    argv,
+                    env=env,
+                    cwd=root,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,  # Ctrl-C reaches the bridge, which stops these in order
+                    preexec_fn=die_with_parent(os.getpid()),  # noqa: PLW1509 - prctl needs it
+                )
+            )
 
     def ready(self) -> bool:
         try:
@@ -95,8 +106,11 @@ class DagsterUi:
     def diagnosis(self) -> str:
         """Why it is not up: which child exited, and the end of the webserver's and daemon's logs."""
         names = ("webserver", "daemon")[: len(self._procs)]
-        lines = [f"{name} exited with code {p.returncode}" for name, p in zip(names, self._procs, strict=True)
-                 if p.poll() is not None]
+        lines = [
+            f"{name} exited with code {p.returncode}"
+            for name, p in zip(names, self._procs, strict=True)
+            if p.poll() is not None
+        ]
         for name in ("webserver", "daemon"):
             path = self._log_dir / f"dagster-{name}.log"
             try:

@@ -124,7 +124,6 @@ class KafkaChangeStream:
         self._consumer.close(autocommit=False)
 
 
-
 class KafkaPublisher:
     """Idempotent producer; ``publish`` returns after the broker acknowledged every record.
 
@@ -153,8 +152,7 @@ class KafkaPublisher:
 
     def publish(self, records: Sequence[OutRecord]) -> None:
         try:
-            futures = [self._producer.send(r.topic, key=r.key, value=r.value, headers=list(r.headers))
-                       for r in records]
+            futures = [self._producer.send(r.topic, key=r.key, value=r.value, headers=list(r.headers)) for r in records]
             self._producer.flush(timeout=30)
             for future in futures:
                 future.get(timeout=30)

@@ -36,6 +36,8 @@ from cdc.debezium.connect_status import describe_trace, scrub, secret_values, sn
 from cdc.errors import CaptureError, ConfigError
 
 log = logging.getLogger(__name__)
+
+
 def _states(status: Mapping[str, Any]) -> tuple[str, list[Mapping[str, Any]]]:
     return str((status.get("connector") or {}).get("state", "UNASSIGNED")), list(status.get("tasks") or [])
 
@@ -95,8 +97,10 @@ class KafkaConnectRunner:
             return int(e.code), _json(e.read())
         except (urllib.error.URLError, OSError) as e:
             reason = getattr(e, "reason", e)
-            raise CaptureError(f"Kafka Connect at {self.url} is unreachable ({self._scrub(str(reason))}); "
-                               "is it up? (docker compose ps kafka-connect, or check CDC_KAFKA_CONNECT_URL)") from None
+            raise CaptureError(
+                f"Kafka Connect at {self.url} is unreachable ({self._scrub(str(reason))}); "
+                "is it up? (docker compose ps kafka-connect, or check CDC_KAFKA_CONNECT_URL)"
+            ) from None
 
     def _scrub(self, text: str) -> str:
         return scrub(text, self._secrets)
@@ -162,7 +166,8 @@ class KafkaConnectRunner:
         state, tasks = _states(status)
         raise CaptureError(
             f"connector {self.name!r} did not reach RUNNING within {timeout:.0f} s (connector {state}, tasks "
-            f"{[t.get('state') for t in tasks]}); see `docker compose logs kafka-connect`")
+            f"{[t.get('state') for t in tasks]}); see `docker compose logs kafka-connect`"
+        )
 
     def _failure(self, status: Mapping[str, Any]) -> CaptureError | None:
         state, tasks = _states(status)
@@ -171,10 +176,13 @@ class KafkaConnectRunner:
             return None
         where = f"task {failed[0].get('id', 0)}" if failed else "connector"
         trace = str((failed[0] if failed else status.get("connector") or {}).get("trace") or "")
-        return CaptureError(self._scrub(
-            f"Debezium connector {self.name!r} failed in Kafka Connect ({where}): {describe_trace(trace)}. "
-            f"Full trace: GET {self.url}/connectors/{self.name}/status; after fixing the cause, restart the "
-            "bridge (it restarts failed tasks)"))
+        return CaptureError(
+            self._scrub(
+                f"Debezium connector {self.name!r} failed in Kafka Connect ({where}): {describe_trace(trace)}. "
+                f"Full trace: GET {self.url}/connectors/{self.name}/status; after fixing the cause, restart the "
+                "bridge (it restarts failed tasks)"
+            )
+        )
 
     def stop(self, timeout: float = 30) -> None:
         """Leave the connector running in Connect (a shared service), or stop it if built to."""
@@ -210,8 +218,10 @@ class KafkaConnectRunner:
                 return
             self._unreachable_since = None
             if code == 404:
-                self._error = CaptureError(f"connector {self.name!r} was deleted from Kafka Connect at {self.url}; "
-                                           "restart the bridge to register it again")
+                self._error = CaptureError(
+                    f"connector {self.name!r} was deleted from Kafka Connect at {self.url}; "
+                    "restart the bridge to register it again"
+                )
                 return
             self._status = body if code == 200 and isinstance(body, Mapping) else self._status
             self._error = self._failure(self._status)

@@ -35,8 +35,14 @@ SnapshotProvider = Callable[[], StatusSnapshot | Mapping[str, Any]]
 class MetricsServer:
     """Serves the snapshot `snapshot()` returns, with `warnings_for(…, thresholds)` added to its warnings."""
 
-    def __init__(self, port: int, snapshot: SnapshotProvider, thresholds: Thresholds | None = None,
-                 cache_s: float = 1.0, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        port: int,
+        snapshot: SnapshotProvider,
+        thresholds: Thresholds | None = None,
+        cache_s: float = 1.0,
+        host: str = "127.0.0.1",
+    ) -> None:
         self._address = (host, port)
         self._provider = snapshot
         self._thresholds = thresholds or Thresholds()
@@ -51,10 +57,12 @@ class MetricsServer:
         try:
             self._httpd = _Server(self._address, self)
         except OSError as e:
-            raise StackError(f"cannot serve status on {self._address[0]}:{self._address[1]}: {e.strerror or e}; "
-                             "choose another port") from None
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.2},
-                                        name="cdc-metrics", daemon=True)
+            raise StackError(
+                f"cannot serve status on {self._address[0]}:{self._address[1]}: {e.strerror or e}; choose another port"
+            ) from None
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.2}, name="cdc-metrics", daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:

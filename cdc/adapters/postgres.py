@@ -181,8 +181,9 @@ class PostgresSource:
 
 def slot_info(row: Sequence[Any]) -> SlotInfo:
     name, plugin, database, active, retained, slot_type, wal_status = row
-    return SlotInfo(name, plugin, database, bool(active), None if retained is None else int(retained),
-                    slot_type, wal_status)
+    return SlotInfo(
+        name, plugin, database, bool(active), None if retained is None else int(retained), slot_type, wal_status
+    )
 
 
 _NO_IDENTITY = (

@@ -67,8 +67,13 @@ def read_preflight_facts(source: PostgresSource) -> SourceFacts:
     with PostgresSession(source) as session:
         database, version, in_recovery, wal_level, max_slots, max_senders, senders = session.execute(_SERVER_SQL)[0]
         return SourceFacts(
-            database=database, server_version=int(version), in_recovery=bool(in_recovery), wal_level=wal_level,
-            max_replication_slots=int(max_slots), max_wal_senders=int(max_senders), wal_senders_in_use=int(senders),
+            database=database,
+            server_version=int(version),
+            in_recovery=bool(in_recovery),
+            wal_level=wal_level,
+            max_replication_slots=int(max_slots),
+            max_wal_senders=int(max_senders),
+            wal_senders_in_use=int(senders),
             role=_role(session.execute(_ROLE_SQL)[0]),
             tables=tuple(_table(r) for r in session.execute(_TABLES_SQL)),
             publications=tuple(_publication(r) for r in session.execute(_PUBLICATIONS_SQL)),
@@ -83,8 +88,9 @@ def _role(r: tuple[Any, ...]) -> RoleFacts:
 
 def _table(r: tuple[Any, ...]) -> TableFacts:
     schema, name, kind, ident, pk, ri_index, select, owned, toastable, numeric = r
-    return TableFacts(schema, name, kind, ident, bool(pk), bool(ri_index), bool(select), bool(owned),
-                      tuple(toastable), tuple(numeric))
+    return TableFacts(
+        schema, name, kind, ident, bool(pk), bool(ri_index), bool(select), bool(owned), tuple(toastable), tuple(numeric)
+    )
 
 
 def _publication(r: tuple[Any, ...]) -> PublicationFacts:

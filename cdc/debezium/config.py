@@ -261,7 +261,7 @@ def _validate(s: ConnectorSettings) -> None:
         raise ConfigError(f"binary handling mode {s.binary_handling_mode!r} is not supported")
     if not 0 < s.port < 65536:
         raise ConfigError(f"port {s.port} is out of range")
-    if (s.mask_hash and not re.fullmatch(r"[A-Za-z0-9]{8,}", s.mask_salt)):
+    if s.mask_hash and not re.fullmatch(r"[A-Za-z0-9]{8,}", s.mask_salt):
         raise ConfigError("the masking salt must be at least 8 letters or digits")
     if s.max_queue_size <= s.max_batch_size:
         raise ConfigError("max_queue_size must be larger than max_batch_size")

@@ -35,7 +35,7 @@ def secret_values(props: Mapping[str, str]) -> list[str]:
         if masked_value != value and value:
             found.append(value)
         if masked_key != key:
-            found.append(key[len(os.path.commonprefix([key, masked_key])):])
+            found.append(key[len(os.path.commonprefix([key, masked_key])) :])
     return sorted({s for s in found if s}, key=len, reverse=True)
 
 

@@ -49,13 +49,7 @@ def envelope_to_change(doc: dict[str, Any]) -> RowChange | None:
         raise EnvelopeError("missing 'source' block")
     before, after = doc.get("before"), doc.get("after")
     _check_images(op, before, after)
-    return RowChange(
-        table=_table_ref(source),
-        op=op,
-        before=before,
-        after=after,
-        position=_position(source, doc),
-    )
+    return RowChange(table=_table_ref(source), op=op, before=before, after=after, position=_position(source, doc))
 
 
 def _check_images(op: Op, before: Any, after: Any) -> None:
@@ -84,9 +78,4 @@ def _position(source: dict[str, Any], doc: dict[str, Any]) -> SourcePosition:
     if not isinstance(ts_ms, int):
         raise EnvelopeError("'source.ts_ms' missing")
     snapshot = source.get("snapshot") not in (None, False, "false")
-    return SourcePosition(
-        lsn=lsn,
-        txid=txid if isinstance(txid, int) else None,
-        commit_ts_ms=ts_ms,
-        snapshot=snapshot,
-    )
+    return SourcePosition(lsn=lsn, txid=txid if isinstance(txid, int) else None, commit_ts_ms=ts_ms, snapshot=snapshot)

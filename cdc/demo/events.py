@@ -128,8 +128,14 @@ def orders(change: Change) -> Iterator[object]:
     row = change.row
     order_id = row["id"]
     if change.op in ("snapshot", "create"):
-        yield OrderPlaced(order_id, row["customer_id"], row["delivery_address"], Decimal(row["total"]),
-                          _channel(row["notes"]), row["placed_at"])
+        yield OrderPlaced(
+            order_id,
+            row["customer_id"],
+            row["delivery_address"],
+            Decimal(row["total"]),
+            _channel(row["notes"]),
+            row["placed_at"],
+        )
         if change.snapshot and row["status"] != "placed":  # captured mid-life: say where it is now
             yield _status_event(order_id, None, row, change.committed_at.isoformat())
     elif change.op == "update" and "status" in change.changed:
@@ -170,9 +176,16 @@ def fold_order(state: Payload, e: DomainEvent) -> Payload:
     """An order's state from its history (payloads already upcast to their latest version)."""
     p = e.payload
     if e.event_type == "OrderPlaced":
-        return {**state, "order_id": p["order_id"], "customer_id": p["customer_id"], "status": "placed",
-                "delivery_address": p["delivery_address"], "total": p["total"], "channel": p["channel"],
-                "placed_at": p["placed_at"]}
+        return {
+            **state,
+            "order_id": p["order_id"],
+            "customer_id": p["customer_id"],
+            "status": "placed",
+            "delivery_address": p["delivery_address"],
+            "total": p["total"],
+            "channel": p["channel"],
+            "placed_at": p["placed_at"],
+        }
     if e.event_type == "OrderStatusChanged":
         return {**state, "status": p["to_status"]}
     if e.event_type == "OrderDelivered":

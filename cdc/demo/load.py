@@ -28,8 +28,12 @@ ALIVE_EVERY_S = 5.0
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m cdc.demo.load", description=__doc__.splitlines()[0])
     p.add_argument("--dsn", default=os.environ.get("CDC_SOURCE_DSN"), help="PostgreSQL DSN (default: CDC_SOURCE_DSN)")
-    p.add_argument("--rate", type=float, default=float(os.environ.get("CDC_LOAD_RATE", "20")),
-                   help="shop actions per second (default: CDC_LOAD_RATE or 20)")
+    p.add_argument(
+        "--rate",
+        type=float,
+        default=float(os.environ.get("CDC_LOAD_RATE", "20")),
+        help="shop actions per second (default: CDC_LOAD_RATE or 20)",
+    )
     p.add_argument("--duration", type=float, default=None, help="seconds to run (default: until stopped)")
     p.add_argument("--alive-file", type=Path, default=None, help="file touched while the load runs")
     return p.parse_args(argv)

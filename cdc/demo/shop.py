@@ -65,10 +65,14 @@ def new_customer(session: PostgresSession, rng: random.Random) -> None:
     n = rng.randrange(10**9)
     name = f"{rng.choice(_FIRST)} {rng.choice(_LAST)}"
     session.execute(
-        "INSERT INTO customers (name, email, phone, address, birthday) VALUES (%s, %s, %s, %s,"
-        " date '1950-01-01' + %s)",
-        (name, f"c{n}@example.com", f"+39 {n:010d}", f"{rng.randint(1, 200)} {rng.choice(_STREETS)}",
-         rng.randint(0, 20000)),
+        "INSERT INTO customers (name, email, phone, address, birthday) VALUES (%s, %s, %s, %s, date '1950-01-01' + %s)",
+        (
+            name,
+            f"c{n}@example.com",
+            f"+39 {n:010d}",
+            f"{rng.randint(1, 200)} {rng.choice(_STREETS)}",
+            rng.randint(0, 20000),
+        ),
     )
 
 
@@ -77,8 +81,10 @@ def place_order(session: PostgresSession, rng: random.Random) -> None:
     menu = session.execute("SELECT id, price FROM products WHERE active ORDER BY id")
     if not menu:
         return
-    lines = [(product_id, rng.randint(1, 3), price)
-             for product_id, price in (rng.choice(menu) for _ in range(rng.randint(1, 4)))]
+    lines = [
+        (product_id, rng.randint(1, 3), price)
+        for product_id, price in (rng.choice(menu) for _ in range(rng.randint(1, 4)))
+    ]
     total = sum((quantity * price for _, quantity, price in lines), Decimal(0))
     with session.transaction():
         rows = session.execute(

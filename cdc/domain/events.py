@@ -213,8 +213,10 @@ class EventRegistry:
             for spec in self.versions(name)[:-1]:
                 missing = [v for v in range(spec.version, latest) if v not in steps]
                 if missing:
-                    problems.append(f"{name} v{spec.version} cannot be upcast to v{latest}: no upcaster from "
-                                    + ", ".join(f"v{v}" for v in missing))
+                    problems.append(
+                        f"{name} v{spec.version} cannot be upcast to v{latest}: no upcaster from "
+                        + ", ".join(f"v{v}" for v in missing)
+                    )
         return problems
 
     # -- reading -------------------------------------------------------------------------------
@@ -288,8 +290,9 @@ def load_modules(modules: Iterable[str]) -> EventRegistry:
 
 
 # -- declaration decorators (write into the active registry) ----------------------------------
-def event(name: str, *, version: int = 1, aggregate: str, key: str, tables: Iterable[str] = (),
-          description: str = "") -> Callable[[type[_T]], type[_T]]:
+def event(
+    name: str, *, version: int = 1, aggregate: str, key: str, tables: Iterable[str] = (), description: str = ""
+) -> Callable[[type[_T]], type[_T]]:
     """Declare a dataclass as version ``version`` of event type ``name``."""
 
     def register(cls: type[_T]) -> type[_T]:

@@ -79,10 +79,10 @@ def fold(registry: EventRegistry, aggregate_type: str, events: list[DomainEvent]
     return state
 
 
-def replay_aggregate(warehouse: Warehouse, registry: EventRegistry, aggregate_type: str, aggregate_id: str,
-                     as_of: str | None, fmt: str) -> int:
-    stored = ClickHouseEventStore(warehouse).history(aggregate_type, aggregate_id,
-                                                     parse_time(as_of) if as_of else None)
+def replay_aggregate(
+    warehouse: Warehouse, registry: EventRegistry, aggregate_type: str, aggregate_id: str, as_of: str | None, fmt: str
+) -> int:
+    stored = ClickHouseEventStore(warehouse).history(aggregate_type, aggregate_id, parse_time(as_of) if as_of else None)
     if not stored:
         out(f"no events for {aggregate_type} {aggregate_id}" + (f" up to {as_of}" if as_of else ""))
         return 1
@@ -90,25 +90,40 @@ def replay_aggregate(warehouse: Warehouse, registry: EventRegistry, aggregate_ty
     state = fold(registry, aggregate_type, current)
     if fmt == "json":
         history = [_event_doc(s, c) for s, c in zip(stored, current, strict=True)]
-        out(json.dumps({"aggregate_type": aggregate_type, "aggregate_id": aggregate_id, "history": history,
-                        "state": state}, indent=2, default=str))
+        out(
+            json.dumps(
+                {"aggregate_type": aggregate_type, "aggregate_id": aggregate_id, "history": history, "state": state},
+                indent=2,
+                default=str,
+            )
+        )
         return 0
     upcast = sum(1 for s, c in zip(stored, current, strict=True) if s.version != c.version)
     out(f"{aggregate_type} {aggregate_id}: {len(current)} events" + (f", {upcast} upcast on read" if upcast else ""))
     for s, c in zip(stored, current, strict=True):
         version = f"v{c.version}" + (f" (stored v{s.version})" if s.version != c.version else "")
-        out(f"  {c.occurred_at:%Y-%m-%d %H:%M:%S.%f}"[:-3] + f"  {c.event_type} {version}  "
-            + json.dumps(c.payload, sort_keys=True, default=str))
+        out(
+            f"  {c.occurred_at:%Y-%m-%d %H:%M:%S.%f}"[:-3]
+            + f"  {c.event_type} {version}  "
+            + json.dumps(c.payload, sort_keys=True, default=str)
+        )
     out("state:")
     out(json.dumps(state, indent=2, sort_keys=True, default=str))
     return 0
 
 
 def _event_doc(stored: DomainEvent, current: DomainEvent) -> dict[str, Any]:
-    return {"event_id": current.event_id, "event_type": current.event_type, "version": current.version,
-            "stored_version": stored.version, "occurred_at": current.occurred_at.isoformat(),
-            "lsn": current.lsn, "txid": current.txid, "correlation_id": current.correlation_id,
-            "payload": current.payload}
+    return {
+        "event_id": current.event_id,
+        "event_type": current.event_type,
+        "version": current.version,
+        "stored_version": stored.version,
+        "occurred_at": current.occurred_at.isoformat(),
+        "lsn": current.lsn,
+        "txid": current.txid,
+        "correlation_id": current.correlation_id,
+        "payload": current.payload,
+    }
 
 
 def _preview(data: bytes | None, width: int = 60) -> str:
@@ -122,11 +137,23 @@ def dlq_list(warehouse: Warehouse, include_replayed: bool, limit: int, fmt: str)
     letters = list_dead_letters(warehouse, include_replayed, limit)
     if fmt == "json":
         for d in letters:
-            out(json.dumps({"origin": d.origin, "topic": d.topic, "partition": d.partition, "offset": d.offset,
-                            "stages": d.stages, "error": d.error, "stack": d.stack,
-                            "key": _preview(d.key, 10**9), "value": _preview(d.value, 10**9),
-                            "failed_at": d.failed_at.isoformat(),
-                            "replayed_at": d.replayed_at.isoformat() if d.replayed_at else None}))
+            out(
+                json.dumps(
+                    {
+                        "origin": d.origin,
+                        "topic": d.topic,
+                        "partition": d.partition,
+                        "offset": d.offset,
+                        "stages": d.stages,
+                        "error": d.error,
+                        "stack": d.stack,
+                        "key": _preview(d.key, 10**9),
+                        "value": _preview(d.value, 10**9),
+                        "failed_at": d.failed_at.isoformat(),
+                        "replayed_at": d.replayed_at.isoformat() if d.replayed_at else None,
+                    }
+                )
+            )
         return 0
     if not letters:
         out("no dead letters" + ("" if include_replayed else " waiting for replay"))
@@ -143,8 +170,9 @@ def dlq_list(warehouse: Warehouse, include_replayed: bool, limit: int, fmt: str)
 
 
 def dlq_replay(warehouse: Warehouse, publisher: Publisher, topic: str | None, limit: int) -> int:
-    letters: list[DeadLetter] = [d for d in list_dead_letters(warehouse, False, limit)
-                                 if topic is None or d.topic == topic]
+    letters: list[DeadLetter] = [
+        d for d in list_dead_letters(warehouse, False, limit) if topic is None or d.topic == topic
+    ]
     count = replay(warehouse, publisher, letters)
     for d in letters:
         out(f"republished {d.origin} [{', '.join(d.stages)}]")

@@ -60,8 +60,20 @@ def list_dead_letters(warehouse: Warehouse, include_replayed: bool = False, limi
     out = []
     for topic, partition, offset, stages, error, stack, key, value, failed_at, replayed_at in rows:
         replayed = replayed_at if replayed_at and replayed_at.year > 1970 else None  # LEFT JOIN default
-        out.append(DeadLetter(topic, int(partition), int(offset), tuple(sorted(set(stages))), error, stack,
-                              _bytes(key), _bytes(value), failed_at, replayed))
+        out.append(
+            DeadLetter(
+                topic,
+                int(partition),
+                int(offset),
+                tuple(sorted(set(stages))),
+                error,
+                stack,
+                _bytes(key),
+                _bytes(value),
+                failed_at,
+                replayed,
+            )
+        )
     return out
 
 
@@ -69,10 +81,9 @@ def replay(warehouse: Warehouse, publisher: Publisher, letters: Sequence[DeadLet
     """Re-publish ``letters`` to their original topics, then record the replay. Returns the count."""
     if not letters:
         return 0
-    publisher.publish([OutRecord(d.topic, d.key, d.value, (("cdc_replay_of", d.origin.encode()),))
-                       for d in letters])
-    rows = [[d.topic, d.partition, d.offset, stage, "republished", f"to {d.topic}"]
-            for d in letters for stage in d.stages]
-    warehouse.insert("cdc", "dead_letter_replays", ["topic", "partition", "offset", "stage", "outcome", "detail"],
-                     rows)
+    publisher.publish([OutRecord(d.topic, d.key, d.value, (("cdc_replay_of", d.origin.encode()),)) for d in letters])
+    rows = [
+        [d.topic, d.partition, d.offset, stage, "republished", f"to {d.topic}"] for d in letters for stage in d.stages
+    ]
+    warehouse.insert("cdc", "dead_letter_replays", ["topic", "partition", "offset", "stage", "outcome", "detail"], rows)
     return len(letters)

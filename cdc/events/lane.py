@@ -27,8 +27,9 @@ class EventsLane:
     warehouse: ClickHouseWarehouse
 
     def report(self, error: str | None) -> WorkerReport:
-        return WorkerReport(copy.deepcopy(self.service.stats), self.sink.counts.translated, self.sink.counts.stored,
-                            error)
+        return WorkerReport(
+            copy.deepcopy(self.service.stats), self.sink.counts.translated, self.sink.counts.stored, error
+        )
 
     def close(self) -> None:
         for close in (self.stream.close, self.publisher.close, self.warehouse.close):

@@ -39,24 +39,39 @@ def event_record(e: DomainEvent, payload_text: str | None = None) -> OutRecord:
     not parsed and written again).
     """
     doc = {
-        "event_id": e.event_id, "event_type": e.event_type, "version": e.version,
-        "aggregate_type": e.aggregate_type, "aggregate_id": e.aggregate_id,
-        "occurred_at": e.occurred_at.isoformat(), "correlation_id": e.correlation_id,
-        "source": {"name": e.source, "table": e.table, "op": e.op, "lsn": e.lsn, "txid": e.txid,
-                   "sequence": e.sequence},
+        "event_id": e.event_id,
+        "event_type": e.event_type,
+        "version": e.version,
+        "aggregate_type": e.aggregate_type,
+        "aggregate_id": e.aggregate_id,
+        "occurred_at": e.occurred_at.isoformat(),
+        "correlation_id": e.correlation_id,
+        "source": {
+            "name": e.source,
+            "table": e.table,
+            "op": e.op,
+            "lsn": e.lsn,
+            "txid": e.txid,
+            "sequence": e.sequence,
+        },
     }
     head = json.dumps(doc, separators=(",", ":"))
     value = f'{head[:-1]},"payload":{payload_text or payload_json(e)}}}'
-    headers = (("event_type", e.event_type.encode()), ("event_version", str(e.version).encode()),
-               ("event_id", e.event_id.encode()), ("correlation_id", e.correlation_id.encode()))
+    headers = (
+        ("event_type", e.event_type.encode()),
+        ("event_version", str(e.version).encode()),
+        ("event_id", e.event_id.encode()),
+        ("correlation_id", e.correlation_id.encode()),
+    )
     return OutRecord(e.topic, e.aggregate_id.encode(), value.encode(), headers)
 
 
 class DomainEventSink:
     """Translates with ``registry``; publishes with ``publisher``; stores in ``store``."""
 
-    def __init__(self, registry: EventRegistry, catalog: Catalog, publisher: Publisher,
-                 store: ClickHouseEventStore) -> None:
+    def __init__(
+        self, registry: EventRegistry, catalog: Catalog, publisher: Publisher, store: ClickHouseEventStore
+    ) -> None:
         self.registry = registry
         self._catalog = catalog
         self._publisher = publisher
@@ -72,8 +87,9 @@ class DomainEventSink:
             self.counts.translated += len(events)
         return rejected
 
-    def translate_all(self, messages: Sequence[Message]
-                      ) -> tuple[list[DomainEvent], list[OutRecord], list[Rejected], dict[str, str]]:
+    def translate_all(
+        self, messages: Sequence[Message]
+    ) -> tuple[list[DomainEvent], list[OutRecord], list[Rejected], dict[str, str]]:
         """Events, their Kafka records, the rejected messages, and each event's payload JSON by id."""
         events: list[DomainEvent] = []
         records: list[OutRecord] = []

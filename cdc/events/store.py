@@ -29,11 +29,27 @@ DDL = (
     " INDEX event_id_idx event_id TYPE bloom_filter GRANULARITY 4"
     ") ENGINE = ReplacingMergeTree ORDER BY (aggregate_type, aggregate_id, lsn, sequence, event_id)",
 )
-COLUMNS = ("event_id", "event_type", "version", "aggregate_type", "aggregate_id", "occurred_at", "source",
-           "source_table", "op", "lsn", "txid", "sequence", "correlation_id", "payload")
-_SELECT = ("SELECT toString(event_id), event_type, version, aggregate_type, aggregate_id,"
-           " toUnixTimestamp64Milli(occurred_at), source, source_table, op, lsn, txid, sequence,"
-           f" toString(correlation_id), payload FROM {DATABASE}.{TABLE} FINAL")
+COLUMNS = (
+    "event_id",
+    "event_type",
+    "version",
+    "aggregate_type",
+    "aggregate_id",
+    "occurred_at",
+    "source",
+    "source_table",
+    "op",
+    "lsn",
+    "txid",
+    "sequence",
+    "correlation_id",
+    "payload",
+)
+_SELECT = (
+    "SELECT toString(event_id), event_type, version, aggregate_type, aggregate_id,"
+    " toUnixTimestamp64Milli(occurred_at), source, source_table, op, lsn, txid, sequence,"
+    f" toString(correlation_id), payload FROM {DATABASE}.{TABLE} FINAL"
+)
 
 
 def payload_json(e: DomainEvent) -> str:
@@ -82,15 +98,38 @@ class ClickHouseEventStore:
 
 
 def _row(e: DomainEvent, payload_text: str | None = None) -> list[Any]:
-    return [uuid.UUID(e.event_id), e.event_type, e.version, e.aggregate_type, e.aggregate_id,
-            dt.datetime.fromtimestamp(e.occurred_at_ms / 1000, tz=dt.UTC), e.source, e.table, e.op, e.lsn,
-            e.txid, e.sequence, uuid.UUID(e.correlation_id), payload_text or payload_json(e)]
+    return [
+        uuid.UUID(e.event_id),
+        e.event_type,
+        e.version,
+        e.aggregate_type,
+        e.aggregate_id,
+        dt.datetime.fromtimestamp(e.occurred_at_ms / 1000, tz=dt.UTC),
+        e.source,
+        e.table,
+        e.op,
+        e.lsn,
+        e.txid,
+        e.sequence,
+        uuid.UUID(e.correlation_id),
+        payload_text or payload_json(e),
+    ]
 
 
 def _event(r: tuple[Any, ...]) -> DomainEvent:
     return DomainEvent(
-        event_id=r[0], event_type=r[1], version=int(r[2]), aggregate_type=r[3], aggregate_id=r[4],
-        occurred_at_ms=int(r[5]), source=r[6], table=r[7], op=r[8], lsn=int(r[9]),
-        txid=None if r[10] is None else int(r[10]), sequence=int(r[11]), correlation_id=r[12],
+        event_id=r[0],
+        event_type=r[1],
+        version=int(r[2]),
+        aggregate_type=r[3],
+        aggregate_id=r[4],
+        occurred_at_ms=int(r[5]),
+        source=r[6],
+        table=r[7],
+        op=r[8],
+        lsn=int(r[9]),
+        txid=None if r[10] is None else int(r[10]),
+        sequence=int(r[11]),
+        correlation_id=r[12],
         payload=json.loads(r[13]),
     )

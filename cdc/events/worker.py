@@ -99,8 +99,12 @@ class EventsWorker:
         ctx = multiprocessing.get_context("spawn")  # no JVM, chDB or threads inherited
         self._reports: Any = ctx.Queue()
         self._stop = ctx.Event()
-        self._process = ctx.Process(target=run_worker, name=f"cdc-events-{config.source}", daemon=True,
-                                    args=(config, os.getpid(), self._reports, self._stop))
+        self._process = ctx.Process(
+            target=run_worker,
+            name=f"cdc-events-{config.source}",
+            daemon=True,
+            args=(config, os.getpid(), self._reports, self._stop),
+        )
         self.report = WorkerReport()
         self._reader = threading.Thread(target=self._read, name="events-worker-reports", daemon=True)
         self._log = Path(config.state_dir) / "logs" / "events.log"
@@ -130,8 +134,9 @@ class EventsWorker:
         """Raise if the worker died while it should run."""
         if not self._stop.is_set() and self._process.exitcode is not None:
             cause = f": {self.report.error}" if self.report.error else ""
-            raise StackError(f"the domain-event consumer stopped (exit code {self._process.exitcode}){cause}; "
-                             f"see {self._log}")
+            raise StackError(
+                f"the domain-event consumer stopped (exit code {self._process.exitcode}){cause}; see {self._log}"
+            )
 
     def alive(self) -> bool:
         return self._process.is_alive()

@@ -30,7 +30,7 @@ from cdc.domain.changes import Column, TableSchema
 from cdc.mirror.typemap import clickhouse_base_type, clickhouse_element_type, is_raw
 
 Shape = tuple[tuple[str, str], ...]  # a row image: (column, kind of its JSON value) in order
-_ANY = "\"nft[{-0123456789NI"
+_ANY = '"nft[{-0123456789NI'
 _NUMBER = "-0123456789"
 _NUMERIC_ELEMENTS = {"Int16", "Int32", "Int64", "UInt32", "Float32", "Float64", "Date32"}
 _INT_RANK = {"Int16": 1, "Int32": 2, "Int64": 3}
@@ -91,25 +91,42 @@ class MirrorModel:
             return "tf" + null
         if element in _NUMERIC_ELEMENTS:
             # floats: Debezium writes NaN/Infinity as strings
-            return _NUMBER + ("\"NI" if element.startswith("Float") else "") + null
-        return "\"" + null
+            return _NUMBER + ('"NI' if element.startswith("Float") else "") + null
+        return '"' + null
 
     def to_json(self) -> str:
-        return json.dumps({
-            "columns": [_column_doc(c) for c in self.columns], "key": list(self.key),
-            "dropped": sorted(self.dropped), "as_text": sorted(self.as_text), "nullable": sorted(self.nullable),
-        })
+        return json.dumps(
+            {
+                "columns": [_column_doc(c) for c in self.columns],
+                "key": list(self.key),
+                "dropped": sorted(self.dropped),
+                "as_text": sorted(self.as_text),
+                "nullable": sorted(self.nullable),
+            }
+        )
 
     @classmethod
     def from_json(cls, text: str) -> MirrorModel:
         doc = json.loads(text)
-        return cls(tuple(Column(**c) for c in doc["columns"]), tuple(doc["key"]), frozenset(doc["dropped"]),
-                   frozenset(doc["as_text"]), frozenset(doc["nullable"]))
+        return cls(
+            tuple(Column(**c) for c in doc["columns"]),
+            tuple(doc["key"]),
+            frozenset(doc["dropped"]),
+            frozenset(doc["as_text"]),
+            frozenset(doc["nullable"]),
+        )
 
 
 def _column_doc(c: Column) -> dict[str, Any]:
-    return {"name": c.name, "pg_type": c.pg_type, "nullable": c.nullable, "is_array": c.is_array,
-            "is_enum": c.is_enum, "numeric_precision": c.numeric_precision, "numeric_scale": c.numeric_scale}
+    return {
+        "name": c.name,
+        "pg_type": c.pg_type,
+        "nullable": c.nullable,
+        "is_array": c.is_array,
+        "is_enum": c.is_enum,
+        "numeric_precision": c.numeric_precision,
+        "numeric_scale": c.numeric_scale,
+    }
 
 
 def value_kind(value: Any) -> str:
@@ -121,7 +138,7 @@ def value_kind(value: Any) -> str:
     if isinstance(value, int | float):
         return "0"
     if isinstance(value, str):
-        return "\""
+        return '"'
     return "[" if isinstance(value, list) else "{"
 
 
@@ -135,8 +152,9 @@ def widens(old: Column, new: Column) -> bool:
         return False
     a, b = clickhouse_element_type(old), clickhouse_element_type(new)
     if a == b:
-        return old.pg_type == new.pg_type or (a == "String" and not is_raw(old) and not is_raw(new)
-                                              and old.pg_type != "bytea" and new.pg_type != "bytea")
+        return old.pg_type == new.pg_type or (
+            a == "String" and not is_raw(old) and not is_raw(new) and old.pg_type != "bytea" and new.pg_type != "bytea"
+        )
     if a in _INT_RANK and b in _INT_RANK:
         return _INT_RANK[a] < _INT_RANK[b]
     if (a, b) == ("Float32", "Float64"):
@@ -160,8 +178,15 @@ class _Work:
         self.notices.append(SchemaNotice(self.table, kind, column, detail, self.lsn, self.at))
 
 
-def reconcile(model: MirrorModel, source: TableSchema | None, observed: Iterable[Shape] = (), *, table: str,
-              lsn: int | None = None, at: float = 0.0) -> tuple[MirrorModel, list[SchemaNotice]]:
+def reconcile(
+    model: MirrorModel,
+    source: TableSchema | None,
+    observed: Iterable[Shape] = (),
+    *,
+    table: str,
+    lsn: int | None = None,
+    at: float = 0.0,
+) -> tuple[MirrorModel, list[SchemaNotice]]:
     """The next model after following ``source`` and accepting the row-image shapes ``observed``."""
     work = _Work(model, table, lsn, at)
     if source is not None:
@@ -204,11 +229,21 @@ def _follow_catalog(work: _Work, source: TableSchema) -> None:
         if name not in renamed.values():
             work.note("dropped", name, "column dropped in the source; kept in the mirror, NULL in newer rows")
     if set(source.key) != set(m.key):
-        work.note("key_changed", ",".join(source.key), f"the source key is now ({', '.join(source.key)});"
-                  f" the mirror keeps ({', '.join(m.key)}) — recreate the mirror to follow it")
+        work.note(
+            "key_changed",
+            ",".join(source.key),
+            f"the source key is now ({', '.join(source.key)});"
+            f" the mirror keeps ({', '.join(m.key)}) — recreate the mirror to follow it",
+        )
     shapes = m.shapes + ((old_live,) if old_live != tuple(c.name for c in columns if c.name not in dropped) else ())
-    work.model = replace(m, columns=tuple(columns), dropped=frozenset(dropped), as_text=frozenset(as_text),
-                         nullable=frozenset(nullable), shapes=shapes)
+    work.model = replace(
+        m,
+        columns=tuple(columns),
+        dropped=frozenset(dropped),
+        as_text=frozenset(as_text),
+        nullable=frozenset(nullable),
+        shapes=shapes,
+    )
 
 
 def _changed(work: _Work, old: Column, new: Column, as_text: set[str], nullable: set[str]) -> Column:
@@ -221,8 +256,11 @@ def _changed(work: _Work, old: Column, new: Column, as_text: set[str], nullable:
     if _type(old) == _type(new) or name in as_text:
         return new  # a text column takes any value
     if name in work.model.key:
-        work.note("key_changed", name, f"key column type changed {_type(old)} -> {_type(new)}: not followed;"
-                  " recreate the mirror")
+        work.note(
+            "key_changed",
+            name,
+            f"key column type changed {_type(old)} -> {_type(new)}: not followed; recreate the mirror",
+        )
         return old
     if widens(old, new):
         detail = f"{_type(old)} -> {_type(new)}: widened in place"
@@ -231,8 +269,12 @@ def _changed(work: _Work, old: Column, new: Column, as_text: set[str], nullable:
         work.note("type_widened", name, detail)
     else:
         as_text.add(name)
-        work.note("type_changed", name, f"{_type(old)} -> {_type(new)}: values from now on are kept as text"
-                  " (older values converted to text), never converted into the old type")
+        work.note(
+            "type_changed",
+            name,
+            f"{_type(old)} -> {_type(new)}: values from now on are kept as text"
+            " (older values converted to text), never converted into the old type",
+        )
     return new
 
 
@@ -242,8 +284,12 @@ def _renames(work: _Work, gone: list[Column], added: list[Column]) -> dict[str, 
     if len(gone) != 1 or len(fresh) != 1 or _type(gone[0]) != _type(fresh[0]):
         return {}
     old, new = gone[0], fresh[0]
-    work.note("renamed", new.name, f"{old.name} -> {new.name} (seen as a drop and an add of the same type):"
-              f" {old.name} kept with NULL in newer rows, {new.name} added")
+    work.note(
+        "renamed",
+        new.name,
+        f"{old.name} -> {new.name} (seen as a drop and an add of the same type):"
+        f" {old.name} kept with NULL in newer rows, {new.name} added",
+    )
     return {new.name: old.name}
 
 
@@ -256,21 +302,26 @@ def _accept(work: _Work, shape: Shape) -> None:
         if name not in m.index:
             columns.append(Column(name, "unknown"))
             nullable.add(name)
-            work.note("unknown_column", name, "in the change stream but not in the source catalog (dropped again?);"
-                      " mirrored as its JSON text")
+            work.note(
+                "unknown_column",
+                name,
+                "in the change stream but not in the source catalog (dropped again?); mirrored as its JSON text",
+            )
         elif kind not in m.kinds(name):
             if kind == "n":
                 nullable.add(name)
                 work.note("now_nullable", name, "NULL arrived for a NOT NULL column; the mirror column is now Nullable")
             elif name not in m.key:
                 as_text.add(name)
-                work.note("type_changed", name, "a value of another JSON type arrived; the column is kept as text"
-                          " from now on")
+                work.note(
+                    "type_changed", name, "a value of another JSON type arrived; the column is kept as text from now on"
+                )
     # a column the image lacks reads as NULL
     nullable |= {c.name for c in m.columns if c.name not in names and c.name not in m.key}
     shapes = m.shapes if names in m.accepted_shapes() else (*m.shapes, names)
-    work.model = replace(m, columns=tuple(columns), as_text=frozenset(as_text), nullable=frozenset(nullable),
-                         shapes=shapes)
+    work.model = replace(
+        m, columns=tuple(columns), as_text=frozenset(as_text), nullable=frozenset(nullable), shapes=shapes
+    )
 
 
 def _type(c: Column) -> str:

@@ -119,8 +119,10 @@ class ClickHouseMirrorSink:
                 if DRIFT_MARK not in str(e):
                     raise
                 if attempt == _DRIFT_ATTEMPTS:
-                    error = SchemaDriftError(f"changes of {ref.qualified} do not fit its mirror after following the"
-                                             f" source's schema {attempt} times: {e}")
+                    error = SchemaDriftError(
+                        f"changes of {ref.qualified} do not fit its mirror after following the"
+                        f" source's schema {attempt} times: {e}"
+                    )
                     return [Rejected(m, error) for m in messages]
                 try:
                     table = self._follow(ref, table, messages)
@@ -173,8 +175,13 @@ class ClickHouseMirrorSink:
         self._tables[ref] = new
         return new
 
-    def _apply(self, table: MirrorTable, existing: dict[str, dict[str, str]], stored: tuple[str, str] | None,
-               notices: list[SchemaNotice]) -> None:
+    def _apply(
+        self,
+        table: MirrorTable,
+        existing: dict[str, dict[str, str]],
+        stored: tuple[str, str] | None,
+        notices: list[SchemaNotice],
+    ) -> None:
         """Alter the tables, recreate the views if their SQL changed, then remember the model (in that
         order: a crash in between redoes the work at the next start)."""
         for statement in table.ddl() + table.alter_ddl(existing):
@@ -185,8 +192,9 @@ class ClickHouseMirrorSink:
             for statement in ddl:
                 self._warehouse.command(statement)
         if stored != now:
-            self._warehouse.insert("cdc", "mirror_models", ("database", "table", "model", "views"),
-                                   [(table.database, table.name, *now)])
+            self._warehouse.insert(
+                "cdc", "mirror_models", ("database", "table", "model", "views"), [(table.database, table.name, *now)]
+            )
         self._record(notices)
 
     def _record(self, notices: list[SchemaNotice]) -> None:
@@ -200,29 +208,47 @@ class ClickHouseMirrorSink:
         for n in fresh:
             log.warning("schema change in %s: %s %s — %s", n.table, n.kind, n.column, n.detail)
         if fresh:
-            self._warehouse.insert("cdc", "schema_notices", ("table", "kind", "column", "detail", "first_seen_lsn",
-                                                             "first_seen_at"),
-                                   [(n.table, n.kind, n.column, n.detail, n.first_seen_lsn,
-                                     dt.datetime.fromtimestamp(n.first_seen_at, dt.UTC)) for n in fresh])
+            self._warehouse.insert(
+                "cdc",
+                "schema_notices",
+                ("table", "kind", "column", "detail", "first_seen_lsn", "first_seen_at"),
+                [
+                    (
+                        n.table,
+                        n.kind,
+                        n.column,
+                        n.detail,
+                        n.first_seen_lsn,
+                        dt.datetime.fromtimestamp(n.first_seen_at, dt.UTC),
+                    )
+                    for n in fresh
+                ],
+            )
 
     def _load_notices(self) -> None:
-        rows = self._warehouse.query("SELECT table, kind, column, detail, min(first_seen_lsn),"
-                                     " toFloat64(min(first_seen_at)) FROM cdc.schema_notices"
-                                     " GROUP BY table, kind, column, detail")
+        rows = self._warehouse.query(
+            "SELECT table, kind, column, detail, min(first_seen_lsn),"
+            " toFloat64(min(first_seen_at)) FROM cdc.schema_notices"
+            " GROUP BY table, kind, column, detail"
+        )
         with self._lock:
             for r in rows:
                 self._notices[(r[0], r[1], r[2], r[3])] = SchemaNotice(r[0], r[1], r[2], r[3], r[4], float(r[5]))
 
     def _stored(self, database: str, name: str) -> tuple[str, str] | None:
         """(model JSON, views SQL) as last applied."""
-        rows = self._warehouse.query("SELECT model, views FROM cdc.mirror_models FINAL WHERE database = {d:String}"
-                                     " AND table = {t:String}", {"d": database, "t": name})
+        rows = self._warehouse.query(
+            "SELECT model, views FROM cdc.mirror_models FINAL WHERE database = {d:String} AND table = {t:String}",
+            {"d": database, "t": name},
+        )
         return (str(rows[0][0]), str(rows[0][1])) if rows else None
 
     def _columns(self, database: str, name: str) -> dict[str, dict[str, str]]:
         rows = self._warehouse.query(
             "SELECT table, name, type FROM system.columns WHERE database = {d:String} AND table IN"
-            " ({s:String}, {l:String})", {"d": database, "s": "_state_" + name, "l": "_log_" + name})
+            " ({s:String}, {l:String})",
+            {"d": database, "s": "_state_" + name, "l": "_log_" + name},
+        )
         out: dict[str, dict[str, str]] = {}
         for table, column, kind in rows:
             out.setdefault(table, {})[column] = kind

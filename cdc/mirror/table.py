@@ -71,6 +71,7 @@ PLACEHOLDER_B64 = "X19kZWJleml1bV91bmF2YWlsYWJsZV92YWx1ZQ=="  # the same, as a b
 _NULL_ON_MISMATCH = {"Int16", "Int32", "Int64", "UInt32", "Bool", "Date32", "UUID", "DateTime64(6, 'UTC')"}
 _INT_RANGE = {"Int16": (-(2**15), 2**15 - 1), "Int32": (-(2**31), 2**31 - 1), "UInt32": (0, 2**32 - 1)}
 
+
 def quote(identifier: str) -> str:
     return "`" + identifier.replace("\\", "\\\\").replace("`", "\\`") + "`"
 
@@ -99,8 +100,10 @@ class MirrorTable:
         key = set(model.key)
         self.columns = model.columns
         # key columns are the ClickHouse sorting key: their type cannot change there
-        self.state_plans = [self._plan(c, c.name not in key and (c.name in model.nullable or c.name in model.dropped))
-                            for c in self.columns]
+        self.state_plans = [
+            self._plan(c, c.name not in key and (c.name in model.nullable or c.name in model.dropped))
+            for c in self.columns
+        ]
         # the change log keeps deletes' partial images, so every non-key column may be NULL there
         self.log_plans = [self._plan(c, c.name not in key) for c in self.columns]
         self.name = mirror_name(self.schema.ref)
@@ -150,8 +153,9 @@ class MirrorTable:
             after = "FIRST"
             for p in plans:
                 if p.name not in have:
-                    out.append(f"ALTER TABLE {self._t(prefix)} ADD COLUMN IF NOT EXISTS {quote(p.name)} {p.ch_type}"
-                               f" {after}")
+                    out.append(
+                        f"ALTER TABLE {self._t(prefix)} ADD COLUMN IF NOT EXISTS {quote(p.name)} {p.ch_type} {after}"
+                    )
                 elif have[p.name].replace(" ", "") != p.ch_type.replace(" ", ""):
                     out.append(f"ALTER TABLE {self._t(prefix)} MODIFY COLUMN {quote(p.name)} {p.ch_type}")
                 after = f"AFTER {quote(p.name)}"
@@ -168,8 +172,12 @@ class MirrorTable:
         mvs = [
             (self._t("_mv_state_"), self._t("_state_"), self._state_select()),
             (self._t("_mv_log_"), self._t("_log_"), self._log_select()),
-            (self._t("_mv_dead_"), "cdc.dead_letters", "SELECT topic, partition, offset, key, value, reason AS error,"
-             f" 'parse' AS stage FROM {self._t('_parsed_')} WHERE reason != '' AND op NOT IN ('t', 'm')"),
+            (
+                self._t("_mv_dead_"),
+                "cdc.dead_letters",
+                "SELECT topic, partition, offset, key, value, reason AS error,"
+                f" 'parse' AS stage FROM {self._t('_parsed_')} WHERE reason != '' AND op NOT IN ('t', 'm')",
+            ),
             (self._t("_mv_parse_"), self._t("_parsed_"), _PARSE.replace("{ingest}", self._t("_ingest_"))),
         ]
         out = [f"DROP VIEW IF EXISTS {mv}" for mv, _, _ in mvs]
@@ -190,8 +198,10 @@ class MirrorTable:
             if self._textual(c) and c.is_array:
                 expr = f"JSONExtract(img_raw, {name}, 'Array(Nullable(String))')"
             elif self._textual(c):
-                expr = (f"if(JSONType(img_raw, {name}) = 'String', JSONExtractString(img_raw, {name}),"
-                        f" nullIf(JSONExtractRaw(img_raw, {name}), 'null'))")
+                expr = (
+                    f"if(JSONType(img_raw, {name}) = 'String', JSONExtractString(img_raw, {name}),"
+                    f" nullIf(JSONExtractRaw(img_raw, {name}), 'null'))"
+                )
             else:
                 expr = value_sql(c, f"tupleElement(tup, {name})")
             if not plan.nullable and not plan.base_type.startswith("Array("):
@@ -214,9 +224,11 @@ class MirrorTable:
         Cheap on purpose (it runs for every row): one key scan of the image, then per column only
         comparisons on the converted value; the image text is searched only for a NULL result.
         """
-        shapes = " OR ".join(f"{'keys' if i else '(JSONExtractKeys(img_raw) AS keys)'} ="
-                             f" [{', '.join(_literal(n) for n in shape)}]::Array(String)"
-                             for i, shape in enumerate(self.known.accepted_shapes()))
+        shapes = " OR ".join(
+            f"{'keys' if i else '(JSONExtractKeys(img_raw) AS keys)'} ="
+            f" [{', '.join(_literal(n) for n in shape)}]::Array(String)"
+            for i, shape in enumerate(self.known.accepted_shapes())
+        )
         checks = [f"(op != 'd' AND NOT ({shapes}))"]
         for plan in self.state_plans:
             c, name = plan.column, quote(plan.name)
@@ -229,8 +241,9 @@ class MirrorTable:
                 # a JSON value of another type converts to NULL: the source changed the column's type
                 key = _literal(f'"{c.name}":')
                 null = ", ".join(_literal(f'"{c.name}":{sp}null') for sp in ("", " "))
-                checks.append(f"(isNull({name}) AND position(img_raw, {key}) > 0 AND NOT multiSearchAny(img_raw,"
-                              f" [{null}]))")
+                checks.append(
+                    f"(isNull({name}) AND position(img_raw, {key}) > 0 AND NOT multiSearchAny(img_raw, [{null}]))"
+                )
             bounds = _INT_RANGE.get(element)
             if bounds:
                 value = f"tupleElement(tup, {_literal(c.name)})"
@@ -276,8 +289,7 @@ def _escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("'", "\\'")
 
 
-def _create(table: str, plans: list[ColumnPlan], meta: tuple[tuple[str, str], ...], engine: str,
-            order_by: str) -> str:
+def _create(table: str, plans: list[ColumnPlan], meta: tuple[tuple[str, str], ...], engine: str, order_by: str) -> str:
     cols = [f"{quote(p.name)} {p.ch_type}" for p in plans] + [f"{quote(n)} {t}" for n, t in meta] + [INGESTED]
     return (
         f"CREATE TABLE IF NOT EXISTS {table} ({', '.join(cols)}) ENGINE = {engine} "

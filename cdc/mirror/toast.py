@@ -56,10 +56,14 @@ def repair_sql(table: MirrorTable, min_lsn: int) -> str:
             outer.append(f"l._v{i} AS {name}")
             continue
         toasted.append(name)
-        inner += [f"argMax(tuple({name}), _lsn).1 AS _v{i}", f"argMaxIf(tuple({name}), _lsn, NOT ({test})).1 AS _r{i}",
-                  f"countIf(NOT ({test})) AS _n{i}"]
-        outer.append(f"if({table.placeholder_test(plan, f'l._v{i}')}, if(l._n{i} > 0, l._r{i}, s.{name}), l._v{i})"
-                     f" AS {name}")
+        inner += [
+            f"argMax(tuple({name}), _lsn).1 AS _v{i}",
+            f"argMaxIf(tuple({name}), _lsn, NOT ({test})).1 AS _r{i}",
+            f"countIf(NOT ({test})) AS _n{i}",
+        ]
+        outer.append(
+            f"if({table.placeholder_test(plan, f'l._v{i}')}, if(l._n{i} > 0, l._r{i}, s.{name}), l._v{i}) AS {name}"
+        )
     cols = ", ".join(quote(p.name) for p in table.state_plans)
     since = f"_lsn >= {int(min_lsn)}"
     return (

@@ -42,8 +42,14 @@ _SCALAR = {
 _TEXT = {"text", "varchar", "bpchar", "name", "citext", "json", "jsonb", "xml", "bytea"}
 # How JSONExtract reads the raw JSON value of each ClickHouse element type
 _EXTRACT = {
-    "Int16": "Int64", "Int32": "Int64", "Int64": "Int64", "UInt32": "Int64", "Date32": "Int64",
-    "Float32": "Float64", "Float64": "Float64", "Bool": "Bool",
+    "Int16": "Int64",
+    "Int32": "Int64",
+    "Int64": "Int64",
+    "UInt32": "Int64",
+    "Date32": "Int64",
+    "Float32": "Float64",
+    "Float64": "Float64",
+    "Bool": "Bool",
 }
 
 
@@ -93,8 +99,12 @@ def plan_column(col: Column, force_nullable: bool = False) -> ColumnPlan:
 
 def is_raw(col: Column) -> bool:
     """Types Debezium may emit as non-string JSON that we keep as their JSON text."""
-    return not col.is_array and clickhouse_element_type(col) == "String" and col.pg_type not in _TEXT | {"numeric"} \
+    return (
+        not col.is_array
+        and clickhouse_element_type(col) == "String"
+        and col.pg_type not in _TEXT | {"numeric"}
         and not col.is_enum
+    )
 
 
 def extract_type(col: Column) -> str:
@@ -128,8 +138,10 @@ def _convert_sql(col: Column, ref: str) -> str:
     if element.startswith("DateTime64") and col.pg_type == "timestamp":
         return f"fromUnixTimestamp64Micro(toInt64(least(greatest({ref}, {TS64_MIN}), {TS64_MAX})), 'UTC')"
     if element.startswith("DateTime64"):
-        return (f"multiIf({ref} = 'infinity', {_TS_HI}, {ref} = '-infinity', {_TS_LO}, "
-                f"least(greatest(parseDateTime64BestEffortOrNull({ref}, 6, 'UTC'), {_TS_LO}), {_TS_HI}))")
+        return (
+            f"multiIf({ref} = 'infinity', {_TS_HI}, {ref} = '-infinity', {_TS_LO}, "
+            f"least(greatest(parseDateTime64BestEffortOrNull({ref}, 6, 'UTC'), {_TS_LO}), {_TS_HI}))"
+        )
     if element == "UUID":
         return f"toUUIDOrNull({ref})"
     if col.pg_type == "bytea":

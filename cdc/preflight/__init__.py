@@ -14,8 +14,19 @@ from cdc.preflight.facts import PublicationFacts, RoleFacts, SlotInfo, SourceFac
 from cdc.preflight.report import EXIT_BLOCKED, EXIT_READY, EXIT_WARNINGS, Finding, Report, Severity
 
 __all__ = [
-    "EXIT_BLOCKED", "EXIT_READY", "EXIT_WARNINGS", "Finding", "PublicationFacts", "Report", "RoleFacts",
-    "Severity", "SlotInfo", "SourceFacts", "TableFacts", "assess", "check",
+    "EXIT_BLOCKED",
+    "EXIT_READY",
+    "EXIT_WARNINGS",
+    "Finding",
+    "PublicationFacts",
+    "Report",
+    "RoleFacts",
+    "Severity",
+    "SlotInfo",
+    "SourceFacts",
+    "TableFacts",
+    "assess",
+    "check",
 ]
 
 

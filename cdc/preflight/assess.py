@@ -14,8 +14,7 @@ from cdc.preflight.report import Finding, Report, Severity
 _SOURCE_NAME = re.compile(r"[A-Za-z0-9_\-]+")
 
 
-def assess(facts: SourceFacts, dsn: str, tables: Sequence[str] | None = None,
-           source_name: str | None = None) -> Report:
+def assess(facts: SourceFacts, dsn: str, tables: Sequence[str] | None = None, source_name: str | None = None) -> Report:
     """Judge ``facts`` for a bridge capturing ``tables`` (None: all) under ``source_name``
     (None: the database name). ``dsn`` must already be redacted: it is printed."""
     source = source_name or facts.database
@@ -33,15 +32,28 @@ def assess(facts: SourceFacts, dsn: str, tables: Sequence[str] | None = None,
     findings += rules.other_slots(facts.slots, name)
     findings += table_rules.toast(chosen.captured)
     findings += table_rules.numerics(chosen.captured)
-    return Report(dsn=dsn, database=facts.database, role=facts.role.name, source=source, slot=name,
-                  publication=name, tables=tuple(t.qualified for t in chosen.captured),
-                  findings=tuple(findings), slots=facts.slots)
+    return Report(
+        dsn=dsn,
+        database=facts.database,
+        role=facts.role.name,
+        source=source,
+        slot=name,
+        publication=name,
+        tables=tuple(t.qualified for t in chosen.captured),
+        findings=tuple(findings),
+        slots=facts.slots,
+    )
 
 
 def _source_name(source: str, explicit: bool) -> list[Finding]:
     if _SOURCE_NAME.fullmatch(source):
         return []
     cause = "--source-name" if explicit else "the database name (the default source name)"
-    return [Finding("source_name", Severity.BLOCKING, f"source name {source!r} from {cause} is not usable as a "
-                    "topic prefix: only letters, digits, '_' and '-'", "pass --source-name NAME (e.g. the database "
-                    "name without other characters)")]
+    return [
+        Finding(
+            "source_name",
+            Severity.BLOCKING,
+            f"source name {source!r} from {cause} is not usable as a topic prefix: only letters, digits, '_' and '-'",
+            "pass --source-name NAME (e.g. the database name without other characters)",
+        )
+    ]

@@ -15,8 +15,11 @@ _VERDICT = {0: "ready", 1: "not ready: fix the blocking findings", 2: "ready, wi
 
 def text(report: Report) -> str:
     r = report
-    lines = [f"preflight {r.dsn}",
-             f"  database {r.database}, role {r.role}, source {r.source} (slot and publication {r.slot})", ""]
+    lines = [
+        f"preflight {r.dsn}",
+        f"  database {r.database}, role {r.role}, source {r.source} (slot and publication {r.slot})",
+        "",
+    ]
     for f in r.ordered():
         label = "info" if f.severity is Severity.INFO and f.fix else _LABEL[f.severity]  # a note, not a pass
         lines.append(f"{label:<9} {f.check:<17} {f.message}")
@@ -47,8 +50,13 @@ def as_dict(report: Report) -> dict[str, Any]:
     """Findings (blocking first) and a summary; ``summary.exit_code`` is the command's exit code."""
     r = report
     return {
-        "dsn": r.dsn, "database": r.database, "role": r.role, "source": r.source,
-        "slot": r.slot, "publication": r.publication, "tables": list(r.tables),
+        "dsn": r.dsn,
+        "database": r.database,
+        "role": r.role,
+        "source": r.source,
+        "slot": r.slot,
+        "publication": r.publication,
+        "tables": list(r.tables),
         "findings": [{**asdict(f), "severity": f.severity.value} for f in r.ordered()],
         "slots": [asdict(s) for s in r.slots],
         "summary": {**_counts(r), "ready": r.ready, "exit_code": r.exit_code},

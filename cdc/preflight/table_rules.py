@@ -36,8 +36,14 @@ def select(tables: Sequence[TableFacts], wanted: Sequence[str] | None) -> Select
         names = list(dict.fromkeys(qualify(w) for w in wanted))
         missing = [n for n in names if n not in by_name]
         if missing:
-            findings.append(Finding("tables", B, f"table(s) not found: {', '.join(missing)}",
-                                    "name existing tables as schema.table in --tables (comma separated)"))
+            findings.append(
+                Finding(
+                    "tables",
+                    B,
+                    f"table(s) not found: {', '.join(missing)}",
+                    "name existing tables as schema.table in --tables (comma separated)",
+                )
+            )
         looked_at = tuple(by_name[n] for n in names if n in by_name)
     else:
         looked_at = tuple(sorted(tables, key=lambda t: t.qualified))
@@ -51,9 +57,14 @@ def select(tables: Sequence[TableFacts], wanted: Sequence[str] | None) -> Select
         names_ = ", ".join(t.qualified for t in captured)
         findings.append(Finding("tables", OK, f"{len(captured)} table(s) to capture: {names_}"))
     elif not any(f.severity is B for f in findings):
-        findings.append(Finding("tables", B, "nothing to capture: no ordinary table with a primary key or a "
-                                "usable replica identity", "add a primary key to the tables to capture, or name "
-                                "them with --tables"))
+        findings.append(
+            Finding(
+                "tables",
+                B,
+                "nothing to capture: no ordinary table with a primary key or a usable replica identity",
+                "add a primary key to the tables to capture, or name them with --tables",
+            )
+        )
     return Selection(looked_at, captured, tuple(findings))
 
 
@@ -62,23 +73,30 @@ def _no_identity(t: TableFacts) -> Finding:
     why = "REPLICA IDENTITY NOTHING" if t.replica_identity == "n" else "no primary key"
     if t.replica_identity == "i":
         why = "REPLICA IDENTITY USING INDEX without that index"
-    return Finding("replica_identity", W, f"{t.qualified} has {why}: updates and deletes cannot be mirrored, so "
-                   "the bridge leaves the table out", f"add a primary key (ALTER TABLE {name} ADD PRIMARY KEY (…)), "
-                   f"or ALTER TABLE {name} REPLICA IDENTITY FULL;", t.qualified)
+    return Finding(
+        "replica_identity",
+        W,
+        f"{t.qualified} has {why}: updates and deletes cannot be mirrored, so the bridge leaves the table out",
+        f"add a primary key (ALTER TABLE {name} ADD PRIMARY KEY (…)), or ALTER TABLE {name} REPLICA IDENTITY FULL;",
+        t.qualified,
+    )
 
 
 def _partitioned(t: TableFacts, explicit: bool) -> Finding:
     severity = B if explicit else W
     return Finding(
-        "partitioned", severity,
+        "partitioned",
+        severity,
         f"{t.qualified} is partitioned: its rows live in its partitions, and `cdc run` captures ordinary tables "
-        "only, so it leaves this table out" + (" (and stops: --tables names it)" if explicit else "")
+        "only, so it leaves this table out"
+        + (" (and stops: --tables names it)" if explicit else "")
         + "; a publication for it must be created WITH (publish_via_partition_root = true), or changes are "
         "published under each partition's name",
         f"when capturing it: CREATE PUBLICATION … FOR TABLE {qualified(t.qualified)} WITH (publish_via_partition_root "
         "= true); or ALTER PUBLICATION … SET (publish_via_partition_root = true);"
         + (f" — for now drop {t.qualified} from --tables" if explicit else ""),
-        t.qualified)
+        t.qualified,
+    )
 
 
 def privileges(captured: Sequence[TableFacts], r: RoleFacts) -> list[Finding]:
@@ -86,8 +104,15 @@ def privileges(captured: Sequence[TableFacts], r: RoleFacts) -> list[Finding]:
     out: list[Finding] = []
     for t in captured:
         if not t.can_select:
-            out.append(Finding("select", B, f"role {r.name} cannot SELECT from {t.qualified} (the snapshot reads it)",
-                               f"GRANT SELECT ON {qualified(t.qualified)} TO {ident(r.name)};", t.qualified))
+            out.append(
+                Finding(
+                    "select",
+                    B,
+                    f"role {r.name} cannot SELECT from {t.qualified} (the snapshot reads it)",
+                    f"GRANT SELECT ON {qualified(t.qualified)} TO {ident(r.name)};",
+                    t.qualified,
+                )
+            )
     if captured and not out:
         out.append(Finding("select", OK, f"role {r.name} can SELECT from every captured table"))
     return out
@@ -99,12 +124,18 @@ def toast(captured: Sequence[TableFacts]) -> list[Finding]:
     for t in captured:
         if t.toastable and t.replica_identity in ("d", "i"):
             cols = ", ".join(t.toastable)
-            out.append(Finding(
-                "toast", OK, f"{t.qualified} has TOAST-able columns ({cols}): an update that leaves a large value "
-                "unchanged delivers Debezium's placeholder for it: the mirror keeps the stored value, the change "
-                "log and domain-event payloads carry the placeholder",
-                f"for full values in every change: ALTER TABLE {qualified(t.qualified)} REPLICA IDENTITY FULL; "
-                "(more WAL per update and delete)", t.qualified))
+            out.append(
+                Finding(
+                    "toast",
+                    OK,
+                    f"{t.qualified} has TOAST-able columns ({cols}): an update that leaves a large value "
+                    "unchanged delivers Debezium's placeholder for it: the mirror keeps the stored value, the change "
+                    "log and domain-event payloads carry the placeholder",
+                    f"for full values in every change: ALTER TABLE {qualified(t.qualified)} REPLICA IDENTITY FULL; "
+                    "(more WAL per update and delete)",
+                    t.qualified,
+                )
+            )
     return out
 
 
@@ -113,9 +144,15 @@ def numerics(captured: Sequence[TableFacts]) -> list[Finding]:
     for t in captured:
         if t.unbounded_numeric:
             cols = ", ".join(t.unbounded_numeric)
-            out.append(Finding(
-                "numeric", OK, f"{t.qualified}: numeric column(s) without a precision ({cols}) are kept exactly, "
-                "as text (ClickHouse String)", "only if a ClickHouse Decimal is wanted, declare a precision: "
-                f"ALTER TABLE {qualified(t.qualified)} ALTER COLUMN … TYPE numeric(p, s);", t.qualified))
+            out.append(
+                Finding(
+                    "numeric",
+                    OK,
+                    f"{t.qualified}: numeric column(s) without a precision ({cols}) are kept exactly, "
+                    "as text (ClickHouse String)",
+                    "only if a ClickHouse Decimal is wanted, declare a precision: "
+                    f"ALTER TABLE {qualified(t.qualified)} ALTER COLUMN … TYPE numeric(p, s);",
+                    t.qualified,
+                )
+            )
     return out
-

@@ -47,8 +47,10 @@ def warnings_for(snapshot: StatusSnapshot, thresholds: Thresholds | None = None)
         found.extend(_attention_warnings(source, snapshot.state_dir))
     attributed = sum(s.dead_letters or 0 for s in snapshot.sources)
     if snapshot.dead_letters and snapshot.dead_letters > attributed:
-        found.append(f"{snapshot.dead_letters:,} dead letter(s) waiting in cdc.dead_letters: see `cdc dlq list`, "
-                     "fix the cause, then `cdc dlq replay`")
+        found.append(
+            f"{snapshot.dead_letters:,} dead letter(s) waiting in cdc.dead_letters: see `cdc dlq list`, "
+            "fix the cause, then `cdc dlq replay`"
+        )
     return found
 
 
@@ -56,14 +58,18 @@ def _slot_warnings(source: SourceStatus, limits: Thresholds) -> list[str]:
     where = f"source {source.name}: replication slot {source.slot}"
     found: list[str] = []
     if source.slot_active is False:
-        found.append(f"{where} is inactive: nothing is reading the WAL, so PostgreSQL keeps it; check that "
-                     "Debezium runs (the bridge's log) or restart the bridge")
+        found.append(
+            f"{where} is inactive: nothing is reading the WAL, so PostgreSQL keeps it; check that "
+            "Debezium runs (the bridge's log) or restart the bridge"
+        )
     retained = source.retained_wal_bytes
     limit = limits.max_retained_wal_bytes
     if retained is not None and limit is not None and retained > limit:
-        found.append(f"{where} retains {format_bytes(retained)} of WAL (threshold {format_bytes(limit)}): "
-                     "restart the bridge so it catches up, or, if this bridge is gone for good, drop the slot "
-                     f"with SELECT pg_drop_replication_slot('{source.slot}') before the disk fills")
+        found.append(
+            f"{where} retains {format_bytes(retained)} of WAL (threshold {format_bytes(limit)}): "
+            "restart the bridge so it catches up, or, if this bridge is gone for good, drop the slot "
+            f"with SELECT pg_drop_replication_slot('{source.slot}') before the disk fills"
+        )
     return found
 
 
@@ -71,12 +77,16 @@ def _flow_warnings(source: SourceStatus, limits: Thresholds) -> list[str]:
     found: list[str] = []
     lag, fresh, limit = source.lag_messages, source.freshness_s, limits.max_freshness_s
     if lag > 0 and fresh is not None and limit is not None and fresh > limit:
-        found.append(f"source {source.name}: the newest applied change is {format_seconds(fresh)} old with "
-                     f"{lag:,} message(s) waiting (threshold {format_seconds(limit)}): the consumers are stuck "
-                     "or too slow; see the bridge's log for ClickHouse errors or retries")
+        found.append(
+            f"source {source.name}: the newest applied change is {format_seconds(fresh)} old with "
+            f"{lag:,} message(s) waiting (threshold {format_seconds(limit)}): the consumers are stuck "
+            "or too slow; see the bridge's log for ClickHouse errors or retries"
+        )
     if limits.max_lag_messages is not None and lag > limits.max_lag_messages:
-        found.append(f"source {source.name}: consumer lag is {lag:,} message(s) (threshold "
-                     f"{limits.max_lag_messages:,}): ClickHouse is not keeping up; see the bridge's log")
+        found.append(
+            f"source {source.name}: consumer lag is {lag:,} message(s) (threshold "
+            f"{limits.max_lag_messages:,}): ClickHouse is not keeping up; see the bridge's log"
+        )
     return found
 
 
@@ -87,14 +97,18 @@ HANDLED_SCHEMA_CHANGES = frozenset({"added", "type_widened", "now_nullable"})
 def _attention_warnings(source: SourceStatus, state_dir: str) -> list[str]:
     found: list[str] = []
     if source.dead_letters:
-        found.append(f"source {source.name}: {source.dead_letters:,} dead letter(s) waiting: see `cdc dlq list`, "
-                     "fix the cause (a translator or the data), then `cdc dlq replay`")
+        found.append(
+            f"source {source.name}: {source.dead_letters:,} dead letter(s) waiting: see `cdc dlq list`, "
+            "fix the cause (a translator or the data), then `cdc dlq replay`"
+        )
     needs_look = [n for n in source.schema_notices if n.kind not in HANDLED_SCHEMA_CHANGES]
     if needs_look:
         tables = sorted({n.table for n in needs_look})
-        found.append(f"source {source.name}: {len(needs_look)} schema change(s) need a look "
-                     f"({', '.join(tables)}), listed under the source: update the translators and reports "
-                     "that use those columns")
+        found.append(
+            f"source {source.name}: {len(needs_look)} schema change(s) need a look "
+            f"({', '.join(tables)}), listed under the source: update the translators and reports "
+            "that use those columns"
+        )
     for error in source.errors:
         found.append(f"source {source.name}: {error} (details in {state_dir}/logs/cdc.log)")
     return found

@@ -85,12 +85,21 @@ class SourceStatus:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "name": self.name, "dsn": self.dsn, "slot": self.slot, "slot_active": self.slot_active,
-            "retained_wal_bytes": self.retained_wal_bytes, "captured": self.captured, "applied": self.applied,
-            "rows_per_s_1m": self.rows_per_s_1m, "freshness_s": self.freshness_s,
-            "lag_messages": self.lag_messages, "events_stored": self.events_stored,
-            "dead_letters": self.dead_letters, "topics": [t.to_dict() for t in self.topics],
-            "schema_notices": [n.to_dict() for n in self.schema_notices], "errors": list(self.errors),
+            "name": self.name,
+            "dsn": self.dsn,
+            "slot": self.slot,
+            "slot_active": self.slot_active,
+            "retained_wal_bytes": self.retained_wal_bytes,
+            "captured": self.captured,
+            "applied": self.applied,
+            "rows_per_s_1m": self.rows_per_s_1m,
+            "freshness_s": self.freshness_s,
+            "lag_messages": self.lag_messages,
+            "events_stored": self.events_stored,
+            "dead_letters": self.dead_letters,
+            "topics": [t.to_dict() for t in self.topics],
+            "schema_notices": [n.to_dict() for n in self.schema_notices],
+            "errors": list(self.errors),
         }
 
     @classmethod
@@ -100,10 +109,16 @@ class SourceStatus:
         if active is not None and not isinstance(active, bool):
             raise ValueError(f"status field 'slot_active' must be true, false or null, not {active!r}")
         return cls(
-            name=_str(data, "name"), dsn=_str(data, "dsn"), slot=_str(data, "slot"), slot_active=active,
-            retained_wal_bytes=_opt_int(data, "retained_wal_bytes"), captured=_int(data, "captured"),
-            applied=_int(data, "applied"), rows_per_s_1m=_float(data, "rows_per_s_1m"),
-            freshness_s=_opt_float(data, "freshness_s"), events_stored=_opt_int(data, "events_stored"),
+            name=_str(data, "name"),
+            dsn=_str(data, "dsn"),
+            slot=_str(data, "slot"),
+            slot_active=active,
+            retained_wal_bytes=_opt_int(data, "retained_wal_bytes"),
+            captured=_int(data, "captured"),
+            applied=_int(data, "applied"),
+            rows_per_s_1m=_float(data, "rows_per_s_1m"),
+            freshness_s=_opt_float(data, "freshness_s"),
+            events_stored=_opt_int(data, "events_stored"),
             dead_letters=_opt_int(data, "dead_letters"),
             topics=tuple(TopicLag.from_dict(t) for t in _list(data, "topics")),
             schema_notices=tuple(SchemaNotice.from_dict(n) for n in _list(data, "schema_notices")),
@@ -135,10 +150,15 @@ class StatusSnapshot:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "version": self.version, "generated_at": self.generated_at, "state_dir": self.state_dir,
-            "uptime_s": self.uptime_s, "clickhouse_url": self.clickhouse_url,
-            "kafka_bootstrap": self.kafka_bootstrap, "sources": [s.to_dict() for s in self.sources],
-            "dead_letters": self.dead_letters, "warnings": list(self.warnings),
+            "version": self.version,
+            "generated_at": self.generated_at,
+            "state_dir": self.state_dir,
+            "uptime_s": self.uptime_s,
+            "clickhouse_url": self.clickhouse_url,
+            "kafka_bootstrap": self.kafka_bootstrap,
+            "sources": [s.to_dict() for s in self.sources],
+            "dead_letters": self.dead_letters,
+            "warnings": list(self.warnings),
         }
 
     @classmethod
@@ -147,11 +167,15 @@ class StatusSnapshot:
             raise ValueError(f"a status snapshot is a JSON object, not {type(data).__name__}")
         version = data.get("version")
         if version != SCHEMA_VERSION:
-            raise ValueError(f"status schema version {version!r} is not {SCHEMA_VERSION}: "
-                             "the bridge and this `cdc` are different releases")
+            raise ValueError(
+                f"status schema version {version!r} is not {SCHEMA_VERSION}: "
+                "the bridge and this `cdc` are different releases"
+            )
         return cls(
-            generated_at=_str(data, "generated_at"), state_dir=_str(data, "state_dir"),
-            uptime_s=_float(data, "uptime_s"), clickhouse_url=_str(data, "clickhouse_url"),
+            generated_at=_str(data, "generated_at"),
+            state_dir=_str(data, "state_dir"),
+            uptime_s=_float(data, "uptime_s"),
+            clickhouse_url=_str(data, "clickhouse_url"),
             kafka_bootstrap=_str(data, "kafka_bootstrap"),
             sources=tuple(SourceStatus.from_dict(s) for s in _list(data, "sources")),
             dead_letters=_opt_int(data, "dead_letters"),

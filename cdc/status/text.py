@@ -11,8 +11,7 @@ UNKNOWN = "?"
 def render_text(snapshot: StatusSnapshot) -> str:
     """A multi-line report ending in a newline; unknown numbers show as `?`."""
     lines = [
-        f"cdc bridge on {snapshot.state_dir}: up {format_seconds(snapshot.uptime_s)} "
-        f"(as of {snapshot.generated_at})",
+        f"cdc bridge on {snapshot.state_dir}: up {format_seconds(snapshot.uptime_s)} (as of {snapshot.generated_at})",
         f"  ClickHouse {snapshot.clickhouse_url}   Kafka {snapshot.kafka_bootstrap}",
     ]
     if not snapshot.sources:

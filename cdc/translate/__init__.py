@@ -11,5 +11,13 @@ from cdc.translate.core import (
     translate,
 )
 
-__all__ = ["UNAVAILABLE", "Change", "TranslationError", "decode_row", "decode_value", "generic_names",
-           "to_change", "translate"]
+__all__ = [
+    "UNAVAILABLE",
+    "Change",
+    "TranslationError",
+    "decode_row",
+    "decode_value",
+    "generic_names",
+    "to_change",
+    "translate",
+]

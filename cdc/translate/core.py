@@ -16,14 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cdc.domain.changes import Column, Op, Row, RowChange, TableSchema
-from cdc.domain.events import (
-    DomainEvent,
-    EventRegistry,
-    correlation_id,
-    event_id,
-    payload_dict,
-    to_json_value,
-)
+from cdc.domain.events import DomainEvent, EventRegistry, correlation_id, event_id, payload_dict, to_json_value
 from cdc.errors import CdcError
 
 UNAVAILABLE = "__debezium_unavailable_value"  # Debezium's stand-in for an unchanged TOASTed value
@@ -166,8 +159,7 @@ def translate(change: RowChange, schema: TableSchema | None, registry: EventRegi
                 drafts.append((spec.name, spec.version, spec.aggregate, _aggregate_id(body.get(spec.key)), body))
         except Exception as e:
             raise TranslationError(
-                f"translator for {change.table.qualified} failed at lsn {change.position.lsn}: "
-                f"{type(e).__name__}: {e}"
+                f"translator for {change.table.qualified} failed at lsn {change.position.lsn}: {type(e).__name__}: {e}"
             ) from e
     pos = change.position
     corr = correlation_id(change.table.source, pos.txid, pos.lsn)

@@ -34,8 +34,12 @@ def _tempdir(prefix: str) -> Path:
 def pg() -> Iterator[EmbeddedPostgres]:
     root = _tempdir("cdc-e2e-pg-")
     # every test's bridge leaves its slot behind (as a real bridge would): room for the whole suite
-    cluster = EmbeddedPostgres(root / "data", free_port(), root / "postgres.log",
-                               settings={"max_replication_slots": "40", "max_wal_senders": "40"})
+    cluster = EmbeddedPostgres(
+        root / "data",
+        free_port(),
+        root / "postgres.log",
+        settings={"max_replication_slots": "40", "max_wal_senders": "40"},
+    )
     cluster.start()
     yield cluster
     cluster.stop()
@@ -52,8 +56,11 @@ def database(pg: EmbeddedPostgres, request: pytest.FixtureRequest) -> str:
 
 def fresh_database(pg: EmbeddedPostgres, name: str) -> str:
     """Database ``name``, empty: a leftover of an earlier run is dropped with its replication slots."""
-    pg.run_sql("postgres", "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots"
-               f" WHERE database = '{name}' AND NOT active")
+    pg.run_sql(
+        "postgres",
+        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots"
+        f" WHERE database = '{name}' AND NOT active",
+    )
     pg.run_sql("postgres", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     pg.create_database(name)
     return pg.dsn(name)
@@ -106,7 +113,10 @@ class BridgeProcess:
         env.update(extra_env or {})
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "cdc.cli", *args, "--state-dir", str(state_dir)],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()

@@ -14,9 +14,23 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_bench_quick_run_reports_every_phase() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "bench.run", "--quick", "--no-json", "--rows", "5000", "--snapshot-rows", "2000",
-         "--latency-seconds", "3"],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "bench.run",
+            "--quick",
+            "--no-json",
+            "--rows",
+            "5000",
+            "--snapshot-rows",
+            "2000",
+            "--latency-seconds",
+            "3",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     for heading in ("Snapshot", "Streaming throughput", "Latency at", "Peak memory"):

@@ -27,21 +27,30 @@ CREATE TABLE lines (order_id bigint, line_no int, note text, PRIMARY KEY (order_
 CREATE TABLE nokey (a int);
 """
 
-ITEM = ("INSERT INTO items VALUES (%s, %s, %s, %s, date '2001-02-03' + %s, timestamptz '2024-05-06 07:08:09.123456+02'"
-        " + make_interval(secs => %s), timestamp '2020-01-01 00:00:00.5', ARRAY['a', NULL, %s], %s::jsonb,"
-        " decode('00ff10', 'hex'), %s, gen_random_uuid(), 'happy')")
+ITEM = (
+    "INSERT INTO items VALUES (%s, %s, %s, %s, date '2001-02-03' + %s, timestamptz '2024-05-06 07:08:09.123456+02'"
+    " + make_interval(secs => %s), timestamp '2020-01-01 00:00:00.5', ARRAY['a', NULL, %s], %s::jsonb,"
+    " decode('00ff10', 'hex'), %s, gen_random_uuid(), 'happy')"
+)
 
 
 def _insert_item(dsn: str, i: int) -> None:
-    sql(dsn, ITEM, (i, f"item {i} ünïcode", f"{i}.25", i * 10, i, i, f"t{i}", json.dumps({"k": i, "n": [1, 2]}),
-                    i % 2 == 0))
+    sql(
+        dsn,
+        ITEM,
+        (i, f"item {i} ünïcode", f"{i}.25", i * 10, i, i, f"t{i}", json.dumps({"k": i, "n": [1, 2]}), i % 2 == 0),
+    )
 
 
-PG_ITEMS = ("SELECT id, name, price::text, qty, born::text, (extract(epoch from seen) * 1000000)::bigint, at::text,"
-            " tags, data::text, encode(blob, 'hex'), flag, uid::text, feeling::text FROM items ORDER BY id")
-CH_ITEMS = ("SELECT id, name, toString(price), qty, toString(born), toUnixTimestamp64Micro(seen), toString(at), tags,"
-            " data, lower(hex(blob)), flag, toString(uid), feeling FROM {db}.items"
-            " ORDER BY id")
+PG_ITEMS = (
+    "SELECT id, name, price::text, qty, born::text, (extract(epoch from seen) * 1000000)::bigint, at::text,"
+    " tags, data::text, encode(blob, 'hex'), flag, uid::text, feeling::text FROM items ORDER BY id"
+)
+CH_ITEMS = (
+    "SELECT id, name, toString(price), qty, toString(born), toUnixTimestamp64Micro(seen), toString(at), tags,"
+    " data, lower(hex(blob)), flag, toString(uid), feeling FROM {db}.items"
+    " ORDER BY id"
+)
 
 
 def _normalize(row: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -60,8 +69,9 @@ def _ch_items(client: Any, db: str) -> list[tuple[Any, ...]]:
     return [_normalize(r) for r in client.query(CH_ITEMS.format(db=db)).result_rows]
 
 
-def test_snapshot_then_inserts_updates_deletes_and_key_changes(database: str, state_dir: Path,
-                                                               bridges: list[BridgeProcess]) -> None:
+def test_snapshot_then_inserts_updates_deletes_and_key_changes(
+    database: str, state_dir: Path, bridges: list[BridgeProcess]
+) -> None:
     sql(database, SCHEMA)
     for i in range(1, 21):
         _insert_item(database, i)
@@ -88,8 +98,11 @@ def test_snapshot_then_inserts_updates_deletes_and_key_changes(database: str, st
     sql(database, "DELETE FROM lines WHERE order_id = 4")
     wait_until(lambda: _ch_items(ch, db) == _pg_items(database), 120, "stream changes in ClickHouse")
     pg_lines = sql(database, "SELECT order_id, line_no, note FROM lines ORDER BY 1, 2")
-    wait_until(lambda: [tuple(r) for r in ch.query(f"SELECT * FROM {db}.lines ORDER BY 1, 2").result_rows] == pg_lines,
-               60, "composite-key table")
+    wait_until(
+        lambda: [tuple(r) for r in ch.query(f"SELECT * FROM {db}.lines ORDER BY 1, 2").result_rows] == pg_lines,
+        60,
+        "composite-key table",
+    )
     ops = dict(ch.query(f"SELECT _op, count() FROM {db}.items_changes GROUP BY _op").result_rows)
     # 20 snapshot rows, 10 inserts + the re-keyed row, 10 renames + 1 nulling, 3 deletes + the old key
     assert ops == {"r": 20, "c": 11, "u": 11, "d": 4}
@@ -112,8 +125,9 @@ class Writer(SourceLoad):
         self.updated += cur.rowcount
 
 
-def test_stop_mid_stream_and_restart_loses_and_duplicates_nothing(database: str, state_dir: Path,
-                                                                   bridges: list[BridgeProcess]) -> None:
+def test_stop_mid_stream_and_restart_loses_and_duplicates_nothing(
+    database: str, state_dir: Path, bridges: list[BridgeProcess]
+) -> None:
     sql(database, "CREATE TABLE events (id bigserial PRIMARY KEY, n int NOT NULL, note text)")
     sql(database, "INSERT INTO events (n, note) SELECT g, 'seed' FROM generate_series(1, 100) g")
     db = database.rsplit("/", 1)[1]
@@ -144,8 +158,12 @@ def test_stop_mid_stream_and_restart_loses_and_duplicates_nothing(database: str,
 
 
 def _cdc(state_dir: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "cdc.cli", *args, "--state-dir", str(state_dir)],
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "cdc.cli", *args, "--state-dir", str(state_dir)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_until_caught_up_then_sql_without_a_running_bridge(database: str, state_dir: Path) -> None:
@@ -165,8 +183,9 @@ def test_until_caught_up_then_sql_without_a_running_bridge(database: str, state_
     assert json.loads(out.stdout.splitlines()[-1]) == {"count()": 10}
 
 
-def test_endpoint_serves_curl_and_cdc_sql_while_running(database: str, state_dir: Path,
-                                                         bridges: list[BridgeProcess]) -> None:
+def test_endpoint_serves_curl_and_cdc_sql_while_running(
+    database: str, state_dir: Path, bridges: list[BridgeProcess]
+) -> None:
     sql(database, "CREATE TABLE t (id int PRIMARY KEY, v text)")
     sql(database, "INSERT INTO t VALUES (1, 'one'), (2, 'two')")
     db = database.rsplit("/", 1)[1]
@@ -176,15 +195,23 @@ def test_endpoint_serves_curl_and_cdc_sql_while_running(database: str, state_dir
     assert ping.stdout == "Ok.\n"
 
     def curl_count() -> str:
-        r = subprocess.run(["curl", "-s", "--data-binary", f"SELECT count() FROM {db}.t", url],
-                           capture_output=True, text=True, timeout=30)
+        r = subprocess.run(
+            ["curl", "-s", "--data-binary", f"SELECT count() FROM {db}.t", url],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         return r.stdout.strip()
 
     wait_until(lambda: curl_count() == "2", 120, "rows visible over HTTP")
     out = _cdc(state_dir, "sql", f"SELECT v FROM {db}.t ORDER BY id", "--format", "csv")
     assert out.returncode == 0 and out.stdout.splitlines() == ['"v"', '"one"', '"two"']
-    bad = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--data-binary",
-                          "SELECT nope FROM nowhere", url], capture_output=True, text=True, timeout=30)
+    bad = subprocess.run(
+        ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--data-binary", "SELECT nope FROM nowhere", url],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert bad.stdout in ("400", "404", "500")
     second = _cdc(state_dir, "run", "--source", database)  # same state dir: refused, first one undisturbed
     assert second.returncode == 2 and "a bridge already runs on state dir" in second.stderr
@@ -198,8 +225,9 @@ def test_endpoint_serves_curl_and_cdc_sql_while_running(database: str, state_dir
     assert not (state_dir / "clickhouse" / "endpoint.json").exists()
 
 
-def test_poison_message_on_the_real_stack_is_routed_and_counted(database: str, state_dir: Path,
-                                                                bridges: list[BridgeProcess]) -> None:
+def test_poison_message_on_the_real_stack_is_routed_and_counted(
+    database: str, state_dir: Path, bridges: list[BridgeProcess]
+) -> None:
     from kafka import KafkaProducer
 
     sql(database, "CREATE TABLE t (id int PRIMARY KEY, v text)")
@@ -216,7 +244,10 @@ def test_poison_message_on_the_real_stack_is_routed_and_counted(database: str, s
     raw = b"\x00garbage, not an envelope".hex().upper()
     dead = ch.query("SELECT topic, stage, error, hex(value) FROM cdc.dead_letters WHERE stage = 'parse'").result_rows
     assert dead == [(f"{db}.public.t", "parse", "not a JSON document", raw)]  # the mirror's ClickHouse parse
-    wait_until(lambda: ch.query("SELECT count() FROM cdc.dead_letters WHERE stage = 'events'").result_rows == [(1,)],
-               60, "the events consumer's dead letter")
+    wait_until(
+        lambda: ch.query("SELECT count() FROM cdc.dead_letters WHERE stage = 'events'").result_rows == [(1,)],
+        60,
+        "the events consumer's dead letter",
+    )
     bridge.wait_for_line(r"dead letters 1\b", 60)
     assert bridge.stop() == 0

@@ -17,12 +17,18 @@ from tests.e2e.conftest import _tempdir, sql
 pytestmark = pytest.mark.e2e
 
 
-def cdc(state_dir: Path, *args: str, timeout: float = 600, env: dict[str, str] | None = None,
-        ) -> subprocess.CompletedProcess[str]:
+def cdc(
+    state_dir: Path, *args: str, timeout: float = 600, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("CDC_")}
     full_env.update(env or {})
-    return subprocess.run([sys.executable, "-m", "cdc.cli", *args, "--state-dir", str(state_dir)],
-                          capture_output=True, text=True, timeout=timeout, env=full_env)
+    return subprocess.run(
+        [sys.executable, "-m", "cdc.cli", *args, "--state-dir", str(state_dir)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+    )
 
 
 def test_demo_with_duration_verifies_every_table(state_dir: Path) -> None:
@@ -76,8 +82,9 @@ def test_source_without_logical_wal_is_refused_with_the_fix(replica_pg: Embedded
 
 def test_missing_table_is_named(database: str, state_dir: Path) -> None:
     sql(database, "CREATE TABLE present (id int PRIMARY KEY)")
-    line = _one_error_line(cdc(state_dir, "run", "--source", database, "--tables", "public.present,public.nope",
-                               timeout=180))
+    line = _one_error_line(
+        cdc(state_dir, "run", "--source", database, "--tables", "public.present,public.nope", timeout=180)
+    )
     assert "public.nope" in line and "not found" in line
 
 
@@ -91,8 +98,14 @@ def test_unreachable_source_hides_the_password(state_dir: Path) -> None:
 
 def test_unreachable_broker_is_one_line(database: str, state_dir: Path) -> None:
     sql(database, "CREATE TABLE t (id int PRIMARY KEY)")
-    done = cdc(state_dir, "run", "--source", database, timeout=300,
-               env={"CDC_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}"})
+    done = cdc(
+        state_dir,
+        "run",
+        "--source",
+        database,
+        timeout=300,
+        env={"CDC_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}"},
+    )
     line = _one_error_line(done)
     assert "Kafka" in line and "CDC_KAFKA_BOOTSTRAP_SERVERS" in line
 
@@ -109,8 +122,18 @@ def test_config_mistakes_are_one_line_before_anything_starts(state_dir: Path) ->
     config.write_text('[[source]]\nname = "a"\ndsn_env = "A_DSN"\n')
     unset = _one_error_line(cdc(state_dir, "run", "--config", str(config), timeout=60))
     assert "A_DSN is not set" in unset
-    both = _one_error_line(cdc(state_dir, "run", "--config", str(config), "--source", "postgresql://x/y",
-                               timeout=60, env={"A_DSN": "postgresql://secret:pw@127.0.0.1:1/a"}))
+    both = _one_error_line(
+        cdc(
+            state_dir,
+            "run",
+            "--config",
+            str(config),
+            "--source",
+            "postgresql://x/y",
+            timeout=60,
+            env={"A_DSN": "postgresql://secret:pw@127.0.0.1:1/a"},
+        )
+    )
     assert "drop --source" in both and "pw@" not in both
     from_env = _one_error_line(cdc(state_dir, "run", timeout=60, env={"CDC_CONFIG": str(config)}))
     assert "A_DSN is not set" in from_env  # CDC_CONFIG is read like --config

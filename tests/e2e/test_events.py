@@ -28,8 +28,12 @@ LIFE = ["OrderPlaced", "OrderStatusChanged", "OrderStatusChanged", "OrderDeliver
 
 
 def _cdc(state_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "cdc.cli", *args, "--state-dir", str(state_dir)],
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "cdc.cli", *args, "--state-dir", str(state_dir)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def _place_order(dsn: str) -> int:
@@ -37,7 +41,8 @@ def _place_order(dsn: str) -> int:
     with psycopg.connect(dsn) as conn:
         order_id = conn.execute(
             "INSERT INTO orders (customer_id, delivery_address, total, notes) SELECT id, address, 21.00,"
-            " '{\"channel\": \"web\"}' FROM customers ORDER BY id LIMIT 1 RETURNING id").fetchone()
+            ' \'{"channel": "web"}\' FROM customers ORDER BY id LIMIT 1 RETURNING id'
+        ).fetchone()
         assert order_id is not None
         conn.execute("INSERT INTO order_items VALUES (%s, 1, 1, 2, 10.50)", (order_id[0],))
     return int(order_id[0])
@@ -46,15 +51,22 @@ def _place_order(dsn: str) -> int:
 def _deliver(dsn: str, order_id: int) -> None:
     for status in ("baking", "out_for_delivery", "delivered"):
         delivered = ", delivered_at = now()" if status == "delivered" else ""
-        sql(dsn, f"UPDATE orders SET status = %s, updated_at = now() AT TIME ZONE 'utc'{delivered} WHERE id = %s",
-            (status, order_id))
+        sql(
+            dsn,
+            f"UPDATE orders SET status = %s, updated_at = now() AT TIME ZONE 'utc'{delivered} WHERE id = %s",
+            (status, order_id),
+        )
 
 
 def _stored(ch: Any, order_id: int) -> list[tuple[Any, ...]]:
-    return [tuple(r) for r in ch.query(
-        "SELECT event_type, version, toString(event_id), toString(correlation_id) FROM events.domain_events"
-        " WHERE aggregate_type = 'order' AND aggregate_id = {id:String} ORDER BY lsn, sequence",
-        parameters={"id": str(order_id)}).result_rows]
+    return [
+        tuple(r)
+        for r in ch.query(
+            "SELECT event_type, version, toString(event_id), toString(correlation_id) FROM events.domain_events"
+            " WHERE aggregate_type = 'order' AND aggregate_id = {id:String} ORDER BY lsn, sequence",
+            parameters={"id": str(order_id)},
+        ).result_rows
+    ]
 
 
 def _kafka_records(bootstrap: str, topic: str, key: bytes) -> list[tuple[dict[str, Any], dict[str, bytes]]]:
@@ -74,8 +86,9 @@ def _shop(dsn: str) -> None:
         shop.seed(session, customers=5)
 
 
-def test_an_order_life_becomes_ordered_events_in_kafka_and_clickhouse(database: str, state_dir: Path,
-                                                                       bridges: list[BridgeProcess]) -> None:
+def test_an_order_life_becomes_ordered_events_in_kafka_and_clickhouse(
+    database: str, state_dir: Path, bridges: list[BridgeProcess]
+) -> None:
     _shop(database)
     bridge = start_bridge(bridges, state_dir, "--source", database, "--translators", "cdc.demo.events")
     ch = bridge.clickhouse()
@@ -100,8 +113,9 @@ def test_an_order_life_becomes_ordered_events_in_kafka_and_clickhouse(database: 
     assert doc["state"]["status"] == "delivered" and doc["state"]["total"] == "21.00"
     assert doc["state"]["channel"] == "web"
     second_at = doc["history"][1]["occurred_at"]  # --as-of: the state as it was after the second event
-    as_of = json.loads(_cdc(state_dir, "events", "replay", "order", str(order_id), "--as-of", second_at,
-                            "--format", "json").stdout)
+    as_of = json.loads(
+        _cdc(state_dir, "events", "replay", "order", str(order_id), "--as-of", second_at, "--format", "json").stdout
+    )
     assert [e["event_type"] for e in as_of["history"]] == LIFE[:2] and as_of["state"]["status"] == "baking"
 
     # redelivery: the order's changes produced again to the change topic store nothing twice
@@ -110,8 +124,11 @@ def test_an_order_life_becomes_ordered_events_in_kafka_and_clickhouse(database: 
     tp = TopicPartition(f"{db}.public.orders", 0)
     changes.assign([tp])
     changes.seek_to_beginning(tp)
-    again = [r for r in changes if r.value and json.loads(r.value)["after"] and
-             json.loads(r.value)["after"]["id"] == order_id]
+    again = [
+        r
+        for r in changes
+        if r.value and json.loads(r.value)["after"] and json.loads(r.value)["after"]["id"] == order_id
+    ]
     changes.close()
     assert len(again) == 4
     producer = KafkaProducer(bootstrap_servers=bootstrap)
@@ -121,8 +138,10 @@ def test_an_order_life_becomes_ordered_events_in_kafka_and_clickhouse(database: 
     sentinel = _place_order(database)  # later in the same topic: once it is stored, the repeats were handled
     wait_until(lambda: len(_stored(ch, sentinel)) == 1, 120, "the sentinel order's event")
     assert _stored(ch, order_id) == stored
-    raw = ch.query("SELECT count() FROM events.domain_events WHERE aggregate_id = {id:String}"
-                   " AND aggregate_type = 'order'", parameters={"id": str(order_id)}).result_rows
+    raw = ch.query(
+        "SELECT count() FROM events.domain_events WHERE aggregate_id = {id:String} AND aggregate_type = 'order'",
+        parameters={"id": str(order_id)},
+    ).result_rows
     assert raw == [(4,)]  # not just deduplicated by FINAL: stored once
 
     # a poison message between good ones: dead-lettered to Kafka and ClickHouse, the stream goes on
@@ -131,10 +150,14 @@ def test_an_order_life_becomes_ordered_events_in_kafka_and_clickhouse(database: 
     producer.close()
     after_poison = _place_order(database)
     wait_until(lambda: len(_stored(ch, after_poison)) == 1, 120, "events after the poison message")
-    wait_until(lambda: ch.query("SELECT count() FROM cdc.dead_letters WHERE stage = 'events'").result_rows
-               == [(1,)], 60, "the events consumer's dead letter")
-    error, stack, value = ch.query("SELECT error, stack, value FROM cdc.dead_letters WHERE stage = 'events'",
-                                   column_formats={"value": "bytes"}).result_rows[0]
+    wait_until(
+        lambda: ch.query("SELECT count() FROM cdc.dead_letters WHERE stage = 'events'").result_rows == [(1,)],
+        60,
+        "the events consumer's dead letter",
+    )
+    error, stack, value = ch.query(
+        "SELECT error, stack, value FROM cdc.dead_letters WHERE stage = 'events'", column_formats={"value": "bytes"}
+    ).result_rows[0]
     assert error.startswith("EnvelopeError: not JSON") and "parse_change" in stack
     assert value == b"\xffnot json at all"
     letters = _kafka_records(bootstrap, "cdc.dead_letters", b'{"id":999}')
@@ -149,29 +172,69 @@ def test_an_order_life_becomes_ordered_events_in_kafka_and_clickhouse(database: 
     replayed = _cdc(state_dir, "dlq", "replay")
     assert replayed.returncode == 0 and "1 dead letter(s)" in replayed.stdout, replayed.stdout + replayed.stderr
     # still poison: it fails again at its new offset and is listed again; the old one is marked replayed
-    wait_until(lambda: len(_cdc(state_dir, "dlq", "list", "--all", "--format", "json").stdout.splitlines()) == 2,
-               120, "the replayed poison message dead-lettered again")
+    wait_until(
+        lambda: len(_cdc(state_dir, "dlq", "list", "--all", "--format", "json").stdout.splitlines()) == 2,
+        120,
+        "the replayed poison message dead-lettered again",
+    )
     now_pending = _cdc(state_dir, "dlq", "list", "--format", "json").stdout.splitlines()
     again_pending = [json.loads(line) for line in now_pending]
     assert len(again_pending) == 1 and again_pending[0]["offset"] != pending[0]["offset"]
     assert bridge.stop() == 0
 
 
-def test_replay_upcasts_a_stored_version_1_event(database: str, state_dir: Path,
-                                                  bridges: list[BridgeProcess]) -> None:
+def test_replay_upcasts_a_stored_version_1_event(database: str, state_dir: Path, bridges: list[BridgeProcess]) -> None:
     """Events written by an older translator keep their stored shape; readers see the latest version."""
     _shop(database)
     bridge = start_bridge(bridges, state_dir, "--source", database, "--translators", "cdc.demo.events")
     ch = bridge.clickhouse()
-    wait_until(lambda: ch.query("SELECT count() FROM events.domain_events WHERE event_type = 'OrderPlaced'")
-               .result_rows == [(5,)], 120, "the seeded orders' events")
+    wait_until(
+        lambda: (
+            ch.query("SELECT count() FROM events.domain_events WHERE event_type = 'OrderPlaced'").result_rows == [(5,)]
+        ),
+        120,
+        "the seeded orders' events",
+    )
     legacy = {"order_id": 900001, "customer_id": 1, "address": "1 Old Road", "placed_at": "2020-01-01T12:00:00Z"}
     placed = dt.datetime(2020, 1, 1, 12, tzinfo=dt.UTC)
-    ch.insert("domain_events", [[uuid.uuid4(), "OrderPlaced", 1, "order", "900001", placed, "legacy",
-                                 "public.orders", "c", 1, None, 0, uuid.uuid4(), json.dumps(legacy)]],
-              database="events", column_names=["event_id", "event_type", "version", "aggregate_type",
-                                               "aggregate_id", "occurred_at", "source", "source_table", "op",
-                                               "lsn", "txid", "sequence", "correlation_id", "payload"])
+    ch.insert(
+        "domain_events",
+        [
+            [
+                uuid.uuid4(),
+                "OrderPlaced",
+                1,
+                "order",
+                "900001",
+                placed,
+                "legacy",
+                "public.orders",
+                "c",
+                1,
+                None,
+                0,
+                uuid.uuid4(),
+                json.dumps(legacy),
+            ]
+        ],
+        database="events",
+        column_names=[
+            "event_id",
+            "event_type",
+            "version",
+            "aggregate_type",
+            "aggregate_id",
+            "occurred_at",
+            "source",
+            "source_table",
+            "op",
+            "lsn",
+            "txid",
+            "sequence",
+            "correlation_id",
+            "payload",
+        ],
+    )
     text = _cdc(state_dir, "events", "replay", "order", "900001")
     assert text.returncode == 0, text.stderr
     assert "OrderPlaced v2 (stored v1)" in text.stdout and "1 upcast on read" in text.stdout

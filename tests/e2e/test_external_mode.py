@@ -52,8 +52,9 @@ def kafka(tmp_path: Path) -> Iterator[str]:
     broker.stop()
 
 
-def test_external_kafka_and_clickhouse_by_configuration(database: str, state_dir: Path, clickhouse_server: str,
-                                                         kafka: str, bridges: list[BridgeProcess]) -> None:
+def test_external_kafka_and_clickhouse_by_configuration(
+    database: str, state_dir: Path, clickhouse_server: str, kafka: str, bridges: list[BridgeProcess]
+) -> None:
     sql(database, "CREATE TABLE t (id int PRIMARY KEY, v text)")
     sql(database, "INSERT INTO t SELECT g, 'v' FROM generate_series(1, 50) g")
     env = {"CDC_KAFKA_BOOTSTRAP_SERVERS": kafka, "CDC_CLICKHOUSE_URL": clickhouse_server}

@@ -13,12 +13,15 @@ from tests.polling import wait_until
 
 pytestmark = pytest.mark.e2e
 
-RETAINED = ("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint, "
-            "pg_wal_lsn_diff(confirmed_flush_lsn, %s::pg_lsn)::bigint FROM pg_replication_slots WHERE slot_name = %s")
+RETAINED = (
+    "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint, "
+    "pg_wal_lsn_diff(confirmed_flush_lsn, %s::pg_lsn)::bigint FROM pg_replication_slots WHERE slot_name = %s"
+)
 
 
 def test_idle_source_lets_its_slot_advance_while_other_databases_write(
-        pg: EmbeddedPostgres, database: str, state_dir: Path, bridges: list[BridgeProcess]) -> None:
+    pg: EmbeddedPostgres, database: str, state_dir: Path, bridges: list[BridgeProcess]
+) -> None:
     sql(database, "CREATE TABLE quiet (id bigint PRIMARY KEY)")
     db = database.rsplit("/", 1)[1]
     bridge = start_bridge(bridges, state_dir, "--source", database, "--no-events")

@@ -44,13 +44,15 @@ def _same(ch: Any, db: str, dsn: str, columns: str) -> bool:
 
 
 def _notices(ch: Any, db: str) -> set[tuple[str, str]]:
-    rows = ch.query("SELECT kind, column FROM cdc.schema_notices WHERE table = {t:String}",
-                    parameters={"t": f"{db}.public.docs"}).result_rows
+    rows = ch.query(
+        "SELECT kind, column FROM cdc.schema_notices WHERE table = {t:String}", parameters={"t": f"{db}.public.docs"}
+    ).result_rows
     return {(r[0], r[1]) for r in rows}
 
 
-def test_schema_changes_and_toast_on_the_real_stack(database: str, state_dir: Path,
-                                                    bridges: list[BridgeProcess]) -> None:
+def test_schema_changes_and_toast_on_the_real_stack(
+    database: str, state_dir: Path, bridges: list[BridgeProcess]
+) -> None:
     sql(database, SCHEMA)
     db = database.rsplit("/", 1)[1]
     bridge = start_bridge(bridges, state_dir, "--source", database, "--no-events")
@@ -70,8 +72,9 @@ def test_schema_changes_and_toast_on_the_real_stack(database: str, state_dir: Pa
     writer.stop()
     wait_until(lambda: _same(ch, db, database, "n, qty, tag, md5(body)"), 120, "ClickHouse equal to PostgreSQL")
     assert sql(database, "SELECT count(*) FROM docs WHERE tag IS NOT NULL")[0][0] > 30
-    placeholders = ch.query(f"SELECT countIf(body = '__debezium_unavailable_value') FROM {db}.docs_changes"
-                            " WHERE id = 1").result_rows
+    placeholders = ch.query(
+        f"SELECT countIf(body = '__debezium_unavailable_value') FROM {db}.docs_changes WHERE id = 1"
+    ).result_rows
     assert placeholders == [(1,)]  # Debezium did send the placeholder; the mirror kept the real value
     assert ("added", "tag") in _notices(ch, db)
 
@@ -85,8 +88,9 @@ def test_schema_changes_and_toast_on_the_real_stack(database: str, state_dir: Pa
     assert newest == [(None,)]
     assert ch.query(f"SELECT qty FROM {db}.docs WHERE id = 3").result_rows == [(30,)]
     assert {("dropped", "qty"), ("type_changed", "n")} <= _notices(ch, db)
-    dead = ch.query("SELECT count() FROM cdc.dead_letters WHERE topic = {t:String}",
-                    parameters={"t": f"{db}.public.docs"}).result_rows
+    dead = ch.query(
+        "SELECT count() FROM cdc.dead_letters WHERE topic = {t:String}", parameters={"t": f"{db}.public.docs"}
+    ).result_rows
     assert dead == [(0,)]
     assert bridge.stop() == 0
 

@@ -46,16 +46,20 @@ SELECT id, customer_id, status::text, delivery_address, placed_at FROM orders
 WHERE status IN ('placed', 'baking', 'out_for_delivery') ORDER BY id"""
 CH = {
     "revenue_daily_product": "SELECT day, product_id, quantity, revenue, orders FROM reports.revenue_daily_product"
-                             " ORDER BY day, product_id",
+    " ORDER BY day, product_id",
     "order_funnel": "SELECT day, placed, reached_baking, reached_out_for_delivery, delivered, cancelled,"
-                    " p50_delivery_s, p90_delivery_s FROM reports.order_funnel ORDER BY day",
+    " p50_delivery_s, p90_delivery_s FROM reports.order_funnel ORDER BY day",
     "customer_lifetime_value": "SELECT customer_id, delivered_orders, revenue, first_order_at, last_order_at"
-                               " FROM reports.customer_lifetime_value ORDER BY customer_id",
+    " FROM reports.customer_lifetime_value ORDER BY customer_id",
     "orders_in_flight": "SELECT order_id, customer_id, status, delivery_address, placed_at"
-                        " FROM reports.orders_in_flight ORDER BY order_id",
+    " FROM reports.orders_in_flight ORDER BY order_id",
 }
-PG = {"revenue_daily_product": PG_REVENUE, "order_funnel": PG_FUNNEL, "customer_lifetime_value": PG_CLV,
-      "orders_in_flight": PG_IN_FLIGHT}
+PG = {
+    "revenue_daily_product": PG_REVENUE,
+    "order_funnel": PG_FUNNEL,
+    "customer_lifetime_value": PG_CLV,
+    "orders_in_flight": PG_IN_FLIGHT,
+}
 
 
 def _norm(value: Any) -> Any:
@@ -98,8 +102,9 @@ def _shop_day(dsn: str) -> None:
         sql(dsn, "UPDATE orders SET status = 'cancelled' WHERE id = %s", (order_id,))
 
 
-def test_each_report_equals_the_figure_computed_from_postgres(database: str, state_dir: Path,
-                                                             bridges: list[BridgeProcess]) -> None:
+def test_each_report_equals_the_figure_computed_from_postgres(
+    database: str, state_dir: Path, bridges: list[BridgeProcess]
+) -> None:
     db = database.rsplit("/", 1)[1]
     _open_shop(database)  # seed rows reach ClickHouse through the snapshot, the rest through the stream
     bridge = start_bridge(bridges, state_dir, "--source", database, "--translators", "cdc.demo.events")

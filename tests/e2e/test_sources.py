@@ -47,8 +47,11 @@ def _fresh_db(pg: EmbeddedPostgres, name: str) -> str:
 
 def _customer(dsn: str, i: int, tag: str, email: str | None = None) -> None:
     mail = email or f"{tag}-{i}@example.com"
-    sql(dsn, "INSERT INTO customers VALUES (%s, %s, %s, %s, %s)",
-        (i, f"name {i}", mail, f"{tag.replace('SECRET', 'PHONE')}-{i}", f"{tag.replace('SECRET', 'NOTE')} {i}"))
+    sql(
+        dsn,
+        "INSERT INTO customers VALUES (%s, %s, %s, %s, %s)",
+        (i, f"name {i}", mail, f"{tag.replace('SECRET', 'PHONE')}-{i}", f"{tag.replace('SECRET', 'NOTE')} {i}"),
+    )
     sql(dsn, "INSERT INTO orders VALUES (%s, %s, %s)", (i, i, f"{i}.50"))
 
 
@@ -57,19 +60,29 @@ def _count(ch: Any, table: str) -> int:
 
 
 def _stored_tables(ch: Any) -> list[str]:
-    rows = ch.query("SELECT database, name FROM system.tables WHERE database IN ('alpha', 'beta', 'events', 'cdc')"
-                    " AND engine LIKE '%MergeTree%'").result_rows
+    rows = ch.query(
+        "SELECT database, name FROM system.tables WHERE database IN ('alpha', 'beta', 'events', 'cdc')"
+        " AND engine LIKE '%MergeTree%'"
+    ).result_rows
     return [f"`{db}`.`{name}`" for db, name in rows]
 
 
 def _hits(ch: Any, table: str, needle: str) -> int:
-    return int(ch.query(f"SELECT count() FROM {table} WHERE position(toString(tuple(*)), %(n)s) > 0",
-                        parameters={"n": needle}).result_rows[0][0])
+    return int(
+        ch.query(
+            f"SELECT count() FROM {table} WHERE position(toString(tuple(*)), %(n)s) > 0", parameters={"n": needle}
+        ).result_rows[0][0]
+    )
 
 
 def _kafka_bytes(bootstrap: str) -> bytes:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False,
-                             consumer_timeout_ms=3000, group_id=None)
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        consumer_timeout_ms=3000,
+        group_id=None,
+    )
     topics = [t for t in consumer.topics() if not t.startswith("__")]
     consumer.subscribe(topics)
     seen = b"".join((m.key or b"") + (m.value or b"") for m in consumer)
@@ -77,8 +90,9 @@ def _kafka_bytes(bootstrap: str) -> bytes:
     return seen
 
 
-def test_two_sources_with_masking_visible_nowhere_downstream(pg: EmbeddedPostgres, state_dir: Path,
-                                                              bridges: list[BridgeProcess]) -> None:
+def test_two_sources_with_masking_visible_nowhere_downstream(
+    pg: EmbeddedPostgres, state_dir: Path, bridges: list[BridgeProcess]
+) -> None:
     alpha, beta = _fresh_db(pg, "src_alpha"), _fresh_db(pg, "src_beta")
     for i in range(1, 6):
         _customer(alpha, i, "ALPHASECRET")
@@ -87,13 +101,19 @@ def test_two_sources_with_masking_visible_nowhere_downstream(pg: EmbeddedPostgre
     sql(alpha, "INSERT INTO audit VALUES (1, 'left out')")
     config = state_dir / "cdc.toml"
     config.write_text(CONFIG)
-    bridge = BridgeProcess(state_dir, ["run", "--config", str(config)],
-                           env={"ALPHA_DSN": alpha, "BETA_DSN": beta, "CDC_MASK_SALT": "pepper1234salt"})
+    bridge = BridgeProcess(
+        state_dir,
+        ["run", "--config", str(config)],
+        env={"ALPHA_DSN": alpha, "BETA_DSN": beta, "CDC_MASK_SALT": "pepper1234salt"},
+    )
     bridges.append(bridge)
     ch = bridge.clickhouse()
     bootstrap = bridge.wait_for_line(r"Kafka bootstrap:\s+(\S+)").group(1)
-    wait_until(lambda: _count(ch, "alpha.customers") == 6 and _count(ch, "beta.customers") == 5, 180,
-               "both snapshots in ClickHouse")
+    wait_until(
+        lambda: _count(ch, "alpha.customers") == 6 and _count(ch, "beta.customers") == 5,
+        180,
+        "both snapshots in ClickHouse",
+    )
 
     # streaming: inserts in both, an update of a masked column (before and after images), a delete
     for i in range(7, 10):
@@ -102,8 +122,15 @@ def test_two_sources_with_masking_visible_nowhere_downstream(pg: EmbeddedPostgre
     sql(alpha, "UPDATE customers SET email = 'ALPHASECRET-new@example.com', phone = 'ALPHAPHONE-new' WHERE id = 2")
     sql(alpha, "DELETE FROM customers WHERE id = 3")
     sql(beta, "DELETE FROM orders WHERE id = 1")
-    wait_until(lambda: _count(ch, "alpha.customers") == 8 and _count(ch, "beta.orders") == 7
-               and _count(ch, "alpha.customers_changes") == 6 + 3 + 2, 120, "streamed changes in ClickHouse")
+    wait_until(
+        lambda: (
+            _count(ch, "alpha.customers") == 8
+            and _count(ch, "beta.orders") == 7
+            and _count(ch, "alpha.customers_changes") == 6 + 3 + 2
+        ),
+        120,
+        "streamed changes in ClickHouse",
+    )
     assert _count(ch, "alpha.orders") == 9 and _count(ch, "beta.customers") == 8
 
     columns = [r[0] for r in ch.query("DESCRIBE alpha.customers").result_rows]

@@ -19,8 +19,12 @@ pytestmark = pytest.mark.e2e
 
 
 def _status(state_dir: Path) -> tuple[int, dict[str, Any]]:
-    out = subprocess.run([sys.executable, "-m", "cdc.cli", "status", "--json", "--state-dir", str(state_dir)],
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "cdc.cli", "status", "--json", "--state-dir", str(state_dir)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     return out.returncode, (json.loads(out.stdout) if out.stdout.strip() else {"stderr": out.stderr})
 
 
@@ -35,8 +39,7 @@ class Ticks(SourceLoad):
         conn.execute("INSERT INTO ticks (note) SELECT 'load' FROM generate_series(1, 50)")
 
 
-def test_status_and_metrics_move_while_load_runs(database: str, state_dir: Path,
-                                                 bridges: list[BridgeProcess]) -> None:
+def test_status_and_metrics_move_while_load_runs(database: str, state_dir: Path, bridges: list[BridgeProcess]) -> None:
     sql(database, "CREATE TABLE ticks (id bigserial PRIMARY KEY, at timestamptz DEFAULT now(), note text)")
     sql(database, "INSERT INTO ticks (note) SELECT 'seed' FROM generate_series(1, 100)")
     bridge = start_bridge(bridges, state_dir, "--source", database, "--no-events")
@@ -69,8 +72,12 @@ def test_status_and_metrics_move_while_load_runs(database: str, state_dir: Path,
     finally:
         writer.stop()
 
-    text = subprocess.run([sys.executable, "-m", "cdc.cli", "status", "--state-dir", str(state_dir)],
-                          capture_output=True, text=True, timeout=60)
+    text = subprocess.run(
+        [sys.executable, "-m", "cdc.cli", "status", "--state-dir", str(state_dir)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert db in text.stdout and "ticks" in text.stdout, text.stdout + text.stderr
     assert bridge.stop() == 0
     code, gone = _status(state_dir)

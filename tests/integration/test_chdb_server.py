@@ -31,13 +31,7 @@ from clickhouse_connect.driver.exceptions import DatabaseError
 
 from cdc.adapters.chdb_http import decode_body, split_insert
 from cdc.adapters.chdb_server import ChdbHttpServer
-from cdc.adapters.endpoint import (
-    chdb_dsn,
-    clear_endpoint,
-    find_endpoint,
-    warehouse_data_dir,
-    write_endpoint,
-)
+from cdc.adapters.endpoint import chdb_dsn, clear_endpoint, find_endpoint, warehouse_data_dir, write_endpoint
 from cdc.errors import StackError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -119,8 +113,10 @@ def test_form_encoded_query_and_parameters(server: ChdbHttpServer) -> None:
     """clickhouse-connect sends long queries and their bindings as multipart/form-data."""
     ch = clickhouse_connect.get_client(host=server.host, port=server.port, form_encode_query_params=True)
     ids = [f"00000000-0000-0000-0000-{i:012d}" for i in range(5000)]
-    rows = ch.query("SELECT length({ids:Array(UUID)}), {name:String} SETTINGS max_threads = 1",
-                    parameters={"ids": ids, "name": "pizza"}).result_rows
+    rows = ch.query(
+        "SELECT length({ids:Array(UUID)}), {name:String} SETTINGS max_threads = 1",
+        parameters={"ids": ids, "name": "pizza"},
+    ).result_rows
     assert rows == [(5000, "pizza")]
     ch.close()
 

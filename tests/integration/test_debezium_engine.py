@@ -452,8 +452,11 @@ def test_java_collections_do_not_run_full_python_collections(tmp_path: Path) -> 
     from cdc.debezium.jvm import ensure_jvm
 
     ensure_jvm(tmp_path / "debezium.log")
-    assert not [c for c in gc.callbacks if getattr(c, "__module__", None) == "_jpype"
-                or getattr(c, "__name__", "") == "_collect"], gc.callbacks
+    assert not [
+        c
+        for c in gc.callbacks
+        if getattr(c, "__module__", None) == "_jpype" or getattr(c, "__name__", "") == "_collect"
+    ], gc.callbacks
     system = jpype.JClass("java.lang.System")
 
     def full_python_collections_after_java_gc() -> int:

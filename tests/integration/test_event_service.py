@@ -121,9 +121,17 @@ def lanes(broker: TansuBroker, wh: ClickHouseWarehouse, publisher: KafkaPublishe
 
 def _order(order_id: int, status: str = "placed", **changes: Any) -> dict[str, Any]:
     """An orders row as Debezium's JSON converter writes it (numeric as text, jsonb as text)."""
-    row = {"id": order_id, "customer_id": 7, "status": status, "total": "21.00", "delivery_address": "1 Via Roma",
-           "notes": '{"channel": "web"}', "placed_at": PLACED_AT, "updated_at": 1_764_000_000_000_000,
-           "delivered_at": None}
+    row = {
+        "id": order_id,
+        "customer_id": 7,
+        "status": status,
+        "total": "21.00",
+        "delivery_address": "1 Via Roma",
+        "notes": '{"channel": "web"}',
+        "placed_at": PLACED_AT,
+        "updated_at": 1_764_000_000_000_000,
+        "delivered_at": None,
+    }
     return {**row, **changes}
 
 
@@ -137,8 +145,12 @@ def _life(order_id: int, lsn: int) -> list[bytes]:
     baking = _order(order_id, "baking")
     out = _order(order_id, "out_for_delivery")
     delivered = _order(order_id, "delivered", delivered_at=DELIVERED_AT)
-    return [_change("c", None, placed, lsn, 0), _change("u", placed, baking, lsn + 10, 1000),
-            _change("u", baking, out, lsn + 20, 2000), _change("u", out, delivered, lsn + 30, 3000)]
+    return [
+        _change("c", None, placed, lsn, 0),
+        _change("u", placed, baking, lsn + 10, 1000),
+        _change("u", baking, out, lsn + 20, 2000),
+        _change("u", out, delivered, lsn + 30, 3000),
+    ]
 
 
 def _key(order_id: int) -> bytes:
@@ -223,9 +235,9 @@ def _fixed_shop() -> EventRegistry:
 # -- tests ---------------------------------------------------------------------------------------
 
 
-def test_an_order_life_becomes_versioned_events_in_kafka_and_the_store(lanes: Lanes, publisher: KafkaPublisher,
-                                                                        broker: TansuBroker,
-                                                                        wh: ClickHouseWarehouse) -> None:
+def test_an_order_life_becomes_versioned_events_in_kafka_and_the_store(
+    lanes: Lanes, publisher: KafkaPublisher, broker: TansuBroker, wh: ClickHouseWarehouse
+) -> None:
     _produce(publisher, [(_key(101), value) for value in _life(101, lsn=1000)])
     service, sink = lanes.start(_shop(), "events-life")
     _consume(service, 4)
@@ -239,13 +251,25 @@ def test_an_order_life_becomes_versioned_events_in_kafka_and_the_store(lanes: La
     assert [h["correlation_id"].decode() for h in heads] == [d["correlation_id"] for d in docs]
     assert len({d["event_id"] for d in docs}) == 4
     assert len({d["correlation_id"] for d in docs}) == 4  # one transaction per change
-    assert docs[0]["payload"] == {"order_id": 101, "customer_id": 7, "delivery_address": "1 Via Roma",
-                                  "total": "21.00", "channel": "web", "placed_at": PLACED_AT}
+    assert docs[0]["payload"] == {
+        "order_id": 101,
+        "customer_id": 7,
+        "delivery_address": "1 Via Roma",
+        "total": "21.00",
+        "channel": "web",
+        "placed_at": PLACED_AT,
+    }
     assert [(d["payload"]["from_status"], d["payload"]["to_status"]) for d in docs[1:3]] == [
-        ("placed", "baking"), ("baking", "out_for_delivery")]
+        ("placed", "baking"),
+        ("baking", "out_for_delivery"),
+    ]
     assert docs[3]["payload"] == {"order_id": 101, "total": "21.00", "delivered_at": DELIVERED_AT}
-    assert [(d["source"]["lsn"], d["source"]["op"]) for d in docs] == [(1000, "c"), (1010, "u"), (1020, "u"),
-                                                                      (1030, "u")]
+    assert [(d["source"]["lsn"], d["source"]["op"]) for d in docs] == [
+        (1000, "c"),
+        (1010, "u"),
+        (1020, "u"),
+        (1030, "u"),
+    ]
 
     history = ClickHouseEventStore(wh).history("order", "101")
     assert [(e.event_type, e.version) for e in history] == LIFE
@@ -258,9 +282,9 @@ def test_an_order_life_becomes_versioned_events_in_kafka_and_the_store(lanes: La
     assert _committed(broker, "events-life") == 4
 
 
-def test_redelivered_changes_store_nothing_twice_and_keep_their_event_ids(lanes: Lanes, publisher: KafkaPublisher,
-                                                                           broker: TansuBroker,
-                                                                           wh: ClickHouseWarehouse) -> None:
+def test_redelivered_changes_store_nothing_twice_and_keep_their_event_ids(
+    lanes: Lanes, publisher: KafkaPublisher, broker: TansuBroker, wh: ClickHouseWarehouse
+) -> None:
     life = [(_key(201), value) for value in _life(201, lsn=2000)]
     _produce(publisher, life)
     registry = _shop()  # one per process: see test_a_registry_loaded_later_leaves_the_first_one_working
@@ -288,13 +312,21 @@ def test_redelivered_changes_store_nothing_twice_and_keep_their_event_ids(lanes:
 
 
 def test_poison_messages_are_dead_lettered_in_both_places_and_the_stream_goes_on(
-        lanes: Lanes, publisher: KafkaPublisher, broker: TansuBroker, wh: ClickHouseWarehouse) -> None:
+    lanes: Lanes, publisher: KafkaPublisher, broker: TansuBroker, wh: ClickHouseWarehouse
+) -> None:
     placed = _order(301)
     not_json = (b"\x00\xfe", b"\xff\xfe not json {")  # not UTF-8 either: the raw bytes must survive
     no_customer = {k: v for k, v in _order(302).items() if k != "customer_id"}
     untranslatable = (_key(302), _change("c", None, no_customer, lsn=3020))
-    _produce(publisher, [(_key(301), _change("c", None, placed, lsn=3010)), not_json, untranslatable,
-                         (_key(301), _change("u", placed, _order(301, "baking"), lsn=3030, step=1000))])
+    _produce(
+        publisher,
+        [
+            (_key(301), _change("c", None, placed, lsn=3010)),
+            not_json,
+            untranslatable,
+            (_key(301), _change("u", placed, _order(301, "baking"), lsn=3030, step=1000)),
+        ],
+    )
     service, sink = lanes.start(_shop(), "events-poison")
     _consume(service, 4)
 
@@ -304,12 +336,14 @@ def test_poison_messages_are_dead_lettered_in_both_places_and_the_stream_goes_on
     assert service.stats.dead_letters == 2
     assert _committed(broker, "events-poison") == 4  # past the poison: the stream is not stuck
 
-    dead = wh.query("SELECT offset, stage, error, stack, hex(key), hex(value) FROM cdc.dead_letters"
-                    " WHERE topic = {t:String} ORDER BY offset", {"t": ORDERS})
+    dead = wh.query(
+        "SELECT offset, stage, error, stack, hex(key), hex(value) FROM cdc.dead_letters"
+        " WHERE topic = {t:String} ORDER BY offset",
+        {"t": ORDERS},
+    )
     assert [(d[0], d[1]) for d in dead] == [(1, "events"), (2, "events")]
     assert dead[0][2].startswith("EnvelopeError: not JSON")
-    assert dead[1][2] == ("TranslationError: translator for public.orders failed at lsn 3020: "
-                          "KeyError: 'customer_id'")
+    assert dead[1][2] == ("TranslationError: translator for public.orders failed at lsn 3020: KeyError: 'customer_id'")
     assert dead[0][3] != ""
     assert "orders (events.py:" in dead[1][3]  # the innermost frame: the shop's translator
     assert [(d[4], d[5]) for d in dead] == [(k.hex().upper(), v.hex().upper()) for k, v in (not_json, untranslatable)]
@@ -331,7 +365,8 @@ def test_poison_messages_are_dead_lettered_in_both_places_and_the_stream_goes_on
 
 
 def test_dead_letters_are_listed_replayed_once_fixed_and_replaying_again_adds_nothing(
-        lanes: Lanes, publisher: KafkaPublisher, broker: TansuBroker, wh: ClickHouseWarehouse) -> None:
+    lanes: Lanes, publisher: KafkaPublisher, broker: TansuBroker, wh: ClickHouseWarehouse
+) -> None:
     not_json = (b"order-0", b"not json {")
     no_customer = {k: v for k, v in _order(402).items() if k != "customer_id"}
     untranslatable = (_key(402), _change("c", None, no_customer, lsn=4020))
@@ -341,16 +376,19 @@ def test_dead_letters_are_listed_replayed_once_fixed_and_replaying_again_adds_no
 
     pending = list_dead_letters(wh)
     assert [(d.origin, d.stages, d.key, d.value, d.replayed_at) for d in pending] == [
-        (f"{ORDERS}[0]@0", ("events",), *not_json, None), (f"{ORDERS}[0]@1", ("events",), *untranslatable, None)]
+        (f"{ORDERS}[0]@0", ("events",), *not_json, None),
+        (f"{ORDERS}[0]@1", ("events",), *untranslatable, None),
+    ]
     assert "KeyError: 'customer_id'" in pending[1].error
 
     assert replay(wh, publisher, pending) == 2
     republished = _records(broker, ORDERS)[3:]
     assert [(r.offset, r.key, r.value) for r in republished] == [(3, *not_json), (4, *untranslatable)]
-    assert [_headers(r)["cdc_replay_of"] for r in republished] == [f"{ORDERS}[0]@0".encode(),
-                                                                    f"{ORDERS}[0]@1".encode()]
+    assert [_headers(r)["cdc_replay_of"] for r in republished] == [f"{ORDERS}[0]@0".encode(), f"{ORDERS}[0]@1".encode()]
     assert wh.query("SELECT offset, stage, outcome FROM cdc.dead_letter_replays FINAL ORDER BY offset") == [
-        (0, "events", "republished"), (1, "events", "republished")]
+        (0, "events", "republished"),
+        (1, "events", "republished"),
+    ]
     assert list_dead_letters(wh) == []
     replayed = list_dead_letters(wh, include_replayed=True)
     assert [d.origin for d in replayed] == [d.origin for d in pending]
@@ -362,7 +400,8 @@ def test_dead_letters_are_listed_replayed_once_fixed_and_replaying_again_adds_no
     _consume(fixed, 2)
     history = ClickHouseEventStore(wh).history("order", "402")
     assert [(e.event_type, e.version, e.lsn, e.payload["customer_id"]) for e in history] == [
-        ("OrderPlaced", 2, 4020, 0)]
+        ("OrderPlaced", 2, 4020, 0)
+    ]
     again = list_dead_letters(wh)  # still not JSON: a new dead letter at its new offset
     assert [(d.origin, d.value) for d in again] == [(f"{ORDERS}[0]@3", not_json[1])]
 
@@ -375,9 +414,9 @@ def test_dead_letters_are_listed_replayed_once_fixed_and_replaying_again_adds_no
     assert _committed(broker, "events-dlq") == 6
 
 
-def test_a_dead_letter_that_is_not_utf8_is_replayed_byte_for_byte(lanes: Lanes, publisher: KafkaPublisher,
-                                                                  broker: TansuBroker,
-                                                                  wh: ClickHouseWarehouse) -> None:
+def test_a_dead_letter_that_is_not_utf8_is_replayed_byte_for_byte(
+    lanes: Lanes, publisher: KafkaPublisher, broker: TansuBroker, wh: ClickHouseWarehouse
+) -> None:
     raw = (b"\x00\xfe", b"\xff\xfe not json {")
     _produce(publisher, [raw])
     service, _ = lanes.start(_shop(), "events-binary")
@@ -389,12 +428,15 @@ def test_a_dead_letter_that_is_not_utf8_is_replayed_byte_for_byte(lanes: Lanes, 
     assert (copy.key, copy.value) == raw
 
 
-def test_a_registry_loaded_later_leaves_the_first_one_working(wh: ClickHouseWarehouse,
-                                                              publisher: KafkaPublisher) -> None:
+def test_a_registry_loaded_later_leaves_the_first_one_working(
+    wh: ClickHouseWarehouse, publisher: KafkaPublisher
+) -> None:
     """load_modules promises registries side by side: two event lanes in one process must both translate."""
     first = DomainEventSink(_shop(), StaticCatalog([ORDER_SCHEMA]), publisher, ClickHouseEventStore(wh))
     second = DomainEventSink(_shop(), StaticCatalog([ORDER_SCHEMA]), publisher, ClickHouseEventStore(wh))
     message = Message(ORDERS, 0, 0, _key(501), _change("c", None, _order(501), lsn=5010))
     produced = [sink.translate_all([message]) for sink in (first, second)]
     assert [([e.event_type for e in events], rejected) for events, _, rejected, _ in produced] == [
-        (["OrderPlaced"], []), (["OrderPlaced"], [])]
+        (["OrderPlaced"], []),
+        (["OrderPlaced"], []),
+    ]

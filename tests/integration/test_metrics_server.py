@@ -13,24 +13,35 @@ from typing import Any
 
 import pytest
 
-from cdc.adapters.metrics_server import (
-    MetricsServer,
-    clear_status_url,
-    find_status_url,
-    write_status_url,
-)
+from cdc.adapters.metrics_server import MetricsServer, clear_status_url, find_status_url, write_status_url
 from cdc.cli import main
 from cdc.status import GIB, SourceStatus, StatusSnapshot, TopicLag, utc_now_iso
 
 
 def _snapshot_dict(state_dir: Path, retained: int = 1024) -> dict[str, Any]:
-    source = SourceStatus(name="shop", dsn="postgresql://cdc:***@127.0.0.1/shop", slot="cdc_shop",
-                          slot_active=True, retained_wal_bytes=retained, captured=10, applied=10,
-                          rows_per_s_1m=1.5, freshness_s=0.2, events_stored=4, dead_letters=0,
-                          topics=(TopicLag("shop.public.orders", 0, 10, 10),))
-    return StatusSnapshot(generated_at=utc_now_iso(), state_dir=str(state_dir), uptime_s=5.0,
-                          clickhouse_url="http://127.0.0.1:1", kafka_bootstrap="127.0.0.1:2",
-                          sources=(source,), dead_letters=0).to_dict()
+    source = SourceStatus(
+        name="shop",
+        dsn="postgresql://cdc:***@127.0.0.1/shop",
+        slot="cdc_shop",
+        slot_active=True,
+        retained_wal_bytes=retained,
+        captured=10,
+        applied=10,
+        rows_per_s_1m=1.5,
+        freshness_s=0.2,
+        events_stored=4,
+        dead_letters=0,
+        topics=(TopicLag("shop.public.orders", 0, 10, 10),),
+    )
+    return StatusSnapshot(
+        generated_at=utc_now_iso(),
+        state_dir=str(state_dir),
+        uptime_s=5.0,
+        clickhouse_url="http://127.0.0.1:1",
+        kafka_bootstrap="127.0.0.1:2",
+        sources=(source,),
+        dead_letters=0,
+    ).to_dict()
 
 
 class Provider:
@@ -142,8 +153,9 @@ def _cdc(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]
     return code, out, err
 
 
-def test_cdc_status_exit_codes_and_json(server: MetricsServer, provider: Provider,
-                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_cdc_status_exit_codes_and_json(
+    server: MetricsServer, provider: Provider, capsys: pytest.CaptureFixture[str]
+) -> None:
     state = str(provider.state_dir)
     code, out, _ = _cdc(capsys, "--state-dir", state)
     assert code == 0 and "source shop" in out and out.endswith("no warnings\n")
@@ -159,12 +171,11 @@ def test_cdc_status_exit_codes_and_json(server: MetricsServer, provider: Provide
     assert code == 2 and out == "" and "PostgreSQL refused" in err
 
 
-def test_cdc_status_without_a_bridge(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cdc_status_without_a_bridge(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("CDC_STATE_DIR", raising=False)
     code, out, err = _cdc(capsys, "--state-dir", str(tmp_path / "nothing"))
     assert code == 2 and out == ""
     [line] = err.splitlines()
     assert line.startswith("error: no bridge is running on state dir") and "cdc run" in line and "--state-dir" in line
-
-

@@ -21,8 +21,13 @@ from tests.envelopes import envelope
 from tests.fakes import FakeBroker, FakeStream
 
 PH = "__debezium_unavailable_value"
-BASE = (Column("id", "int8", nullable=False), Column("qty", "int4"), Column("body", "text"),
-        Column("tags", "text", is_array=True), Column("blob", "bytea"))
+BASE = (
+    Column("id", "int8", nullable=False),
+    Column("qty", "int4"),
+    Column("body", "text"),
+    Column("tags", "text", is_array=True),
+    Column("blob", "bytea"),
+)
 
 
 class Catalog:
@@ -69,8 +74,11 @@ class Mirror:
         return {(n.kind, n.column) for n in self.sink.schema_notices() if n.table == self.ref.topic}
 
     def dead(self) -> int:
-        return int(self.warehouse.query("SELECT count() FROM cdc.dead_letters WHERE topic = {t:String}",
-                                        {"t": self.ref.topic})[0][0])
+        return int(
+            self.warehouse.query(
+                "SELECT count() FROM cdc.dead_letters WHERE topic = {t:String}", {"t": self.ref.topic}
+            )[0][0]
+        )
 
 
 @pytest.fixture
@@ -153,8 +161,10 @@ def test_unchanged_toast_value_keeps_the_stored_value(mirror: Mirror) -> None:
     # updates that leave the large values alone: placeholders in text, array and (base64) bytea columns
     mirror.change("u", _row(1, qty=5, body=PH, tags=[PH], blob="X19kZWJleml1bV91bmF2YWlsYWJsZV92YWx1ZQ=="))
     mirror.run()
-    assert mirror.rows("qty, body = repeat('v', 10000), tags, hex(blob)") == [(1, 5, 1, ["t1", "t2"], "0001"),
-                                                                                (2, 2, 0, ["x"], "0001")]
+    assert mirror.rows("qty, body = repeat('v', 10000), tags, hex(blob)") == [
+        (1, 5, 1, ["t1", "t2"], "0001"),
+        (2, 2, 0, ["x"], "0001"),
+    ]
     # in one batch: a real new value, then a placeholder standing for it
     mirror.change("u", _row(1, qty=6, body="new body"))
     mirror.change("u", _row(1, qty=7, body=PH))

@@ -41,8 +41,14 @@ def _service(warehouse: Any, broker: FakeBroker, source: str, group: str = "g") 
 
 
 def _row(i: int, name: str = "a", price: str = "1.50") -> dict[str, Any]:
-    return {"id": i, "name": name, "price": price, "born": 19000, "seen": "2025-01-02T03:04:05.123456Z",
-            "tags": ["x", None]}
+    return {
+        "id": i,
+        "name": name,
+        "price": price,
+        "born": 19000,
+        "seen": "2025-01-02T03:04:05.123456Z",
+        "tags": ["x", None],
+    }
 
 
 def _produce(broker: FakeBroker, source: str, docs: Sequence[bytes]) -> None:
@@ -56,8 +62,13 @@ def _history(source: str) -> list[bytes]:
         envelope("r", None, _row(2), lsn=100, source=source, snapshot="last"),
         envelope("c", None, _row(3), lsn=110, source=source),
         envelope("u", _row(1), _row(1, name="b", price="2.25"), lsn=120, source=source),
-        envelope("d", {"id": 2, "name": None, "price": None, "born": None, "seen": None, "tags": None}, None,
-                 lsn=130, source=source),
+        envelope(
+            "d",
+            {"id": 2, "name": None, "price": None, "born": None, "seen": None, "tags": None},
+            None,
+            lsn=130,
+            source=source,
+        ),
         # primary-key change: Debezium emits a delete of the old key and a create of the new one
         envelope("d", {"id": 3}, None, lsn=140, source=source),
         envelope("c", None, _row(30), lsn=140, source=source),
@@ -77,8 +88,15 @@ def test_history_lands_as_current_rows_and_change_log(chdb_warehouse: ClickHouse
     assert [(r[0], r[1], r[2]) for r in rows] == [(1, "b", "2.25"), (30, "a", "1.5")]
     assert rows[0][4] == ["x", None]
     log = chdb_warehouse.query(f"SELECT _op, _lsn, id FROM {source}.items_changes ORDER BY _lsn, _op, id")
-    assert log == [("r", 100, 1), ("r", 100, 2), ("c", 110, 3), ("u", 120, 1), ("d", 130, 2), ("c", 140, 30),
-                   ("d", 140, 3)]
+    assert log == [
+        ("r", 100, 1),
+        ("r", 100, 2),
+        ("c", 110, 3),
+        ("u", 120, 1),
+        ("d", 130, 2),
+        ("c", 140, 30),
+        ("d", 140, 3),
+    ]
     assert broker.committed["g"] == {(f"{source}.public.items", 0): 7}
 
 
@@ -87,8 +105,7 @@ def test_redelivered_batch_changes_nothing(chdb_warehouse: ClickHouseWarehouse, 
     _produce(broker, source, _history(source))
     first = _service(chdb_warehouse, broker, source, group="a")
     first.run_once()
-    before = (_current(chdb_warehouse, source),
-              chdb_warehouse.query(f"SELECT count() FROM {source}.items_changes"))
+    before = (_current(chdb_warehouse, source), chdb_warehouse.query(f"SELECT count() FROM {source}.items_changes"))
     # a second consumer group reads the very same messages again: a full redelivery
     _service(chdb_warehouse, broker, source, group="b").run_once()
     after = (_current(chdb_warehouse, source), chdb_warehouse.query(f"SELECT count() FROM {source}.items_changes"))
@@ -98,50 +115,76 @@ def test_redelivered_batch_changes_nothing(chdb_warehouse: ClickHouseWarehouse, 
 
 def test_older_version_arriving_late_does_not_win(chdb_warehouse: ClickHouseWarehouse, source: str) -> None:
     broker = FakeBroker()
-    _produce(broker, source, [envelope("u", None, _row(5, name="new"), lsn=500, source=source),
-                              envelope("u", None, _row(5, name="old"), lsn=400, source=source)])
+    _produce(
+        broker,
+        source,
+        [
+            envelope("u", None, _row(5, name="new"), lsn=500, source=source),
+            envelope("u", None, _row(5, name="old"), lsn=400, source=source),
+        ],
+    )
     _service(chdb_warehouse, broker, source).run_once()
     assert [r[1] for r in _current(chdb_warehouse, source)] == ["new"]
 
 
-def test_poison_messages_go_to_dead_letters_and_the_stream_goes_on(chdb_warehouse: ClickHouseWarehouse,
-                                                                     source: str) -> None:
+def test_poison_messages_go_to_dead_letters_and_the_stream_goes_on(
+    chdb_warehouse: ClickHouseWarehouse, source: str
+) -> None:
     broker = FakeBroker()
-    _produce(broker, source, [b"\xffnot json", envelope("c", None, _row(7), lsn=10, source=source),
-                              b'{"op": "c", "after": {"id": 8}, "source": {}}',
-                              envelope("x", None, _row(8), lsn=11, source=source),
-                              envelope("c", None, _row(9), lsn=12, source=source)])
+    _produce(
+        broker,
+        source,
+        [
+            b"\xffnot json",
+            envelope("c", None, _row(7), lsn=10, source=source),
+            b'{"op": "c", "after": {"id": 8}, "source": {}}',
+            envelope("x", None, _row(8), lsn=11, source=source),
+            envelope("c", None, _row(9), lsn=12, source=source),
+        ],
+    )
     service = _service(chdb_warehouse, broker, source)
     service.run_once()
     assert [r[0] for r in _current(chdb_warehouse, source)] == [7, 9]
     dead = chdb_warehouse.query(
         "SELECT offset, stage, error, hex(value) FROM cdc.dead_letters WHERE topic = {t:String} ORDER BY offset",
-        {"t": f"{source}.public.items"})
+        {"t": f"{source}.public.items"},
+    )
     assert [(d[0], d[1]) for d in dead] == [(0, "parse"), (2, "parse"), (3, "parse")]
-    assert [d[2] for d in dead] == ["not a JSON document", "source.lsn missing or not an integer", "unknown op \"x\""]
+    assert [d[2] for d in dead] == ["not a JSON document", "source.lsn missing or not an integer", 'unknown op "x"']
     assert dead[0][3] == b"\xffnot json".hex().upper()  # the original bytes, kept
     assert broker.committed["g"] == {(f"{source}.public.items", 0): 5}
 
 
-def test_values_clickhouse_cannot_hold_are_bounded_not_wrapped(chdb_warehouse: ClickHouseWarehouse,
-                                                               source: str) -> None:
+def test_values_clickhouse_cannot_hold_are_bounded_not_wrapped(
+    chdb_warehouse: ClickHouseWarehouse, source: str
+) -> None:
     broker = FakeBroker()
     odd = {"id": 1, "name": None, "price": "NaN", "born": 10**7, "seen": "infinity", "tags": []}
-    low = {"id": 2, "name": "ünï", "price": "-Infinity", "born": -10**7, "seen": "-infinity", "tags": None}
+    low = {"id": 2, "name": "ünï", "price": "-Infinity", "born": -(10**7), "seen": "-infinity", "tags": None}
     empty = {"id": 3, "name": None, "price": None, "born": None, "seen": None, "tags": [None]}
-    _produce(broker, source, [envelope("c", None, odd, lsn=1, source=source),
-                              envelope("c", None, low, lsn=2, source=source),
-                              envelope("c", None, empty, lsn=3, source=source)])
+    _produce(
+        broker,
+        source,
+        [
+            envelope("c", None, odd, lsn=1, source=source),
+            envelope("c", None, low, lsn=2, source=source),
+            envelope("c", None, empty, lsn=3, source=source),
+        ],
+    )
     _service(chdb_warehouse, broker, source).run_once()
-    rows = chdb_warehouse.query(f"SELECT id, name, price, toString(born), toString(seen), tags FROM {source}.items"
-                                " ORDER BY id")
-    assert rows == [(1, None, None, "2299-12-31", "2299-12-31 23:59:59.999999", []),
-                    (2, "ünï", None, "1900-01-01", "1900-01-01 00:00:00.000000", []),
-                    (3, None, None, None, None, [None])]
+    rows = chdb_warehouse.query(
+        f"SELECT id, name, price, toString(born), toString(seen), tags FROM {source}.items ORDER BY id"
+    )
+    assert rows == [
+        (1, None, None, "2299-12-31", "2299-12-31 23:59:59.999999", []),
+        (2, "ünï", None, "1900-01-01", "1900-01-01 00:00:00.000000", []),
+        (3, None, None, None, None, [None]),
+    ]
 
 
-def test_message_for_an_unknown_table_is_dead_lettered_with_its_bytes(chdb_warehouse: ClickHouseWarehouse,
-                                                                      source: str) -> None:
+def test_message_for_an_unknown_table_is_dead_lettered_with_its_bytes(
+    chdb_warehouse: ClickHouseWarehouse, source: str
+) -> None:
     broker = FakeBroker()
     stray = f"{source}.public.not_in_catalog"
     broker.produce(stray, b"k", b"\xfe raw bytes")
@@ -153,7 +196,8 @@ def test_message_for_an_unknown_table_is_dead_lettered_with_its_bytes(chdb_wareh
     service.run_once()
     assert [r[0] for r in _current(chdb_warehouse, source)] == [4]
     dead = chdb_warehouse.query(
-        "SELECT stage, error, hex(value) FROM cdc.dead_letters WHERE topic = {t:String}", {"t": stray})
+        "SELECT stage, error, hex(value) FROM cdc.dead_letters WHERE topic = {t:String}", {"t": stray}
+    )
     assert len(dead) == 1 and dead[0][0] == "apply"
     assert "UnknownTableError" in dead[0][1] and "not_in_catalog" in dead[0][1]
     assert dead[0][2] == b"\xfe raw bytes".hex().upper()  # the original bytes, not a decoded copy
@@ -169,8 +213,9 @@ class FlakyWarehouse:
     def command(self, sql: str) -> None:
         self.inner.command(sql)
 
-    def insert(self, database: str, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]],
-               settings: Any = None) -> None:
+    def insert(
+        self, database: str, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], settings: Any = None
+    ) -> None:
         if self.failures > 0 and database != "cdc":
             self.failures -= 1
             raise WarehouseError("ClickHouse unreachable (injected)")
@@ -221,8 +266,7 @@ class RecordedStop:
         return False
 
 
-def test_consumer_outages_back_off_exponentially_then_reset(chdb_warehouse: ClickHouseWarehouse,
-                                                            source: str) -> None:
+def test_consumer_outages_back_off_exponentially_then_reset(chdb_warehouse: ClickHouseWarehouse, source: str) -> None:
     broker = FakeBroker()
     _produce(broker, source, [envelope("c", None, _row(1), lsn=10, source=source)])
     service = _service(chdb_warehouse, broker, source)

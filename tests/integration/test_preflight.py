@@ -145,8 +145,11 @@ def test_ready_database_exits_0(ready_db: str, capsys: pytest.CaptureFixture[str
 def test_least_privilege_role_is_ready(ready_db: str, capsys: pytest.CaptureFixture[str]) -> None:
     """REPLICATION + SELECT + CREATE on the database + owning the tables: all a non-superuser needs."""
     db = ready_db.rsplit("/", 1)[1]
-    sql(ready_db, f"DROP ROLE IF EXISTS cdc_user; CREATE ROLE cdc_user LOGIN REPLICATION; "
-                  f"GRANT CREATE ON DATABASE {db} TO cdc_user; ALTER TABLE orders OWNER TO cdc_user")
+    sql(
+        ready_db,
+        f"DROP ROLE IF EXISTS cdc_user; CREATE ROLE cdc_user LOGIN REPLICATION; "
+        f"GRANT CREATE ON DATABASE {db} TO cdc_user; ALTER TABLE orders OWNER TO cdc_user",
+    )
     code, out, _ = run(capsys, with_user(ready_db, "cdc_user"))
     assert code == 0, out
     assert "role cdc_user has the REPLICATION attribute" in out
@@ -159,13 +162,25 @@ def test_json_output(keyless_db: str, capsys: pytest.CaptureFixture[str]) -> Non
     doc = json.loads(out)
     assert doc["source"] == "app" and doc["slot"] == "cdc_app" and doc["publication"] == "cdc_app"
     assert doc["tables"] == ["public.orders"]
-    assert doc["summary"] == {"blocking": 0, "warning": 1, "info": doc["summary"]["info"], "ready": True,
-                              "exit_code": 2}
+    assert doc["summary"] == {
+        "blocking": 0,
+        "warning": 1,
+        "info": doc["summary"]["info"],
+        "ready": True,
+        "exit_code": 2,
+    }
     warning = next(f for f in doc["findings"] if f["severity"] == "warning")
     assert warning["check"] == "replica_identity" and warning["subject"] == "public.notes"
     assert "REPLICA IDENTITY FULL" in warning["fix"]
-    assert {f["check"] for f in doc["findings"]} >= {"wal_level", "replication_slots", "wal_senders",
-                                                      "replication_role", "select", "publication", "slot"}
+    assert {f["check"] for f in doc["findings"]} >= {
+        "wal_level",
+        "replication_slots",
+        "wal_senders",
+        "replication_role",
+        "select",
+        "publication",
+        "slot",
+    }
 
 
 # (f) ------------------------------------------------------------------------------------------
@@ -205,8 +220,9 @@ def test_preflight_session_is_read_only(keyless_db: str) -> None:
     # transaction); preflight calls none, and test_preflight_changes_nothing compares the slots.
     # the DSN's own options survive next to read-only
     with_options = keyless_db + "?options=-c%20search_path%3Dpg_catalog"
-    both = PostgresSource(with_options, read_only=True).query("SELECT current_setting('search_path'), "
-                                                                "current_setting('transaction_read_only')")
+    both = PostgresSource(with_options, read_only=True).query(
+        "SELECT current_setting('search_path'), current_setting('transaction_read_only')"
+    )
     assert both == [("pg_catalog", "on")]
     assert PostgresSource(keyless_db).query("SHOW transaction_read_only") == [("off",)]
 
@@ -252,11 +268,13 @@ def test_slots_are_listed_and_idle_ones_warn(keyless_db: str, capsys: pytest.Cap
 
 
 def test_publications_and_partitions(cluster: EmbeddedPostgres, request: pytest.FixtureRequest) -> None:
-    ddl = ORDERS + ("CREATE TABLE events (id bigint, at date, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);"
-                    "CREATE TABLE events_2024 PARTITION OF events FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');"
-                    "CREATE TABLE docs (id int PRIMARY KEY, doc jsonb, price numeric);"
-                    "CREATE PUBLICATION cdc_pub FOR TABLE orders, docs;"
-                    "CREATE PUBLICATION cdc_all FOR ALL TABLES;")
+    ddl = ORDERS + (
+        "CREATE TABLE events (id bigint, at date, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);"
+        "CREATE TABLE events_2024 PARTITION OF events FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');"
+        "CREATE TABLE docs (id int PRIMARY KEY, doc jsonb, price numeric);"
+        "CREATE PUBLICATION cdc_pub FOR TABLE orders, docs;"
+        "CREATE PUBLICATION cdc_all FOR ALL TABLES;"
+    )
     dsn = _fresh_db(cluster, request, ddl)
     report = preflight.check(dsn, None, "pub")
     assert report.tables == ("public.docs", "public.orders")  # not the partitioned table, nor its partition

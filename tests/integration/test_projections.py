@@ -47,23 +47,57 @@ class Log:
         aggregate = "order_item" if event_type.startswith("OrderItem") else "order"
         table = "public.order_items" if aggregate == "order_item" else "public.orders"
         moment = dt.datetime.fromisoformat(at.replace("Z", "+00:00"))
-        self.events.append(DomainEvent(
-            event_id(SOURCE, table, self.lsn, "u", aggregate_id, 0, event_type), event_type, version, aggregate,
-            aggregate_id, int(moment.timestamp() * 1000), SOURCE, table, "u", self.lsn, self.lsn, 0,
-            correlation_id(SOURCE, self.lsn, self.lsn), payload))
+        self.events.append(
+            DomainEvent(
+                event_id(SOURCE, table, self.lsn, "u", aggregate_id, 0, event_type),
+                event_type,
+                version,
+                aggregate,
+                aggregate_id,
+                int(moment.timestamp() * 1000),
+                SOURCE,
+                table,
+                "u",
+                self.lsn,
+                self.lsn,
+                0,
+                correlation_id(SOURCE, self.lsn, self.lsn),
+                payload,
+            )
+        )
 
     def placed(self, order: int, customer: int, at: str, *, v1: bool = False) -> None:
         if v1:
-            self.add("OrderPlaced", str(order), {"order_id": order, "customer_id": customer,
-                                                 "address": f"{order} Elm St", "placed_at": at}, at, version=1)
+            self.add(
+                "OrderPlaced",
+                str(order),
+                {"order_id": order, "customer_id": customer, "address": f"{order} Elm St", "placed_at": at},
+                at,
+                version=1,
+            )
         else:
-            self.add("OrderPlaced", str(order), {"order_id": order, "customer_id": customer,
-                                                 "delivery_address": f"{order} Oak Ave", "total": "0.00",
-                                                 "channel": "web", "placed_at": at}, at, version=2)
+            self.add(
+                "OrderPlaced",
+                str(order),
+                {
+                    "order_id": order,
+                    "customer_id": customer,
+                    "delivery_address": f"{order} Oak Ave",
+                    "total": "0.00",
+                    "channel": "web",
+                    "placed_at": at,
+                },
+                at,
+                version=2,
+            )
 
     def status(self, order: int, old: str, new: str, at: str) -> None:
-        self.add("OrderStatusChanged", str(order), {"order_id": order, "from_status": old, "to_status": new,
-                                                    "changed_at": at.replace("Z", "+00:00")}, at)
+        self.add(
+            "OrderStatusChanged",
+            str(order),
+            {"order_id": order, "from_status": old, "to_status": new, "changed_at": at.replace("Z", "+00:00")},
+            at,
+        )
 
     def delivered(self, order: int, total: str, at: str) -> None:
         self.add("OrderDelivered", str(order), {"order_id": order, "total": total, "delivered_at": at}, at)
@@ -75,8 +109,12 @@ class Log:
         self.add("OrderPurged", str(order), {"order_id": order}, at)
 
     def item(self, order: int, line: int, product: int, quantity: int, price: str, at: str) -> None:
-        self.add("OrderItemCreated", f"{order}:{line}", {"order_id": order, "line_no": line, "product_id": product,
-                                                         "quantity": quantity, "unit_price": price}, at)
+        self.add(
+            "OrderItemCreated",
+            f"{order}:{line}",
+            {"order_id": order, "line_no": line, "product_id": product, "quantity": quantity, "unit_price": price},
+            at,
+        )
 
     def item_changed(self, order: int, line: int, at: str, **changed: Any) -> None:
         self.add("OrderItemUpdated", f"{order}:{line}", {"order_id": order, "line_no": line, "changed": changed}, at)
@@ -149,11 +187,19 @@ def _fold(events: Sequence[DomainEvent]) -> tuple[dict[int, dict[str, Any]], dic
             continue
         o = orders.setdefault(p["order_id"], {"rank": 0, "cancelled": False, "purged": False})
         if e.event_type == "OrderPlaced":
-            o.update(customer=p["customer_id"], placed_at=_when(p["placed_at"]), status="placed",
-                     address=p.get("delivery_address", p.get("address")), changed_at=_when(p["placed_at"]))
+            o.update(
+                customer=p["customer_id"],
+                placed_at=_when(p["placed_at"]),
+                status="placed",
+                address=p.get("delivery_address", p.get("address")),
+                changed_at=_when(p["placed_at"]),
+            )
         elif e.event_type == "OrderStatusChanged":
-            o.update(status=p["to_status"], changed_at=_when(p["changed_at"]),
-                     rank=max(o["rank"], {"baking": 1, "out_for_delivery": 2}.get(p["to_status"], 0)))
+            o.update(
+                status=p["to_status"],
+                changed_at=_when(p["changed_at"]),
+                rank=max(o["rank"], {"baking": 1, "out_for_delivery": 2}.get(p["to_status"], 0)),
+            )
         elif e.event_type == "OrderDelivered":
             o.update(status="delivered", rank=3, delivered_at=_when(p["delivered_at"]), total=Decimal(p["total"]))
         elif e.event_type == "OrderCancelled":
@@ -190,19 +236,38 @@ def expected(name: str, events: Sequence[DomainEvent]) -> list[tuple[Any, ...]]:
         rows = []
         for day, group in sorted(days.items()):
             waits = [(o["delivered_at"] - o["placed_at"]).total_seconds() for o in group if o["rank"] == 3]
-            rows.append((day, len(group), sum(o["rank"] >= 1 for o in group), sum(o["rank"] >= 2 for o in group),
-                         len(waits), sum(o["cancelled"] for o in group), _percentile(waits, 0.5),
-                         _percentile(waits, 0.9)))
+            rows.append(
+                (
+                    day,
+                    len(group),
+                    sum(o["rank"] >= 1 for o in group),
+                    sum(o["rank"] >= 2 for o in group),
+                    len(waits),
+                    sum(o["cancelled"] for o in group),
+                    _percentile(waits, 0.5),
+                    _percentile(waits, 0.9),
+                )
+            )
         return rows
     if name == "customer_lifetime_value":
         customers: dict[int, list[dict[str, Any]]] = defaultdict(list)
         for o in orders.values():
             customers[o["customer"]].append(o)
-        return [(c, sum("total" in o for o in group), sum((o.get("total", Decimal(0)) for o in group), Decimal(0)),
-                 min(o["placed_at"] for o in group), max(o["placed_at"] for o in group))
-                for c, group in sorted(customers.items())]
-    return [(oid, o["customer"], o["status"], o["address"], o["placed_at"], o["changed_at"])
-            for oid, o in sorted(orders.items()) if o["status"] in IN_FLIGHT and not o["purged"]]
+        return [
+            (
+                c,
+                sum("total" in o for o in group),
+                sum((o.get("total", Decimal(0)) for o in group), Decimal(0)),
+                min(o["placed_at"] for o in group),
+                max(o["placed_at"] for o in group),
+            )
+            for c, group in sorted(customers.items())
+        ]
+    return [
+        (oid, o["customer"], o["status"], o["address"], o["placed_at"], o["changed_at"])
+        for oid, o in sorted(orders.items())
+        if o["status"] in IN_FLIGHT and not o["purged"]
+    ]
 
 
 # -- the scenario on chDB -------------------------------------------------------------------------
@@ -228,9 +293,21 @@ def _mirror_products(wh: ClickHouseWarehouse) -> None:
     sink = ClickHouseMirrorSink(wh, StaticCatalog([schema]))
     sink.prepare([schema])
     topic = schema.ref.topic
-    sink.write(topic, [Message(topic, 0, i, b"k", envelope("r", None, {"id": pid, "sku": f"P{pid}", "name": name},
-                                                           lsn=100, table="products", source=SOURCE))
-                       for i, (pid, name) in enumerate(PRODUCTS.items())])
+    sink.write(
+        topic,
+        [
+            Message(
+                topic,
+                0,
+                i,
+                b"k",
+                envelope(
+                    "r", None, {"id": pid, "sku": f"P{pid}", "name": name}, lsn=100, table="products", source=SOURCE
+                ),
+            )
+            for i, (pid, name) in enumerate(PRODUCTS.items())
+        ],
+    )
 
 
 @dataclasses.dataclass
@@ -263,9 +340,15 @@ def scenario(chdb_warehouse: ClickHouseWarehouse) -> dict[str, Outcome]:
         builder.full(copy)
         keys = ", ".join(p.key)
         dead = wh.query(f"SELECT {keys} FROM {p.storage} WHERE _is_deleted = 1 ORDER BY {keys}")
-        outcomes[p.name] = Outcome(*firsts[p.name], incremental, rows, view_rows(wh, copy), builder.incremental(p),
-                                   [tuple(_normal(v) for v in k) for k in dead],
-                                   dt.datetime.fromtimestamp(high / 1e6, dt.UTC))
+        outcomes[p.name] = Outcome(
+            *firsts[p.name],
+            incremental,
+            rows,
+            view_rows(wh, copy),
+            builder.incremental(p),
+            [tuple(_normal(v) for v in k) for k in dead],
+            dt.datetime.fromtimestamp(high / 1e6, dt.UTC),
+        )
     return outcomes
 
 
@@ -286,14 +369,18 @@ def test_incremental_build_equals_a_fresh_full_build(scenario: dict[str, Outcome
     assert scenario[name].incremental_rows != scenario[name].full_rows  # the new events did change the report
 
 
-@pytest.mark.parametrize(("name", "scopes", "rows", "tombstones"), [
-    ("revenue_daily_product", 2, 5, 1),  # D1 (late item of order 100) and D2; (D2, product 10) is gone
-    ("order_funnel", 1, 1, 0),  # orders 103, 104, 106 were placed on D2; item events do not touch the funnel
-    ("customer_lifetime_value", 3, 3, 0),  # customers of orders 103, 104, 106
-    ("orders_in_flight", 3, 1, 2),  # of orders 103, 104, 106 only 106 is in flight now (of 7 orders)
-])
-def test_incremental_build_rewrites_only_touched_scopes(scenario: dict[str, Outcome], name: str, scopes: int,
-                                                        rows: int, tombstones: int) -> None:
+@pytest.mark.parametrize(
+    ("name", "scopes", "rows", "tombstones"),
+    [
+        ("revenue_daily_product", 2, 5, 1),  # D1 (late item of order 100) and D2; (D2, product 10) is gone
+        ("order_funnel", 1, 1, 0),  # orders 103, 104, 106 were placed on D2; item events do not touch the funnel
+        ("customer_lifetime_value", 3, 3, 0),  # customers of orders 103, 104, 106
+        ("orders_in_flight", 3, 1, 2),  # of orders 103, 104, 106 only 106 is in flight now (of 7 orders)
+    ],
+)
+def test_incremental_build_rewrites_only_touched_scopes(
+    scenario: dict[str, Outcome], name: str, scopes: int, rows: int, tombstones: int
+) -> None:
     result = scenario[name].incremental
     assert (result.mode, result.scopes, result.rows, result.tombstones) == ("incremental", scopes, rows, tombstones)
 
@@ -301,7 +388,7 @@ def test_incremental_build_rewrites_only_touched_scopes(scenario: dict[str, Outc
 @pytest.mark.parametrize("name", NAMES)
 def test_views_never_show_tombstoned_keys(scenario: dict[str, Outcome], name: str) -> None:
     p = next(p for p in PROJECTIONS if p.name == name)
-    shown = {row[:len(p.key)] for row in scenario[name].incremental_rows}
+    shown = {row[: len(p.key)] for row in scenario[name].incremental_rows}
     assert len(scenario[name].tombstoned_keys) == scenario[name].incremental.tombstones
     assert not shown & set(scenario[name].tombstoned_keys)
 

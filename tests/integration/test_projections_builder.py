@@ -23,20 +23,31 @@ from pipelines.projection import Projection, ProjectionError, bind, in_scope, qu
 D1, D2 = dt.date(2025, 11, 24), dt.date(2025, 11, 25)
 
 
-def open_orders(source: str, name: str, *, key: tuple[str, ...] = ("day", "order_id"),
-                tables: tuple[str, ...] = ()) -> Projection:
-    orders = ("SELECT toInt64(aggregate_id) AS order_id, toDate(min(occurred_at)) AS day, count() AS events,"
-              " argMax(event_type, (lsn, sequence)) AS last_event"
-              f" FROM events.domain_events FINAL WHERE source = {quote(source)} GROUP BY order_id")
-    touched = (f"SELECT toInt64(aggregate_id) FROM events.domain_events WHERE source = {quote(source)}"
-               " AND stored_at > {lo:DateTime64(6)} AND stored_at <= {hi:DateTime64(6)}")
+def open_orders(
+    source: str, name: str, *, key: tuple[str, ...] = ("day", "order_id"), tables: tuple[str, ...] = ()
+) -> Projection:
+    orders = (
+        "SELECT toInt64(aggregate_id) AS order_id, toDate(min(occurred_at)) AS day, count() AS events,"
+        " argMax(event_type, (lsn, sequence)) AS last_event"
+        f" FROM events.domain_events FINAL WHERE source = {quote(source)} GROUP BY order_id"
+    )
+    touched = (
+        f"SELECT toInt64(aggregate_id) FROM events.domain_events WHERE source = {quote(source)}"
+        " AND stored_at > {lo:DateTime64(6)} AND stored_at <= {hi:DateTime64(6)}"
+    )
     return Projection(
-        name=name, description="Orders placed and not cancelled, per day of their first event.",
-        columns=(("day", "Date"), ("order_id", "Int64"), ("events", "UInt64")), key=key, scope="day",
+        name=name,
+        description="Orders placed and not cancelled, per day of their first event.",
+        columns=(("day", "Date"), ("order_id", "Int64"), ("events", "UInt64")),
+        key=key,
+        scope="day",
         scopes_sql=f"SELECT DISTINCT day FROM ({orders}) WHERE order_id IN ({touched})",
-        rows_sql=(f"SELECT day, order_id, events FROM ({orders})"
-                  f" WHERE last_event != 'OrderCancelled' AND {in_scope('day', 'Date')}"),
-        event_types=("OrderPlaced", "OrderCancelled"), tables=tables,
+        rows_sql=(
+            f"SELECT day, order_id, events FROM ({orders})"
+            f" WHERE last_event != 'OrderCancelled' AND {in_scope('day', 'Date')}"
+        ),
+        event_types=("OrderPlaced", "OrderCancelled"),
+        tables=tables,
     )
 
 
@@ -51,9 +62,22 @@ class Shop:
     def event(self, order: int, kind: str, day: dt.date) -> DomainEvent:
         self.lsn += 1
         at = dt.datetime.combine(day, dt.time(12), dt.UTC)
-        return DomainEvent(event_id(self.source, "public.orders", self.lsn, "u", str(order), 0, kind), kind, 1,
-                           "order", str(order), int(at.timestamp() * 1000), self.source, "public.orders", "u",
-                           self.lsn, None, 0, correlation_id(self.source, None, self.lsn), {"order_id": order})
+        return DomainEvent(
+            event_id(self.source, "public.orders", self.lsn, "u", str(order), 0, kind),
+            kind,
+            1,
+            "order",
+            str(order),
+            int(at.timestamp() * 1000),
+            self.source,
+            "public.orders",
+            "u",
+            self.lsn,
+            None,
+            0,
+            correlation_id(self.source, None, self.lsn),
+            {"order_id": order},
+        )
 
     def add(self, *events: tuple[int, str, dt.date]) -> None:
         self.store.append([self.event(*e) for e in events])
@@ -61,9 +85,23 @@ class Shop:
     def add_stored_at(self, stored_at: dt.datetime, order: int, kind: str, day: dt.date) -> None:
         """An event whose insert became visible only after ``stored_at`` had been stamped."""
         e = self.event(order, kind, day)
-        row = [uuid.UUID(e.event_id), e.event_type, e.version, e.aggregate_type, e.aggregate_id, e.occurred_at,
-               e.source, e.table, e.op, e.lsn, e.txid, e.sequence, uuid.UUID(e.correlation_id), payload_json(e),
-               stored_at]
+        row = [
+            uuid.UUID(e.event_id),
+            e.event_type,
+            e.version,
+            e.aggregate_type,
+            e.aggregate_id,
+            e.occurred_at,
+            e.source,
+            e.table,
+            e.op,
+            e.lsn,
+            e.txid,
+            e.sequence,
+            uuid.UUID(e.correlation_id),
+            payload_json(e),
+            stored_at,
+        ]
         self.wh.insert("events", "domain_events", (*COLUMNS, "stored_at"), [row])
 
     def report(self, p: Projection | None = None) -> list[tuple[Any, ...]]:
@@ -121,8 +159,14 @@ class Watching:
         except WarehouseError as e:
             self.seen.append(str(e))
 
-    def insert(self, database: str, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]],
-               settings: Mapping[str, Any] | None = None) -> None:
+    def insert(
+        self,
+        database: str,
+        table: str,
+        columns: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+        settings: Mapping[str, Any] | None = None,
+    ) -> None:
         self.wh.insert(database, table, columns, rows, settings)
 
     def query(self, sql: str, parameters: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
@@ -227,23 +271,30 @@ def test_full_build_migrates_a_changed_definition(shop: Shop) -> None:
     builder = ProjectionBuilder(shop.wh)
     shop.add((1, "OrderPlaced", D1))
     builder.full(shop.p)
-    wider = dataclasses.replace(shop.p, columns=(*shop.p.columns, ("source", "String")),
-                                rows_sql=shop.p.rows_sql.replace("SELECT day, order_id, events FROM",
-                                                                 f"SELECT day, order_id, events, {quote(shop.source)}"
-                                                                 " AS source FROM", 1))
+    wider = dataclasses.replace(
+        shop.p,
+        columns=(*shop.p.columns, ("source", "String")),
+        rows_sql=shop.p.rows_sql.replace(
+            "SELECT day, order_id, events FROM", f"SELECT day, order_id, events, {quote(shop.source)} AS source FROM", 1
+        ),
+    )
     with pytest.raises(ProjectionError, match="run a full build"):
         builder.incremental(wider)
     builder.full(wider)
     assert shop.wh.query(f"SELECT order_id, source FROM {wider.view}") == [(1, shop.source)]
     shop.add((2, "OrderPlaced", D2))
     builder.incremental(wider)
-    assert shop.wh.query(f"SELECT order_id, source FROM {wider.view} ORDER BY order_id") == [(1, shop.source),
-                                                                                              (2, shop.source)]
+    assert shop.wh.query(f"SELECT order_id, source FROM {wider.view} ORDER BY order_id") == [
+        (1, shop.source),
+        (2, shop.source),
+    ]
 
 
 def test_bound_values_reach_clickhouse_unchanged(shop: Shop) -> None:
     text = "it's a \\ {x:String} test\n"
     moment = dt.datetime(2025, 11, 24, 17, 0, 0, 5, tzinfo=dt.timezone(dt.timedelta(hours=1)))
-    sql = bind("SELECT {s:String}, toUnixTimestamp64Micro({t:DateTime64(6)}), {d:Array(Date)}, {i:Array(Int64)}",
-               {"s": text, "t": moment, "d": [D1, D2], "i": []})
+    sql = bind(
+        "SELECT {s:String}, toUnixTimestamp64Micro({t:DateTime64(6)}), {d:Array(Date)}, {i:Array(Int64)}",
+        {"s": text, "t": moment, "d": [D1, D2], "i": []},
+    )
     assert shop.wh.query(sql) == [(text, 1_764_000_000_000_005, [D1, D2], [])]

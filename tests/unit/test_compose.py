@@ -20,8 +20,16 @@ from cdc.debezium.config import ConnectorSettings, connector_name
 from cdc.demo import shop
 
 ROOT = Path(__file__).resolve().parents[2]
-EXPECTED = {"postgres", "kafka", "kafka-connect", "clickhouse", "bridge", "shop-load",
-            "dagster-webserver", "dagster-daemon"}
+EXPECTED = {
+    "postgres",
+    "kafka",
+    "kafka-connect",
+    "clickhouse",
+    "bridge",
+    "shop-load",
+    "dagster-webserver",
+    "dagster-daemon",
+}
 DEFINITIONS = dagster_ui.DEFINITIONS_MODULE  # what `cdc demo` runs locally
 BUILT = {"bridge", "shop-load", "dagster-webserver", "dagster-daemon"}
 
@@ -132,9 +140,16 @@ def test_source_and_clickhouse_urls_match_the_services(services: dict[str, Any],
 
 
 def test_bridge_health_is_the_connector_it_registers(services: dict[str, Any]) -> None:
-    settings = ConnectorSettings(source=_env(services["bridge"])["CDC_SOURCE_NAME"], host="postgres", port=5432,
-                                 user="postgres", password="postgres", dbname="shop", tables=shop.DEMO_TABLES,
-                                 offset_file=Path("/unused"))
+    settings = ConnectorSettings(
+        source=_env(services["bridge"])["CDC_SOURCE_NAME"],
+        host="postgres",
+        port=5432,
+        user="postgres",
+        password="postgres",
+        dbname="shop",
+        tables=shop.DEMO_TABLES,
+        offset_file=Path("/unused"),
+    )
     check = " ".join(_argv(services["bridge"]["healthcheck"]["test"]))
     assert f"{_env(services['bridge'])['CDC_KAFKA_CONNECT_URL']}/connectors/{connector_name(settings)}/status" in check
 
@@ -165,8 +180,7 @@ def test_dagster_services_run_the_project_definitions(services: dict[str, Any]) 
         home = _env(services[name])["DAGSTER_HOME"]
         assert any(str(v).endswith(f":{home}") for v in services[name]["volumes"]), "shared instance"
     # the instance config the containers copy into DAGSTER_HOME is the one `cdc demo` writes
-    assert yaml.safe_load((ROOT / "docker" / "dagster.yaml").read_text()) == yaml.safe_load(
-        dagster_ui._INSTANCE_YAML)
+    assert yaml.safe_load((ROOT / "docker" / "dagster.yaml").read_text()) == yaml.safe_load(dagster_ui._INSTANCE_YAML)
 
 
 def test_shop_load_runs_the_load_module(services: dict[str, Any]) -> None:

@@ -59,21 +59,26 @@ def test_a_full_config_reads_into_sources_and_guardrails(tmp_path: Path) -> None
     assert "hunter2" not in repr(config)  # DSNs stay out of reprs (and so out of logs and tracebacks)
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("", "no [[source]]"),
-    ("[[source]]\nname = 'x'\n", "dsn_env is required"),
-    ("[[source]]\ndsn_env = 'NOPE_DSN'\n", "NOPE_DSN is not set"),
-    ("[[source]]\ndsn_env = 'SHOP_DSN'\ntables = ['orders']\n", "must be written schema.table"),
-    ("[[source]]\ndsn_env = 'SHOP_DSN'\nmask = { 'public.c.email' = 'scramble' }\n", 'use "hash" or "redact"'),
-    ("[[source]]\ndsn_env = 'SHOP_DSN'\nmask = { 'c.email' = 'hash' }\n", "schema.table.column"),
-    ("[[source]]\ndsn_env = 'SHOP_DSN'\nexclude_columns = ['public.c.e']\nmask = { 'public.c.e' = 'hash' }\n",
-     "both masked and excluded"),
-    ("[[source]]\ndsn_env = 'SHOP_DSN'\ncolour = 'red'\n", "unknown key(s) colour"),
-    ("[[source]]\nname = 'a'\ndsn_env = 'SHOP_DSN'\n[[source]]\nname = 'a'\ndsn_env = 'CRM_DSN'\n", "used twice"),
-    ("[[source]]\nname = 'a.b'\ndsn_env = 'SHOP_DSN'\n", "only letters"),
-    ("[[source]]\ndsn_env = 'SHOP_DSN'\n[guardrails]\nmax_retained_wal_mb = -1\n", "positive integer"),
-    ("[[source]\n", "not valid TOML"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "no [[source]]"),
+        ("[[source]]\nname = 'x'\n", "dsn_env is required"),
+        ("[[source]]\ndsn_env = 'NOPE_DSN'\n", "NOPE_DSN is not set"),
+        ("[[source]]\ndsn_env = 'SHOP_DSN'\ntables = ['orders']\n", "must be written schema.table"),
+        ("[[source]]\ndsn_env = 'SHOP_DSN'\nmask = { 'public.c.email' = 'scramble' }\n", 'use "hash" or "redact"'),
+        ("[[source]]\ndsn_env = 'SHOP_DSN'\nmask = { 'c.email' = 'hash' }\n", "schema.table.column"),
+        (
+            "[[source]]\ndsn_env = 'SHOP_DSN'\nexclude_columns = ['public.c.e']\nmask = { 'public.c.e' = 'hash' }\n",
+            "both masked and excluded",
+        ),
+        ("[[source]]\ndsn_env = 'SHOP_DSN'\ncolour = 'red'\n", "unknown key(s) colour"),
+        ("[[source]]\nname = 'a'\ndsn_env = 'SHOP_DSN'\n[[source]]\nname = 'a'\ndsn_env = 'CRM_DSN'\n", "used twice"),
+        ("[[source]]\nname = 'a.b'\ndsn_env = 'SHOP_DSN'\n", "only letters"),
+        ("[[source]]\ndsn_env = 'SHOP_DSN'\n[guardrails]\nmax_retained_wal_mb = -1\n", "positive integer"),
+        ("[[source]\n", "not valid TOML"),
+    ],
+)
 def test_bad_configs_say_what_to_fix(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
         load_config(_write(tmp_path, text), ENV)
@@ -97,9 +102,19 @@ def test_settings_take_sources_and_guardrails_from_the_config(tmp_path: Path, mo
 
 def test_masking_and_exclusion_become_connector_properties_without_leaking_the_salt(tmp_path: Path) -> None:
     settings = ConnectorSettings(
-        source="shop", host="h", port=5432, user="u", password="pw", dbname="shop", tables=("public.customers",),
-        offset_file=tmp_path / "o", exclude_columns=("public.customers.notes",),
-        mask_hash=("public.customers.email",), mask_redact=("public.customers.phone",), mask_salt="s3cretsalt")
+        source="shop",
+        host="h",
+        port=5432,
+        user="u",
+        password="pw",
+        dbname="shop",
+        tables=("public.customers",),
+        offset_file=tmp_path / "o",
+        exclude_columns=("public.customers.notes",),
+        mask_hash=("public.customers.email",),
+        mask_redact=("public.customers.phone",),
+        mask_salt="s3cretsalt",
+    )
     props = connector_properties(settings)
     assert props["column.exclude.list"] == r"^public\.customers\.notes$"
     assert props["column.mask.hash.v2.SHA-256.with.salt.s3cretsalt"] == r"^public\.customers\.email$"
@@ -108,9 +123,18 @@ def test_masking_and_exclusion_become_connector_properties_without_leaking_the_s
     assert "s3cretsalt" not in str(shown) and "pw" not in shown.values()
     assert "s3cretsalt" not in repr(settings)
     with pytest.raises(ConfigError, match="salt"):
-        ConnectorSettings(source="shop", host="h", port=5432, user="u", password="pw", dbname="shop",
-                          tables=("public.customers",), offset_file=tmp_path / "o",
-                          mask_hash=("public.customers.email",), mask_salt="short")
+        ConnectorSettings(
+            source="shop",
+            host="h",
+            port=5432,
+            user="u",
+            password="pw",
+            dbname="shop",
+            tables=("public.customers",),
+            offset_file=tmp_path / "o",
+            mask_hash=("public.customers.email",),
+            mask_salt="short",
+        )
 
 
 def test_dagster_reads_only_the_projection_section(tmp_path: Path) -> None:
@@ -125,7 +149,8 @@ def test_dagster_reads_only_the_projection_section(tmp_path: Path) -> None:
 
 
 def test_mask_salt_comes_from_the_environment_or_is_kept_private_in_the_state_dir(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from cdc.statefiles import mask_salt
 
     settings = Settings(state_dir=tmp_path / "state", salt_env="TEST_SALT")

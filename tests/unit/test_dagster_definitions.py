@@ -24,11 +24,21 @@ MIRROR_CHECKS = {"row_count_matches_postgres", "fresh", "unique_keys", "no_toast
 def test_dagster_cli_validates_the_definitions_without_connecting(tmp_path: Path) -> None:
     state_dir = tmp_path / "state"  # must stay absent: loading opens no store
     (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    env = {**os.environ, "DAGSTER_HOME": str(tmp_path), "CDC_STATE_DIR": str(state_dir),
-           "CDC_CLICKHOUSE_URL": "http://127.0.0.1:9/", "CDC_SOURCE_DSN": "postgresql://u:secret@127.0.0.1:9/x"}
-    done = subprocess.run([str(Path(sys.executable).parent / "dagster"), "definitions", "validate", "-m",
-                           "dagster_project.definitions"], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=120)
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(tmp_path),
+        "CDC_STATE_DIR": str(state_dir),
+        "CDC_CLICKHOUSE_URL": "http://127.0.0.1:9/",
+        "CDC_SOURCE_DSN": "postgresql://u:secret@127.0.0.1:9/x",
+    }
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "dagster"), "definitions", "validate", "-m", "dagster_project.definitions"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Validation successful" in done.stdout + done.stderr
     assert not state_dir.exists()
@@ -38,17 +48,24 @@ def test_asset_graph_is_source_topic_mirror_events_and_reports() -> None:
     specs = {s.key: s for s in defs.resolve_all_asset_specs()}
     expected = {AssetKey(["events", "domain_events"])}
     for t in TABLES:
-        expected |= {AssetKey(["postgres", t]), AssetKey(["kafka", f"shop.public.{t}"]),
-                     AssetKey(["clickhouse", "shop", t])}
+        expected |= {
+            AssetKey(["postgres", t]),
+            AssetKey(["kafka", f"shop.public.{t}"]),
+            AssetKey(["clickhouse", "shop", t]),
+        }
     expected |= {AssetKey(["reports", p.name]) for p in PROJECTIONS}
     assert set(specs) == expected
     assert {d.asset_key for d in specs[AssetKey(["clickhouse", "shop", "orders"])].deps} == {
-        AssetKey(["kafka", "shop.public.orders"])}
+        AssetKey(["kafka", "shop.public.orders"])
+    }
     assert {d.asset_key for d in specs[AssetKey(["events", "domain_events"])].deps} == {
-        AssetKey(["kafka", f"shop.public.{t}"]) for t in TABLES}
+        AssetKey(["kafka", f"shop.public.{t}"]) for t in TABLES
+    }
     revenue = specs[AssetKey(["reports", "revenue_daily_product"])]
-    assert {d.asset_key for d in revenue.deps} == {AssetKey(["events", "domain_events"]),
-                                                   AssetKey(["clickhouse", "shop", "products"])}
+    assert {d.asset_key for d in revenue.deps} == {
+        AssetKey(["events", "domain_events"]),
+        AssetKey(["clickhouse", "shop", "products"]),
+    }
     assert isinstance(revenue.partitions_def, DailyPartitionsDefinition)
     graph = defs.resolve_asset_graph()
     assert graph.get(revenue.key).is_materializable
@@ -68,16 +85,23 @@ def test_checks_guard_every_mirror_and_the_event_store() -> None:
 
 def test_jobs_sensor_and_schedules() -> None:
     assert {j.name for j in [defs.resolve_job_def(n) for n in ("projections", "full_rebuild", "checks")]} == {
-        "projections", "full_rebuild", "checks"}
+        "projections",
+        "full_rebuild",
+        "checks",
+    }
     projections = defs.resolve_job_def("projections")
     assert {k for k in projections.asset_layer.executable_asset_keys} == {
-        AssetKey(["reports", p.name]) for p in PROJECTIONS}
+        AssetKey(["reports", p.name]) for p in PROJECTIONS
+    }
     assert defs.resolve_job_def("full_rebuild").run_tags["cdc/builds"] == projections.run_tags["cdc/builds"]
     sensor = defs.resolve_sensor_def("new_events")
     assert sensor.job_name == "projections" and sensor.default_status.value == "RUNNING"
     schedule = defs.resolve_schedule_def("full_rebuild_daily")
     assert (schedule.job_name, schedule.cron_schedule, schedule.execution_timezone) == (
-        "full_rebuild", "0 3 * * *", "UTC")
+        "full_rebuild",
+        "0 3 * * *",
+        "UTC",
+    )
     (request,) = schedule.evaluate_tick(build_schedule_context()).run_requests or []
     assert isinstance(request, RunRequest)
 
@@ -91,8 +115,9 @@ def test_source_resource_never_shows_the_password(monkeypatch: pytest.MonkeyPatc
         SourceResource().source()
 
 
-def test_warehouse_resource_does_not_take_the_embedded_store_by_default(tmp_path: Path,
-                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_warehouse_resource_does_not_take_the_embedded_store_by_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("CDC_CLICKHOUSE_URL", raising=False)
     monkeypatch.setenv("CDC_STATE_DIR", str(tmp_path))
     with pytest.raises(WarehouseError, match="no bridge serves"):
@@ -101,8 +126,9 @@ def test_warehouse_resource_does_not_take_the_embedded_store_by_default(tmp_path
 
 
 @pytest.mark.parametrize(("value", "limit"), [(None, 300.0), ("60", 60.0), ("2.5", 2.5)])
-def test_freshness_limit_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch, value: str | None,
-                                                    limit: float) -> None:
+def test_freshness_limit_comes_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, value: str | None, limit: float
+) -> None:
     if value is None:
         monkeypatch.delenv("CDC_FRESHNESS_SECONDS", raising=False)
     else:

@@ -325,14 +325,7 @@ def test_to_json_value_dates_and_times_are_iso() -> None:
 
 
 @pytest.mark.parametrize(
-    ("value", "expected"),
-    [
-        (math.nan, "NaN"),
-        (math.inf, "Infinity"),
-        (-math.inf, "-Infinity"),
-        (1.5, 1.5),
-        (0.0, 0.0),
-    ],
+    ("value", "expected"), [(math.nan, "NaN"), (math.inf, "Infinity"), (-math.inf, "-Infinity"), (1.5, 1.5), (0.0, 0.0)]
 )
 def test_to_json_value_floats(value: float, expected: Any) -> None:
     assert to_json_value(value) == expected

@@ -41,9 +41,24 @@ def _check(tmp_path: Path, body: str, *extra: str) -> subprocess.CompletedProces
     module.write_text(textwrap.dedent(HEADER + body))
     env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.getcwd()}", "PYTHONDONTWRITEBYTECODE": "1"}
     return subprocess.run(
-        [sys.executable, "-m", "cdc.cli", "events", "check", "--translators", "parcels_events",
-         "--snapshot", str(tmp_path / "catalog.json"), "--state-dir", str(tmp_path / "state"), *extra],
-        capture_output=True, text=True, env=env, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "cdc.cli",
+            "events",
+            "check",
+            "--translators",
+            "parcels_events",
+            "--snapshot",
+            str(tmp_path / "catalog.json"),
+            "--state-dir",
+            str(tmp_path / "state"),
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
     )
 
 
@@ -54,8 +69,10 @@ def test_check_fails_on_an_unversioned_change_and_passes_after_a_bump_with_an_up
     recorded = _check(tmp_path, V1, "--update")
     assert recorded.returncode == 0, recorded.stdout + recorded.stderr
     snapshot = json.loads((tmp_path / "catalog.json").read_text())
-    assert snapshot["events"]["ParcelShipped"]["versions"]["1"]["fields"] == {"carrier": "string",
-                                                                               "parcel_id": "integer"}
+    assert snapshot["events"]["ParcelShipped"]["versions"]["1"]["fields"] == {
+        "carrier": "string",
+        "parcel_id": "integer",
+    }
     assert _check(tmp_path, V1).returncode == 0
 
     unversioned = _check(tmp_path, V1_WITH_FIELD)

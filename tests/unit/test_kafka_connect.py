@@ -27,16 +27,25 @@ from cdc.debezium.connect_status import describe_trace, secret_values, snapshot_
 from cdc.errors import CaptureError, ConfigError
 
 PASSWORD = "pw-Zq81-secret"
-TRACE = (f"org.apache.kafka.connect.errors.ConnectException: An exception occurred in the change event producer. "
-         f"This connector will be stopped.\n\tat io.debezium.pipeline.ErrorHandler.setProducerThrowable(x.java:67)\n"
-         f"Caused by: org.postgresql.util.PSQLException: FATAL: password authentication failed for user "
-         f"\"postgres\" (tried {PASSWORD})\n\tat org.postgresql.core.v3.ConnectionFactoryImpl.doAuthentication")
+TRACE = (
+    f"org.apache.kafka.connect.errors.ConnectException: An exception occurred in the change event producer. "
+    f"This connector will be stopped.\n\tat io.debezium.pipeline.ErrorHandler.setProducerThrowable(x.java:67)\n"
+    f"Caused by: org.postgresql.util.PSQLException: FATAL: password authentication failed for user "
+    f'"postgres" (tried {PASSWORD})\n\tat org.postgresql.core.v3.ConnectionFactoryImpl.doAuthentication'
+)
 
 
 def settings(**kw: Any) -> ConnectorSettings:
-    base: dict[str, Any] = dict(source="shop", host="postgres", port=5432, user="postgres", password=PASSWORD,
-                                dbname="shop", tables=("public.orders", "public.customers"),
-                                offset_file=Path("/tmp/unused.offsets"))
+    base: dict[str, Any] = dict(
+        source="shop",
+        host="postgres",
+        port=5432,
+        user="postgres",
+        password=PASSWORD,
+        dbname="shop",
+        tables=("public.orders", "public.customers"),
+        offset_file=Path("/tmp/unused.offsets"),
+    )
     return ConnectorSettings(**{**base, **kw})
 
 
@@ -85,12 +94,22 @@ class FakeConnect:
                 if parts[1] not in fake.configs:
                     return self._send(404, {"error_code": 404, "message": f"Connector {parts[1]} not found"})
                 if parts[-1] == "offsets":
-                    return self._send(200, {"offsets": [{"partition": {"server": "shop"}, "offset": o}
-                                                        for o in fake.offsets[-1:]]})
+                    return self._send(
+                        200, {"offsets": [{"partition": {"server": "shop"}, "offset": o} for o in fake.offsets[-1:]]}
+                    )
                 state, tasks = fake.states[0] if len(fake.states) == 1 else fake.states.pop(0)
-                self._send(200, {"name": parts[1], "connector": {"state": state, "worker_id": "w:8083"},
-                                 "tasks": [{"id": i, "state": s, "worker_id": "w:8083", **({"trace": t} if t else {})}
-                                           for i, (s, t) in enumerate(tasks)], "type": "source"})
+                self._send(
+                    200,
+                    {
+                        "name": parts[1],
+                        "connector": {"state": state, "worker_id": "w:8083"},
+                        "tasks": [
+                            {"id": i, "state": s, "worker_id": "w:8083", **({"trace": t} if t else {})}
+                            for i, (s, t) in enumerate(tasks)
+                        ],
+                        "type": "source",
+                    },
+                )
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -135,11 +154,20 @@ def test_snapshot_progress_is_read_from_committed_offsets(connect: FakeConnect) 
     r.start(timeout=10)
     assert r.records_produced == 42
     assert not r.snapshot_completed()  # nothing committed yet
-    connect.offsets.append({"lsn": 100, "txId": 7, "ts_usec": 1, "snapshot": "INITIAL",
-                            "last_snapshot_record": False, "snapshot_completed": False})
+    connect.offsets.append(
+        {
+            "lsn": 100,
+            "txId": 7,
+            "ts_usec": 1,
+            "snapshot": "INITIAL",
+            "last_snapshot_record": False,
+            "snapshot_completed": False,
+        }
+    )
     assert not _eventually(r.snapshot_completed, 0.2) and not r.streaming_connected()
-    connect.offsets.append({"lsn": 100, "txId": 7, "snapshot": "INITIAL", "last_snapshot_record": True,
-                            "snapshot_completed": True})
+    connect.offsets.append(
+        {"lsn": 100, "txId": 7, "snapshot": "INITIAL", "last_snapshot_record": True, "snapshot_completed": True}
+    )
     assert _eventually(r.snapshot_completed)
     assert r.streaming_connected()
 
@@ -157,7 +185,8 @@ def test_snapshot_state_reads_debezium_postgres_offsets() -> None:
 
 
 def test_failed_task_raises_with_its_trace_and_never_the_password(
-        connect: FakeConnect, caplog: pytest.LogCaptureFixture) -> None:
+    connect: FakeConnect, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     connect.states = [("RUNNING", [("FAILED", TRACE)])]
     connect.configs["cdc-shop"] = {}  # registered by an earlier run and failed: restarted once, fails again
@@ -183,8 +212,10 @@ def test_task_failing_later_is_raised_by_raise_if_failed(connect: FakeConnect) -
 
 
 def test_rejected_config_is_a_config_error_without_secrets(connect: FakeConnect) -> None:
-    connect.put_answer = (400, {"error_code": 400, "message": f"Connector configuration is invalid: "
-                                                              f"database.password={PASSWORD} is wrong"})
+    connect.put_answer = (
+        400,
+        {"error_code": 400, "message": f"Connector configuration is invalid: database.password={PASSWORD} is wrong"},
+    )
     with pytest.raises(ConfigError) as failure:
         runner(connect).start(timeout=5)
     assert "invalid" in str(failure.value) and PASSWORD not in str(failure.value)

@@ -45,22 +45,31 @@ def test_drop_and_add_of_the_same_type_is_a_rename() -> None:
     assert notices == {("renamed", "content")}
 
 
-@pytest.mark.parametrize(("old", "new", "widened"), [
-    (Column("c", "int2"), Column("c", "int4"), True),
-    (Column("c", "int4"), Column("c", "int8"), True),
-    (Column("c", "int8"), Column("c", "int4"), False),
-    (Column("c", "float4"), Column("c", "float8"), True),
-    (Column("c", "varchar"), Column("c", "text"), True),
-    (Column("c", "numeric", numeric_precision=10, numeric_scale=2),
-     Column("c", "numeric", numeric_precision=12, numeric_scale=4), True),
-    (Column("c", "numeric", numeric_precision=10, numeric_scale=2),
-     Column("c", "numeric", numeric_precision=10, numeric_scale=4), False),  # fewer integer digits
-    (Column("c", "numeric", numeric_precision=10, numeric_scale=2), Column("c", "numeric"), True),
-    (Column("c", "int4"), Column("c", "text"), False),
-    (Column("c", "date"), Column("c", "timestamp"), False),
-    (Column("c", "text"), Column("c", "bytea"), False),
-    (Column("c", "int4", is_array=True), Column("c", "int4"), False),
-])
+@pytest.mark.parametrize(
+    ("old", "new", "widened"),
+    [
+        (Column("c", "int2"), Column("c", "int4"), True),
+        (Column("c", "int4"), Column("c", "int8"), True),
+        (Column("c", "int8"), Column("c", "int4"), False),
+        (Column("c", "float4"), Column("c", "float8"), True),
+        (Column("c", "varchar"), Column("c", "text"), True),
+        (
+            Column("c", "numeric", numeric_precision=10, numeric_scale=2),
+            Column("c", "numeric", numeric_precision=12, numeric_scale=4),
+            True,
+        ),
+        (
+            Column("c", "numeric", numeric_precision=10, numeric_scale=2),
+            Column("c", "numeric", numeric_precision=10, numeric_scale=4),
+            False,
+        ),  # fewer integer digits
+        (Column("c", "numeric", numeric_precision=10, numeric_scale=2), Column("c", "numeric"), True),
+        (Column("c", "int4"), Column("c", "text"), False),
+        (Column("c", "date"), Column("c", "timestamp"), False),
+        (Column("c", "text"), Column("c", "bytea"), False),
+        (Column("c", "int4", is_array=True), Column("c", "int4"), False),
+    ],
+)
 def test_widening(old: Column, new: Column, widened: bool) -> None:
     assert widens(old, new) is widened
 
@@ -90,8 +99,9 @@ def test_observed_shapes_are_accepted_and_odd_values_widen_the_column() -> None:
 
 
 def test_model_survives_a_round_trip() -> None:
-    model, _ = _follow(COLS[0], replace(COLS[1], pg_type="text"), Column("n", "numeric", numeric_precision=5,
-                                                                        numeric_scale=1))
+    model, _ = _follow(
+        COLS[0], replace(COLS[1], pg_type="text"), Column("n", "numeric", numeric_precision=5, numeric_scale=1)
+    )
     assert MirrorModel.from_json(model.to_json()) == replace(model, shapes=())
 
 
@@ -106,8 +116,10 @@ def test_drift_sql_checks_every_accepted_shape_and_int_ranges() -> None:
 def test_alter_ddl_adds_and_modifies_only_what_differs() -> None:
     model, _ = _follow(COLS[0], COLS[2], Column("note", "text"))  # qty dropped, note added
     table = MirrorTable(SCHEMA, "src", model)
-    existing = {"_state_items": {"id": "Int64", "qty": "Int32", "body": "Nullable(String)"},
-                "_log_items": {"id": "Int64", "qty": "Nullable(Int32)", "body": "Nullable(String)"}}
+    existing = {
+        "_state_items": {"id": "Int64", "qty": "Int32", "body": "Nullable(String)"},
+        "_log_items": {"id": "Int64", "qty": "Nullable(Int32)", "body": "Nullable(String)"},
+    }
     assert table.alter_ddl(existing) == [
         "ALTER TABLE `src`.`_state_items` MODIFY COLUMN `qty` Nullable(Int32)",
         "ALTER TABLE `src`.`_state_items` ADD COLUMN IF NOT EXISTS `note` Nullable(String) AFTER `body`",

@@ -31,21 +31,46 @@ PLAIN = RoleFacts("app", superuser=False, replication=False, rds_replication=Non
 
 
 def table(name: str = "orders", **kw: Any) -> TableFacts:
-    base: dict[str, Any] = dict(schema="public", name=name, kind="r", replica_identity="d", has_primary_key=True,
-                                has_identity_index=False, can_select=True, owned=True)
+    base: dict[str, Any] = dict(
+        schema="public",
+        name=name,
+        kind="r",
+        replica_identity="d",
+        has_primary_key=True,
+        has_identity_index=False,
+        can_select=True,
+        owned=True,
+    )
     return TableFacts(**{**base, **kw})
 
 
 def slot(name: str, **kw: Any) -> SlotInfo:
-    base: dict[str, Any] = dict(slot_name=name, plugin="pgoutput", database="app", active=False,
-                                retained_wal_bytes=0, slot_type="logical", wal_status="reserved")
+    base: dict[str, Any] = dict(
+        slot_name=name,
+        plugin="pgoutput",
+        database="app",
+        active=False,
+        retained_wal_bytes=0,
+        slot_type="logical",
+        wal_status="reserved",
+    )
     return SlotInfo(**{**base, **kw})
 
 
 def facts(**kw: Any) -> SourceFacts:
-    base: dict[str, Any] = dict(database="app", server_version=150004, in_recovery=False, wal_level="logical",
-                                max_replication_slots=10, max_wal_senders=10, wal_senders_in_use=0, role=SUPER,
-                                tables=(table(),), publications=(), slots=())
+    base: dict[str, Any] = dict(
+        database="app",
+        server_version=150004,
+        in_recovery=False,
+        wal_level="logical",
+        max_replication_slots=10,
+        max_wal_senders=10,
+        wal_senders_in_use=0,
+        role=SUPER,
+        tables=(table(),),
+        publications=(),
+        slots=(),
+    )
     return SourceFacts(**{**base, **kw})
 
 
@@ -78,9 +103,15 @@ def test_wal_level_not_logical_blocks_with_fix() -> None:
     assert report.exit_code == EXIT_BLOCKED and report.blocking == [f]
 
 
-@pytest.mark.parametrize(("used", "own", "expected"), [
-    (10, False, Severity.BLOCKING), (9, False, Severity.WARNING), (5, False, Severity.INFO), (10, True, Severity.INFO),
-])
+@pytest.mark.parametrize(
+    ("used", "own", "expected"),
+    [
+        (10, False, Severity.BLOCKING),
+        (9, False, Severity.WARNING),
+        (5, False, Severity.INFO),
+        (10, True, Severity.INFO),
+    ],
+)
 def test_replication_slot_headroom(used: int, own: bool, expected: Severity) -> None:
     slots = tuple(slot(f"s{i}", active=True) for i in range(used - 1)) + (slot("cdc_app" if own else "x", active=True),)
     f = only(check(facts(slots=slots)), "replication_slots")
@@ -94,13 +125,16 @@ def test_wal_sender_headroom(busy: int, expected: Severity) -> None:
     assert severities(check(facts(wal_senders_in_use=busy)), "wal_senders") == [expected]
 
 
-@pytest.mark.parametrize(("role", "expected", "fix"), [
-    (SUPER, Severity.INFO, None),
-    (dataclasses.replace(PLAIN, replication=True), Severity.INFO, None),
-    (dataclasses.replace(PLAIN, rds_replication=True), Severity.INFO, None),
-    (PLAIN, Severity.BLOCKING, "ALTER ROLE app WITH REPLICATION"),
-    (dataclasses.replace(PLAIN, rds_replication=False), Severity.BLOCKING, "GRANT rds_replication TO app;"),
-])
+@pytest.mark.parametrize(
+    ("role", "expected", "fix"),
+    [
+        (SUPER, Severity.INFO, None),
+        (dataclasses.replace(PLAIN, replication=True), Severity.INFO, None),
+        (dataclasses.replace(PLAIN, rds_replication=True), Severity.INFO, None),
+        (PLAIN, Severity.BLOCKING, "ALTER ROLE app WITH REPLICATION"),
+        (dataclasses.replace(PLAIN, rds_replication=False), Severity.BLOCKING, "GRANT rds_replication TO app;"),
+    ],
+)
 def test_replication_role(role: RoleFacts, expected: Severity, fix: str | None) -> None:
     f = only(check(facts(role=role)), "replication_role")
     assert f.severity is expected
@@ -114,10 +148,17 @@ def test_missing_select_blocks_per_table() -> None:
     assert f.subject == "public.Items" and f.fix == 'GRANT SELECT ON public."Items" TO app;'
 
 
-@pytest.mark.parametrize(("ident_", "pk", "index", "usable"), [
-    ("d", True, False, True), ("d", False, False, False), ("n", True, False, False),
-    ("f", False, False, True), ("i", False, True, True), ("i", False, False, False),
-])
+@pytest.mark.parametrize(
+    ("ident_", "pk", "index", "usable"),
+    [
+        ("d", True, False, True),
+        ("d", False, False, False),
+        ("n", True, False, False),
+        ("f", False, False, True),
+        ("i", False, True, True),
+        ("i", False, False, False),
+    ],
+)
 def test_identity_decides_capture(ident_: str, pk: bool, index: bool, usable: bool) -> None:
     t = table("t", replica_identity=ident_, has_primary_key=pk, has_identity_index=index)
     report = check(facts(tables=(table(), t)))
@@ -150,8 +191,9 @@ def test_partitioned_table_warns_by_default_and_blocks_when_named() -> None:
     f = only(default, "partitioned")
     assert f.severity is Severity.WARNING and "publish_via_partition_root = true" in (f.fix or "")
     assert default.tables == ("public.orders",)
-    assert only(check(facts(tables=(table(), parted)), ["orders", "events"]), "partitioned").severity \
-        is Severity.BLOCKING
+    assert (
+        only(check(facts(tables=(table(), parted)), ["orders", "events"]), "partitioned").severity is Severity.BLOCKING
+    )
 
 
 def test_toast_notes_only_without_full_identity() -> None:
@@ -175,10 +217,12 @@ def test_publication_rules() -> None:
     not_owned = check(facts(role=dataclasses.replace(role, can_create_in_database=True), tables=(table(owned=False),)))
     [f] = [f for f in not_owned.blocking if f.check == "publication"]
     assert "does not own public.orders" in f.message and "CREATE PUBLICATION cdc_app FOR TABLE public.orders;" in (
-        f.fix or "")
+        f.fix or ""
+    )
     same = PublicationFacts("cdc_app", False, False, owned=False, tables=("public.orders",))
-    assert severities(check(facts(role=role, tables=(table(owned=False),), publications=(same,))), "publication") \
-        == [Severity.INFO]
+    assert severities(check(facts(role=role, tables=(table(owned=False),), publications=(same,))), "publication") == [
+        Severity.INFO
+    ]
     other = dataclasses.replace(same, tables=("public.old",))
     fixes = [f.fix or "" for f in check(facts(role=role, publications=(other,))).blocking if f.check == "publication"]
     assert fixes == ["as its owner: ALTER PUBLICATION cdc_app SET TABLE public.orders;"]
@@ -187,24 +231,30 @@ def test_publication_rules() -> None:
     assert f.check == "publication" and "FOR ALL TABLES" in f.message
 
 
-@pytest.mark.parametrize(("own", "expected", "words"), [
-    (None, Severity.INFO, "does not exist yet"),
-    (slot("cdc_app", retained_wal_bytes=2048), Severity.INFO, "resumes from it (it holds 2.0 kB of WAL)"),
-    (slot("cdc_app", retained_wal_bytes=5 << 30), Severity.WARNING, "5.0 GB"),
-    (slot("cdc_app", active=True), Severity.WARNING, "in use"),
-    (slot("cdc_app", plugin="test_decoding"), Severity.BLOCKING, "test_decoding"),
-    (slot("cdc_app", database="other"), Severity.BLOCKING, "database other"),
-    (slot("cdc_app", slot_type="physical", plugin=None, database=None), Severity.BLOCKING, "physical"),
-    (slot("cdc_app", wal_status="lost"), Severity.BLOCKING, "lost WAL"),
-])
+@pytest.mark.parametrize(
+    ("own", "expected", "words"),
+    [
+        (None, Severity.INFO, "does not exist yet"),
+        (slot("cdc_app", retained_wal_bytes=2048), Severity.INFO, "resumes from it (it holds 2.0 kB of WAL)"),
+        (slot("cdc_app", retained_wal_bytes=5 << 30), Severity.WARNING, "5.0 GB"),
+        (slot("cdc_app", active=True), Severity.WARNING, "in use"),
+        (slot("cdc_app", plugin="test_decoding"), Severity.BLOCKING, "test_decoding"),
+        (slot("cdc_app", database="other"), Severity.BLOCKING, "database other"),
+        (slot("cdc_app", slot_type="physical", plugin=None, database=None), Severity.BLOCKING, "physical"),
+        (slot("cdc_app", wal_status="lost"), Severity.BLOCKING, "lost WAL"),
+    ],
+)
 def test_own_slot(own: SlotInfo | None, expected: Severity, words: str) -> None:
     f = only(check(facts(slots=(own,) if own else ())), "slot")
     assert f.severity is expected and words in f.message
 
 
 def test_idle_slots_that_hold_wal_warn() -> None:
-    slots = (slot("old", retained_wal_bytes=3 << 20), slot("busy", active=True, retained_wal_bytes=1 << 20),
-             slot("fresh", retained_wal_bytes=None))
+    slots = (
+        slot("old", retained_wal_bytes=3 << 20),
+        slot("busy", active=True, retained_wal_bytes=1 << 20),
+        slot("fresh", retained_wal_bytes=None),
+    )
     report = check(facts(slots=slots))
     f = only(report, "idle_slot")
     assert f.subject == "old" and "3.0 MB" in f.message and f.fix is not None and "'old'" in f.fix
@@ -226,8 +276,9 @@ def test_identifiers_and_sizes() -> None:
 
 
 def test_text_rendering() -> None:
-    report = check(facts(wal_level="replica", slots=(slot("old", retained_wal_bytes=10),),
-                         tables=(table(toastable=("body",)),)))
+    report = check(
+        facts(wal_level="replica", slots=(slot("old", retained_wal_bytes=10),), tables=(table(toastable=("body",)),))
+    )
     out = render.text(report)
     lines = out.splitlines()
     assert lines[0] == f"preflight {DSN}"
@@ -243,6 +294,11 @@ def test_json_rendering() -> None:
     report = check(facts(tables=(table(), table("notes", has_primary_key=False))))
     doc = json.loads(render.json_text(report))
     assert doc["summary"]["exit_code"] == EXIT_WARNINGS and doc["summary"]["warning"] == 1
-    assert doc["findings"][0] == {"check": "replica_identity", "severity": "warning", "subject": "public.notes",
-                                  "message": doc["findings"][0]["message"], "fix": doc["findings"][0]["fix"]}
+    assert doc["findings"][0] == {
+        "check": "replica_identity",
+        "severity": "warning",
+        "subject": "public.notes",
+        "message": doc["findings"][0]["message"],
+        "fix": doc["findings"][0]["fix"],
+    }
     assert doc["tables"] == ["public.orders"] and doc["dsn"] == DSN and doc["slots"] == []

@@ -19,8 +19,14 @@ ROWS = f"SELECT day, product_id, n FROM t WHERE {in_scope('day', 'Date')}"
 
 def sample(**changes: Any) -> Projection:
     fields: dict[str, Any] = dict(
-        name="sales", description="d", columns=(("day", "Date"), ("product_id", "Int64"), ("n", "UInt64")),
-        key=("day", "product_id"), scope="day", scopes_sql=SCOPES, rows_sql=ROWS)
+        name="sales",
+        description="d",
+        columns=(("day", "Date"), ("product_id", "Int64"), ("n", "UInt64")),
+        key=("day", "product_id"),
+        scope="day",
+        scopes_sql=SCOPES,
+        rows_sql=ROWS,
+    )
     return Projection(**{**fields, **changes})
 
 
@@ -33,16 +39,19 @@ def test_a_projection_names_its_tables_and_columns() -> None:
     assert (p.value_columns, p.scope_type) == (("n",), "Date")
 
 
-@pytest.mark.parametrize(("changes", "problem"), [
-    ({"scope": "n"}, "scope n must be a key column"),
-    ({"key": ("day", "missing")}, "key column missing is not a declared column"),
-    ({"key": ()}, "the key is empty"),
-    ({"columns": (("day", "Date"), ("product_id", "Int64"), ("_version", "UInt64"))}, "_version is reserved"),
-    ({"columns": (("day", "Date"), ("product_id", "Int64"), ("day", "Date"))}, "declared twice"),
-    ({"name": "sales; DROP"}, "not a plain identifier"),
-    ({"scopes_sql": "SELECT DISTINCT day FROM t WHERE stored_at > {lo:DateTime64(6)}"}, r"parameter \{hi:"),
-    ({"rows_sql": "SELECT day, product_id, n FROM t"}, r"parameter \{scopes:"),
-])
+@pytest.mark.parametrize(
+    ("changes", "problem"),
+    [
+        ({"scope": "n"}, "scope n must be a key column"),
+        ({"key": ("day", "missing")}, "key column missing is not a declared column"),
+        ({"key": ()}, "the key is empty"),
+        ({"columns": (("day", "Date"), ("product_id", "Int64"), ("_version", "UInt64"))}, "_version is reserved"),
+        ({"columns": (("day", "Date"), ("product_id", "Int64"), ("day", "Date"))}, "declared twice"),
+        ({"name": "sales; DROP"}, "not a plain identifier"),
+        ({"scopes_sql": "SELECT DISTINCT day FROM t WHERE stored_at > {lo:DateTime64(6)}"}, r"parameter \{hi:"),
+        ({"rows_sql": "SELECT day, product_id, n FROM t"}, r"parameter \{scopes:"),
+    ],
+)
 def test_a_projection_that_cannot_work_is_refused(changes: dict[str, Any], problem: str) -> None:
     with pytest.raises(ProjectionError, match=problem):
         sample(**changes)
@@ -53,17 +62,23 @@ def test_a_projection_that_cannot_work_is_refused(changes: dict[str, Any], probl
 
 def test_bind_writes_typed_literals() -> None:
     moment = dt.datetime(2025, 11, 24, 17, 0, 0, 5, tzinfo=dt.timezone(dt.timedelta(hours=1)))
-    sql = bind("SELECT {a:String}, {b:DateTime64(6)}, {c:Array(Date)}, {d:Bool}, {e:Int64}",
-               {"a": "it's a \\ test", "b": moment, "c": [dt.date(2025, 1, 2)], "d": True, "e": -3})
-    assert sql == ("SELECT CAST('it\\'s a \\\\ test' AS String),"
-                   " CAST(fromUnixTimestamp64Micro(1764000000000005, 'UTC') AS DateTime64(6)),"
-                   " CAST([toDate('2025-01-02')] AS Array(Date)), CAST(true AS Bool), CAST(-3 AS Int64)")
+    sql = bind(
+        "SELECT {a:String}, {b:DateTime64(6)}, {c:Array(Date)}, {d:Bool}, {e:Int64}",
+        {"a": "it's a \\ test", "b": moment, "c": [dt.date(2025, 1, 2)], "d": True, "e": -3},
+    )
+    assert sql == (
+        "SELECT CAST('it\\'s a \\\\ test' AS String),"
+        " CAST(fromUnixTimestamp64Micro(1764000000000005, 'UTC') AS DateTime64(6)),"
+        " CAST([toDate('2025-01-02')] AS Array(Date)), CAST(true AS Bool), CAST(-3 AS Int64)"
+    )
     assert micros(moment) == micros(moment.astimezone(dt.UTC)) == 1_764_000_000_000_005
 
 
 def test_bind_substitutes_once_so_values_cannot_add_parameters() -> None:
-    assert bind("{a:String} {b:String}", {"a": "{b:String}", "b": "x"}) == \
-        "CAST('{b:String}' AS String) CAST('x' AS String)"
+    assert (
+        bind("{a:String} {b:String}", {"a": "{b:String}", "b": "x"})
+        == "CAST('{b:String}' AS String) CAST('x' AS String)"
+    )
 
 
 def test_bind_passes_sql_expressions_as_they_are() -> None:
@@ -118,8 +133,12 @@ def test_partition_needs_a_day_scoped_projection() -> None:
 
 
 def test_the_shop_has_four_projections_found_by_name() -> None:
-    assert [p.name for p in shop.PROJECTIONS] == ["revenue_daily_product", "order_funnel",
-                                                  "customer_lifetime_value", "orders_in_flight"]
+    assert [p.name for p in shop.PROJECTIONS] == [
+        "revenue_daily_product",
+        "order_funnel",
+        "customer_lifetime_value",
+        "orders_in_flight",
+    ]
     assert shop.by_name("order_funnel") == shop.PROJECTIONS[1]
     with pytest.raises(ProjectionError, match="no shop projection 'nope'"):
         shop.by_name("nope")
@@ -133,7 +152,10 @@ def test_the_source_database_is_a_parameter() -> None:
 
 
 def test_lineage_names_events_the_shop_declares_or_generic_item_events() -> None:
-    declared = set(load_modules(["cdc.demo.events"]).names()) | {"OrderItemCreated", "OrderItemUpdated",
-                                                                 "OrderItemDeleted"}
+    declared = set(load_modules(["cdc.demo.events"]).names()) | {
+        "OrderItemCreated",
+        "OrderItemUpdated",
+        "OrderItemDeleted",
+    }
     for p in shop.PROJECTIONS:
         assert p.event_types and set(p.event_types) <= declared, p.name

@@ -23,9 +23,17 @@ from cdc.status import (
 
 def _source(**overrides: object) -> SourceStatus:
     base: dict[str, object] = dict(
-        name="shop", dsn="postgresql://cdc:***@127.0.0.1:55432/shop", slot="cdc_shop", slot_active=True,
-        retained_wal_bytes=12 * 1024**2, captured=1500, applied=1490, rows_per_s_1m=25.0, freshness_s=0.8,
-        events_stored=300, dead_letters=0,
+        name="shop",
+        dsn="postgresql://cdc:***@127.0.0.1:55432/shop",
+        slot="cdc_shop",
+        slot_active=True,
+        retained_wal_bytes=12 * 1024**2,
+        captured=1500,
+        applied=1490,
+        rows_per_s_1m=25.0,
+        freshness_s=0.8,
+        events_stored=300,
+        dead_letters=0,
         topics=(TopicLag("shop.public.orders", 10, 990, 1000), TopicLag("shop.public.customers", 0, 500, 500)),
     )
     base.update(overrides)
@@ -33,9 +41,16 @@ def _source(**overrides: object) -> SourceStatus:
 
 
 def _snapshot(*sources: SourceStatus, dead_letters: int | None = 0, warnings: tuple[str, ...] = ()) -> StatusSnapshot:
-    return StatusSnapshot(generated_at="2025-01-02T03:04:05.000Z", state_dir="/var/lib/cdc", uptime_s=3723.0,
-                          clickhouse_url="http://127.0.0.1:18123", kafka_bootstrap="127.0.0.1:19092",
-                          sources=sources or (_source(),), dead_letters=dead_letters, warnings=warnings)
+    return StatusSnapshot(
+        generated_at="2025-01-02T03:04:05.000Z",
+        state_dir="/var/lib/cdc",
+        uptime_s=3723.0,
+        clickhouse_url="http://127.0.0.1:18123",
+        kafka_bootstrap="127.0.0.1:19092",
+        sources=sources or (_source(),),
+        dead_letters=dead_letters,
+        warnings=warnings,
+    )
 
 
 # --- RateWindow ------------------------------------------------------------------------------
@@ -123,8 +138,9 @@ def test_lag_threshold_is_off_by_default() -> None:
 
 def test_dead_letters_schema_notices_and_errors_each_point_somewhere() -> None:
     notice = SchemaNotice("public.orders", "column_added", "discount", "new column is not mirrored")
-    snap = _snapshot(_source(dead_letters=3, schema_notices=(notice,), errors=("cannot read the slot",)),
-                     dead_letters=3)
+    snap = _snapshot(
+        _source(dead_letters=3, schema_notices=(notice,), errors=("cannot read the slot",)), dead_letters=3
+    )
     dead, schema, error = warnings_for(snap)
     assert "3 dead letter(s)" in dead and "cdc dlq list" in dead
     assert "public.orders" in schema
@@ -160,13 +176,17 @@ def test_snapshot_round_trips_through_json() -> None:
     assert StatusSnapshot.from_dict(data) == snap
 
 
-@pytest.mark.parametrize(("path", "value", "message"), [
-    (("version",), 2, "version"),
-    (("sources", 0, "captured"), "many", "'captured'"),
-    (("sources", 0, "slot_active"), "yes", "slot_active"),
-])
-def test_a_malformed_snapshot_is_rejected_naming_the_field(path: tuple[object, ...], value: object,
-                                                           message: str) -> None:
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        (("version",), 2, "version"),
+        (("sources", 0, "captured"), "many", "'captured'"),
+        (("sources", 0, "slot_active"), "yes", "slot_active"),
+    ],
+)
+def test_a_malformed_snapshot_is_rejected_naming_the_field(
+    path: tuple[object, ...], value: object, message: str
+) -> None:
     data = _snapshot().to_dict()
     target = data
     for key in path[:-1]:
@@ -201,7 +221,7 @@ def test_text_report_shows_unknowns_and_no_warnings() -> None:
 
 # --- Prometheus ------------------------------------------------------------------------------
 
-_SAMPLE = re.compile(r'^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>.*)\})? (?P<value>\S+)$')
+_SAMPLE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>.*)\})? (?P<value>\S+)$")
 _UNESCAPE = re.compile(r"\\(.)")
 _LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\[\\"n])*)"(?:,|$)')
 
@@ -262,8 +282,9 @@ def test_prometheus_label_values_are_escaped() -> None:
 
 
 def test_prometheus_leaves_unknowns_out() -> None:
-    snap = _snapshot(_source(slot_active=None, retained_wal_bytes=None, freshness_s=None, dead_letters=None),
-                     dead_letters=None)
+    snap = _snapshot(
+        _source(slot_active=None, retained_wal_bytes=None, freshness_s=None, dead_letters=None), dead_letters=None
+    )
     types, samples = _parse(prometheus_text(snap))
     names = {name for name, _, _ in samples}
     assert not {"cdc_slot_active", "cdc_slot_retained_wal_bytes", "cdc_freshness_seconds"} & names

@@ -67,9 +67,7 @@ def change_of(name: str, edit: Callable[[dict[str, Any]], None] | None = None) -
 
 
 def events_of(
-    name: str,
-    registry: EventRegistry,
-    edit: Callable[[dict[str, Any]], None] | None = None,
+    name: str, registry: EventRegistry, edit: Callable[[dict[str, Any]], None] | None = None
 ) -> list[DomainEvent]:
     change = change_of(name, edit)
     return translate(change, schemas()[change.table.qualified], registry)
