@@ -37,6 +37,7 @@ from urllib.parse import urlsplit
 import chdb
 
 from cdc.adapters import chdb_http as proto
+from cdc.adapters.chdb_body import RequestBody, decode_body, take_prefix
 from cdc.adapters.endpoint import store_lock_holder
 from cdc.errors import StackError
 
@@ -140,7 +141,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _dispatch(self) -> None:
         split = urlsplit(self.path)
         headers = {key.lower(): value for key, value in self.headers.items()}
-        self._body = proto.RequestBody(self.rfile, headers)
+        self._body = RequestBody(self.rfile, headers)
         self._request: proto.HttpQuery | None = None
         self._started = False
         try:
@@ -148,10 +149,10 @@ class _Handler(BaseHTTPRequestHandler):
                 self._respond(200, b"Ok.\n", {"Content-Type": "text/plain; charset=UTF-8"})
                 return
             self._request = request = proto.parse_request(split.query, headers)
-            body = proto.decode_body(iter(self._body), headers.get("content-encoding"))
+            body = decode_body(iter(self._body), headers.get("content-encoding"))
             ctype = headers.get("content-type", "")
             if ctype.startswith("multipart/form-data"):
-                form = proto.take_prefix(body, proto.MULTIPART_LIMIT + 1)
+                form = take_prefix(body, proto.MULTIPART_LIMIT + 1)
                 if len(form) > proto.MULTIPART_LIMIT:
                     raise proto.HttpQueryError(proto.NOT_IMPLEMENTED, "multipart/form-data body over 256 MiB")
                 self._request = request = proto.with_form_fields(request, proto.parse_multipart(ctype, form))
@@ -165,7 +166,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _execute(self, request: proto.HttpQuery, chunks: Iterator[bytes]) -> None:
         """Run the `query` parameter + body: a streamed INSERT when it opens with INSERT ... FORMAT."""
-        prefix = proto.take_prefix(chunks)
+        prefix = take_prefix(chunks)
         if not prefix.strip():
             raise proto.HttpQueryError(62, "Empty query. (SYNTAX_ERROR)")
         conn = self._srv.engine.connect(request, readonly=self.command == "GET")

@@ -29,7 +29,8 @@ from backports import zstd
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError
 
-from cdc.adapters.chdb_http import decode_body, split_insert
+from cdc.adapters.chdb_body import decode_body
+from cdc.adapters.chdb_http import split_insert
 from cdc.adapters.chdb_server import ChdbHttpServer
 from cdc.adapters.endpoint import chdb_dsn, clear_endpoint, find_endpoint, warehouse_data_dir, write_endpoint
 from cdc.errors import StackError
