@@ -17,6 +17,7 @@ import dataclasses
 import datetime as dt
 import decimal
 import functools
+import hashlib
 import importlib
 import math
 import sys
@@ -28,6 +29,7 @@ from typing import Any, TypeVar
 from cdc.errors import CdcError
 
 _NAMESPACE = uuid.UUID("5b3f5f0e-3c7b-4c43-9a47-0d7d1c0c2a11")  # fixed: event ids must never change
+_NAMESPACE_BYTES = _NAMESPACE.bytes
 _T = TypeVar("_T")
 Payload = dict[str, Any]
 Upcaster = Callable[[Payload], Payload]
@@ -85,9 +87,19 @@ class DomainEvent:
         return dataclasses.replace(self, version=version, payload=payload)
 
 
+def uuid5(name: str) -> str:
+    """``str(uuid.uuid5(_NAMESPACE, name))``, built without the UUID object (a third of the time;
+    one per event on the events worker's hot path)."""
+    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + name.encode(), usedforsecurity=False).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
 def event_id(source: str, table: str, lsn: int, op: str, key: str, sequence: int, event_type: str) -> str:
     """Deterministic id: the same change translated again gives the same ids."""
-    return str(uuid.uuid5(_NAMESPACE, f"{source}|{table}|{lsn}|{op}|{key}|{sequence}|{event_type}"))
+    return uuid5(f"{source}|{table}|{lsn}|{op}|{key}|{sequence}|{event_type}")
 
 
 def correlation_id(source: str, txid: int | None, lsn: int) -> str:
@@ -97,7 +109,7 @@ def correlation_id(source: str, txid: int | None, lsn: int) -> str:
 
 @functools.lru_cache(maxsize=4096)  # one transaction's changes arrive together
 def _correlation(source: str, anchor: str) -> str:
-    return str(uuid.uuid5(_NAMESPACE, f"{source}|{anchor}"))
+    return uuid5(f"{source}|{anchor}")
 
 
 _PLAIN = (str, int, bool, type(None))

@@ -22,6 +22,7 @@ from cdc.ports import Catalog, Message, OutRecord, Publisher, Rejected
 from cdc.translate import TranslationError, translate
 
 log = logging.getLogger(__name__)
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))  # built once: json.dumps builds one per call
 _BAD_INPUT = (EnvelopeError, TranslationError, ValueError, TypeError, KeyError, AttributeError, LookupError)
 
 
@@ -55,7 +56,7 @@ def event_record(e: DomainEvent, payload_text: str | None = None) -> OutRecord:
             "sequence": e.sequence,
         },
     }
-    head = json.dumps(doc, separators=(",", ":"))
+    head = _COMPACT_JSON.encode(doc)
     value = f'{head[:-1]},"payload":{payload_text or payload_json(e)}}}'
     headers = (
         ("event_type", e.event_type.encode()),

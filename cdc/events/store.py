@@ -51,9 +51,11 @@ _SELECT = (
     f" toString(correlation_id), payload FROM {DATABASE}.{TABLE} FINAL"
 )
 
+_PAYLOAD_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), allow_nan=False)  # built once
+
 
 def payload_json(e: DomainEvent) -> str:
-    return json.dumps(e.payload, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return _PAYLOAD_JSON.encode(e.payload)
 
 
 class ClickHouseEventStore:

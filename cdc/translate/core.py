@@ -9,7 +9,6 @@ other table gets generic ``<Table>Created`` / ``<Table>Updated`` / ``<Table>Dele
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -93,13 +92,27 @@ def decode_value(column: Column | None, value: Any) -> Any:
     return value
 
 
+# json.dumps with options builds an encoder per call; these are built once (same output).
+_KEY_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
 _DECODED = frozenset({"date", "timestamp", "time", "json", "jsonb"})
 
 
-@functools.lru_cache(maxsize=256)
+_DECODING: dict[int, tuple[TableSchema, dict[str, Column]]] = {}
+
+
 def _needs_decoding(schema: TableSchema) -> dict[str, Column]:
-    """The columns whose Debezium value differs from the JSON-friendly one (the rest pass as they are)."""
-    return {c.name: c for c in schema.columns if c.pg_type in _DECODED}
+    """The columns whose Debezium value differs from the JSON-friendly one (the rest pass as they are).
+
+    Cached by identity: hashing a schema (every column) cost more than the lookup saved.
+    """
+    hit = _DECODING.get(id(schema))
+    if hit is not None and hit[0] is schema:
+        return hit[1]
+    found = {c.name: c for c in schema.columns if c.pg_type in _DECODED}
+    if len(_DECODING) >= 256:
+        _DECODING.clear()
+    _DECODING[id(schema)] = (schema, found)
+    return found
 
 
 def decode_row(schema: TableSchema | None, row: Row | None) -> dict[str, Any] | None:
@@ -145,7 +158,7 @@ def translate(change: RowChange, schema: TableSchema | None, registry: EventRegi
     """The events of one change: the table's translator's, else generic ones."""
     view = to_change(change, schema)
     key = key_of(change, schema)
-    key_text = json.dumps(to_json_value(key), sort_keys=True, separators=(",", ":"))
+    key_text = _KEY_JSON.encode(to_json_value(key))
     fn = registry.translators.get(change.table.qualified)
     if fn is None:
         drafts = _generic(change, view, key)

@@ -28,6 +28,7 @@ from cdc.domain.events import (
     payload_dict,
     to_json_value,
     upcaster,
+    uuid5,
 )
 
 BASE = {
@@ -87,6 +88,20 @@ def test_event_id_is_deterministic_and_a_uuid() -> None:
 )
 def test_event_id_differs_when_any_part_of_the_position_differs(field: str, other: Any) -> None:
     assert _id(**{field: other}) != _id()
+
+
+# Ids stored before the fast path must keep matching: the known id pins the namespace and the format.
+KNOWN_ID = "ca3cdd13-55ec-580d-b0db-230a06702b6b"  # computed with uuid.uuid5 before the fast path
+
+
+@pytest.mark.parametrize("name", ["", 'shop|public.orders|100|u|{"id":1}|0|OrderPlaced', "ünï|cödé|\u2603", "x" * 5000])
+def test_uuid5_is_the_standard_uuid5_in_the_event_namespace(name: str) -> None:
+    namespace = uuid.UUID("5b3f5f0e-3c7b-4c43-9a47-0d7d1c0c2a11")
+    assert uuid5(name) == str(uuid.uuid5(namespace, name))
+
+
+def test_event_id_of_a_known_position_never_changes() -> None:
+    assert event_id("shop", "public.orders", 100, "u", '{"id":1}', 0, "OrderPlaced") == KNOWN_ID
 
 
 def test_event_ids_of_many_positions_are_all_distinct() -> None:
