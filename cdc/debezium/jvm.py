@@ -88,7 +88,7 @@ def _decouple_garbage_collectors() -> None:
     heaps; the bridge holds none (a few long-lived proxies), and without the hook JPype's
     Java-side trigger stops after its first collection.
     """
-    hook = getattr(jpype._jpype, "_collect", None)  # noqa: SLF001 - JPype's own hook, no public switch
+    hook = getattr(jpype._jpype, "_collect", None)  # JPype's own hook: there is no public switch
     gc.callbacks[:] = [c for c in gc.callbacks if c is not hook]  # JPype 1.7 installs it twice
 
 
