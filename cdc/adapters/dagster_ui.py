@@ -25,7 +25,10 @@ from cdc.errors import StackError
 
 log = logging.getLogger(__name__)
 DEFINITIONS_MODULE = "dagster_project.definitions"
-# one report build at a time: the sensor's incremental runs and the nightly full rebuild share a tag
+# One report build at a time: the sensor's incremental runs and the nightly full rebuild share a tag.
+# A run whose worker never starts is failed after 2 minutes (else the sensor, which waits for the
+# build in progress, would wait for ever), and a failed build is retried twice: after the load
+# stops no new event would start another one.
 _INSTANCE_YAML = """telemetry:
   enabled: false
 concurrency:
@@ -33,6 +36,14 @@ concurrency:
     tag_concurrency_limits:
       - key: cdc/builds
         limit: 1
+run_monitoring:
+  enabled: true
+  start_timeout_seconds: 120
+  poll_interval_seconds: 15
+  max_resume_run_attempts: 0
+run_retries:
+  enabled: true
+  max_retries: 2
 """
 
 
@@ -68,6 +79,7 @@ class DagsterUi:
             "DAGSTER_HOME": str(self.home),
             "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
         }
+        self._create_storage(env, root)
         web = [_tool("dagster-webserver"), "-m", DEFINITIONS_MODULE, "-d", root, "-h", LOOPBACK, "-p", str(self.port)]
         daemon = [_tool("dagster-daemon"), "run", "-m", DEFINITIONS_MODULE, "-d", root]
         for name, argv in (("webserver", web), ("daemon", daemon)):
@@ -85,6 +97,28 @@ class DagsterUi:
                     preexec_fn=die_with_parent(os.getpid()),  # noqa: PLW1509 - prctl needs it
                 )
             )
+
+    def _create_storage(self, env: dict[str, str], root: str) -> None:
+        """Create the instance's SQLite storage before the two children start.
+
+        Both would create it at once on a fresh home, and that race can stamp two alembic heads
+        into the schedule storage: the code location then fails to load and no sensor ever runs.
+        """
+        if (self.home / "schedules" / "schedules.db").exists():
+            return
+        with open(self._log_dir / "dagster-daemon.log", "ab") as out:
+            done = subprocess.run(
+                [_tool("dagster"), "instance", "migrate"],
+                env=env,
+                cwd=root,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                timeout=300,
+                check=False,
+            )
+        if done.returncode != 0:  # the children will try again; the log has the reason
+            log.warning("dagster instance migrate exited %d; see %s", done.returncode, self._log_dir)
 
     def ready(self) -> bool:
         try:
