@@ -106,17 +106,15 @@ class DagsterUi:
         """
         if (self.home / "schedules" / "schedules.db").exists():
             return
+        argv = [_tool("dagster"), "instance", "migrate"]
         with open(self._log_dir / "dagster-daemon.log", "ab") as out:
-            done = subprocess.run(
-                [_tool("dagster"), "instance", "migrate"],
-                env=env,
-                cwd=root,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                timeout=300,
-                check=False,
-            )
+            try:
+                done = subprocess.run(
+                    argv, env=env, cwd=root, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, timeout=300
+                )
+            except subprocess.TimeoutExpired:
+                log.warning("dagster instance migrate took over 300 s; see %s", self._log_dir)
+                return
         if done.returncode != 0:  # the children will try again; the log has the reason
             log.warning("dagster instance migrate exited %d; see %s", done.returncode, self._log_dir)
 
