@@ -81,7 +81,7 @@ class ClickHouseEventStore:
         for (known,) in found:
             fresh.pop(known, None)
         texts = payloads or {}
-        rows = [_row(e, texts.get(e.event_id)) for e in fresh.values()]
+        rows = [event_row(e, texts.get(e.event_id)) for e in fresh.values()]
         self._warehouse.insert(DATABASE, TABLE, COLUMNS, rows)
         return len(rows)
 
@@ -99,7 +99,8 @@ class ClickHouseEventStore:
         return int(self._warehouse.query(f"SELECT count() FROM {DATABASE}.{TABLE} FINAL")[0][0])
 
 
-def _row(e: DomainEvent, payload_text: str | None = None) -> list[Any]:
+def event_row(e: DomainEvent, payload_text: str | None = None) -> list[Any]:
+    """The event as a row of ``COLUMNS``."""
     return [
         uuid.UUID(e.event_id),
         e.event_type,

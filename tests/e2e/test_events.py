@@ -21,6 +21,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from cdc.adapters.postgres import PostgresSession, PostgresSource
 from cdc.demo import shop
+from cdc.events.store import COLUMNS
 from tests.e2e.conftest import BridgeProcess, sql, start_bridge
 from tests.polling import wait_until
 
@@ -218,22 +219,7 @@ def test_replay_upcasts_a_stored_version_1_event(database: str, state_dir: Path,
             ]
         ],
         database="events",
-        column_names=[
-            "event_id",
-            "event_type",
-            "version",
-            "aggregate_type",
-            "aggregate_id",
-            "occurred_at",
-            "source",
-            "source_table",
-            "op",
-            "lsn",
-            "txid",
-            "sequence",
-            "correlation_id",
-            "payload",
-        ],
+        column_names=list(COLUMNS),
     )
     text = _cdc(state_dir, "events", "replay", "order", "900001")
     assert text.returncode == 0, text.stderr

@@ -16,7 +16,7 @@ import pytest
 from cdc.adapters.clickhouse import ClickHouseWarehouse
 from cdc.domain.events import DomainEvent, correlation_id, event_id
 from cdc.errors import WarehouseError
-from cdc.events.store import COLUMNS, ClickHouseEventStore, payload_json
+from cdc.events.store import COLUMNS, ClickHouseEventStore, event_row
 from pipelines.builder import ProjectionBuilder
 from pipelines.projection import Projection, ProjectionError, bind, in_scope, quote
 
@@ -85,23 +85,7 @@ class Shop:
     def add_stored_at(self, stored_at: dt.datetime, order: int, kind: str, day: dt.date) -> None:
         """An event whose insert became visible only after ``stored_at`` had been stamped."""
         e = self.event(order, kind, day)
-        row = [
-            uuid.UUID(e.event_id),
-            e.event_type,
-            e.version,
-            e.aggregate_type,
-            e.aggregate_id,
-            e.occurred_at,
-            e.source,
-            e.table,
-            e.op,
-            e.lsn,
-            e.txid,
-            e.sequence,
-            uuid.UUID(e.correlation_id),
-            payload_json(e),
-            stored_at,
-        ]
+        row = [*event_row(e), stored_at]
         self.wh.insert("events", "domain_events", (*COLUMNS, "stored_at"), [row])
 
     def report(self, p: Projection | None = None) -> list[tuple[Any, ...]]:
