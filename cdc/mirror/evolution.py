@@ -20,6 +20,7 @@ row images still match a tolerated shape and a widened or text column holds thei
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -97,7 +98,7 @@ class MirrorModel:
     def to_json(self) -> str:
         return json.dumps(
             {
-                "columns": [_column_doc(c) for c in self.columns],
+                "columns": [dataclasses.asdict(c) for c in self.columns],  # Column(**doc) reads it back
                 "key": list(self.key),
                 "dropped": sorted(self.dropped),
                 "as_text": sorted(self.as_text),
@@ -115,18 +116,6 @@ class MirrorModel:
             frozenset(doc["as_text"]),
             frozenset(doc["nullable"]),
         )
-
-
-def _column_doc(c: Column) -> dict[str, Any]:
-    return {
-        "name": c.name,
-        "pg_type": c.pg_type,
-        "nullable": c.nullable,
-        "is_array": c.is_array,
-        "is_enum": c.is_enum,
-        "numeric_precision": c.numeric_precision,
-        "numeric_scale": c.numeric_scale,
-    }
 
 
 def value_kind(value: Any) -> str:
