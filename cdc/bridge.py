@@ -17,23 +17,24 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from cdc.adapters.chdb_server import ChdbHttpServer
 from cdc.adapters.clickhouse import ClickHouseWarehouse, connect_warehouse, open_embedded, warm_up
-from cdc.adapters.endpoint import clear_endpoint, find_endpoint, store_lock_holder, warehouse_data_dir, write_endpoint
 from cdc.adapters.kafka import KafkaPublisher, ensure_topics
-from cdc.adapters.metrics_server import MetricsServer, clear_status_url, write_status_url
-from cdc.adapters.tansu import TansuBroker
 from cdc.capture import CaptureRunner, SourceCapture
 from cdc.config import SourceSpec
+from cdc.consume.dead_letters import DEAD_LETTER_TOPIC, DeadLetters
+from cdc.consume.loop import ConsumerService, Stats
 from cdc.domain.changes import TableSchema
+from cdc.embedded.broker import TansuBroker
+from cdc.embedded.chdb_server import ChdbHttpServer
+from cdc.embedded.endpoint import clear_endpoint, find_endpoint, store_lock_holder, warehouse_data_dir, write_endpoint
 from cdc.errors import CdcError, ConfigError, StackError
 from cdc.events.store import ClickHouseEventStore
 from cdc.events.worker import WorkerReport
-from cdc.observe import Observer
-from cdc.service import DEAD_LETTER_TOPIC, ConsumerService, DeadLetters, Stats
 from cdc.settings import PortBook, Settings
 from cdc.statefiles import mask_salt, remember_translators
 from cdc.status import Thresholds
+from cdc.status.observer import Observer
+from cdc.status.server import MetricsServer, clear_status_url, write_status_url
 
 log = logging.getLogger(__name__)
 Say = Callable[[str], None]

@@ -18,17 +18,19 @@ from typing import Protocol
 
 from cdc.adapters.clickhouse import ClickHouseWarehouse
 from cdc.adapters.kafka import KafkaChangeStream
-from cdc.adapters.kafka_connect import KafkaConnectRunner
 from cdc.adapters.postgres import PostgresSource, redact_dsn
 from cdc.config import SourceSpec
+from cdc.consume.backoff import Backoff
+from cdc.consume.dead_letters import DeadLetters
+from cdc.consume.loop import ConsumerService
 from cdc.debezium.config import HEARTBEAT_QUERY, ConnectorSettings, default_slot_name, embedded_properties
 from cdc.debezium.engine import DebeziumRunner
+from cdc.debezium.kafka_connect import KafkaConnectRunner
 from cdc.domain.changes import TableRef, TableSchema
 from cdc.domain.events import EventDefinitionError, EventRegistry, load_modules
 from cdc.errors import ConfigError
 from cdc.events.worker import EventsWorker, WorkerConfig, WorkerReport
 from cdc.mirror.sink import ClickHouseMirrorSink
-from cdc.service import Backoff, ConsumerService, DeadLetters
 from cdc.settings import Settings
 from cdc.translate import generic_names
 

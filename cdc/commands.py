@@ -7,13 +7,13 @@ import sys
 import time
 from collections.abc import Callable
 
-from cdc.adapters.dagster_ui import DagsterUi
-from cdc.adapters.pg_cluster import EmbeddedPostgres
 from cdc.adapters.postgres import PostgresSession, PostgresSource, redact_dsn
 from cdc.bridge import Bridge
 from cdc.bridge import refuse_second_bridge as refuse_on_state_dir
 from cdc.config import SourceSpec
 from cdc.demo import shop
+from cdc.embedded.dagster_ui import DagsterUi
+from cdc.embedded.pg_cluster import EmbeddedPostgres
 from cdc.errors import CdcError, ConfigError
 from cdc.mirror.table import mirror_name, quote
 from cdc.settings import PortBook, Settings

@@ -36,3 +36,7 @@ class StackError(CdcError):
 
 class DataRejected(CdcError):
     """The warehouse refused the data itself (not an outage): retrying the same rows cannot help."""
+
+
+class UnknownTableError(CdcError):
+    """A change arrived for a table the source catalog does not know."""

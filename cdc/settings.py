@@ -11,8 +11,8 @@ import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from cdc.adapters.ports import free_port, port_in_use
 from cdc.config import BridgeConfig, SourceSpec, load_config
+from cdc.embedded.net import free_port, port_in_use
 
 DEFAULT_STATE_DIR = ".cdc"
 PREFERRED_PORTS = {"postgres": 55432, "kafka": 19092, "clickhouse": 18123, "dagster": 13000, "status": 19400}

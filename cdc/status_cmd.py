@@ -12,9 +12,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from cdc.adapters.metrics_server import find_status_url
 from cdc.errors import StackError
 from cdc.status import StatusSnapshot, render_text
+from cdc.status.server import find_status_url
 
 EXIT_HEALTHY, EXIT_WARNINGS = 0, 1
 

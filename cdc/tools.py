@@ -6,8 +6,8 @@ import argparse
 from pathlib import Path
 
 from cdc.adapters.clickhouse import connect_warehouse
-from cdc.adapters.endpoint import find_endpoint
 from cdc.domain.events import EventDefinitionError, EventRegistry, load_modules
+from cdc.embedded.endpoint import find_endpoint
 from cdc.errors import ConfigError, StackError
 from cdc.events import commands
 from cdc.settings import PortBook, Settings, parse_tables

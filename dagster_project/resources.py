@@ -13,8 +13,8 @@ from dagster import ConfigurableResource, InitResourceContext
 from pydantic import Field, PrivateAttr
 
 from cdc.adapters.clickhouse import ClickHouseWarehouse, connect_warehouse, open_embedded
-from cdc.adapters.endpoint import find_endpoint
 from cdc.adapters.postgres import PostgresSource
+from cdc.embedded.endpoint import find_endpoint
 from cdc.errors import ConfigError, WarehouseError
 from cdc.ports import Warehouse
 from cdc.settings import DEFAULT_STATE_DIR

@@ -21,7 +21,7 @@ import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError, DatabaseError, OperationalError
 
-from cdc.adapters.endpoint import chdb_dsn, find_endpoint, store_lock_holder, warehouse_data_dir
+from cdc.embedded.endpoint import chdb_dsn, find_endpoint, store_lock_holder, warehouse_data_dir
 from cdc.errors import DataRejected, WarehouseError
 
 log = logging.getLogger(__name__)

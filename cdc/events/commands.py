@@ -8,11 +8,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from cdc.consume.dlq import DeadLetter, list_dead_letters, replay
 from cdc.domain import catalog as cat
 from cdc.domain import compat
 from cdc.domain.events import DomainEvent, EventRegistry, Payload
 from cdc.errors import ConfigError
-from cdc.events.dlq import DeadLetter, list_dead_letters, replay
 from cdc.events.store import ClickHouseEventStore
 from cdc.ports import Publisher, Warehouse
 

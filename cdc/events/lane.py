@@ -10,12 +10,13 @@ from pathlib import Path
 from cdc.adapters.clickhouse import ClickHouseWarehouse, connect_warehouse
 from cdc.adapters.kafka import KafkaChangeStream, KafkaPublisher
 from cdc.adapters.postgres import PostgresSource
+from cdc.consume.dead_letters import DeadLetters
+from cdc.consume.loop import ConsumerService
 from cdc.domain.events import EventDefinitionError, load_modules
 from cdc.errors import ConfigError
 from cdc.events.sink import DomainEventSink
 from cdc.events.store import ClickHouseEventStore
 from cdc.events.worker import WorkerConfig, WorkerReport
-from cdc.service import ConsumerService, DeadLetters
 
 
 @dataclass

@@ -24,9 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cdc.adapters.children import die_with_parent
+from cdc.consume.backoff import Backoff
+from cdc.consume.loop import Stats
+from cdc.embedded.children import die_with_parent
 from cdc.errors import CdcError, StackError
-from cdc.service import Backoff, Stats
 
 log = logging.getLogger(__name__)
 _REPORT_EVERY_S = 0.1

@@ -9,8 +9,9 @@ import threading
 import time
 from collections.abc import Sequence
 
+from cdc.consume.dead_letters import DEAD_LETTERS_DDL
 from cdc.domain.changes import TableRef, TableSchema
-from cdc.errors import CdcError, DataRejected, WarehouseError
+from cdc.errors import CdcError, DataRejected, UnknownTableError, WarehouseError
 from cdc.mirror.evolution import MirrorModel, SchemaNotice, Shape, reconcile, shape_of
 from cdc.mirror.table import DRIFT_MARK, INGEST_COLUMNS, MirrorTable, mirror_name
 from cdc.mirror.toast import any_placeholder, has_placeholder, message_lsn, repair_sql
@@ -18,19 +19,6 @@ from cdc.ports import Catalog, Message, Rejected, Warehouse
 
 log = logging.getLogger(__name__)
 
-DEAD_LETTERS_DDL = (
-    "CREATE DATABASE IF NOT EXISTS cdc",
-    # one row per message and stage: the mirror and the events consumer may both give up on a message
-    "CREATE TABLE IF NOT EXISTS cdc.dead_letters (topic String, partition Int32, offset Int64,"
-    " key Nullable(String), value Nullable(String), error String, stack String DEFAULT '',"
-    " stage LowCardinality(String), failed_at DateTime64(3, 'UTC') DEFAULT now64(3))"
-    " ENGINE = ReplacingMergeTree(failed_at) ORDER BY (topic, partition, offset, stage)",
-    # `cdc dlq replay` outcomes; the newest per dead letter wins
-    "CREATE TABLE IF NOT EXISTS cdc.dead_letter_replays (topic String, partition Int32, offset Int64,"
-    " stage LowCardinality(String), outcome LowCardinality(String), detail String,"
-    " replayed_at DateTime64(3, 'UTC') DEFAULT now64(3))"
-    " ENGINE = ReplacingMergeTree(replayed_at) ORDER BY (topic, partition, offset, stage)",
-)
 # what each mirror's ClickHouse tables hold (survives restarts), and the schema changes found so far
 MODEL_DDL = (
     "CREATE TABLE IF NOT EXISTS cdc.mirror_models (database String, table String, model String, views String,"
@@ -46,10 +34,6 @@ MODEL_DDL = (
 INSERT_SETTINGS = {"optimize_on_insert": 0}
 CATALOG_CHECK_S = 5.0  # how often a written table's definition is compared with the source catalog
 _DRIFT_ATTEMPTS = 3
-
-
-class UnknownTableError(CdcError):
-    """A change arrived for a table the source catalog does not know."""
 
 
 class SchemaDriftError(CdcError):

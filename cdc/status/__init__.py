@@ -1,7 +1,7 @@
 """The observing side of the bridge: its status snapshot, warnings, text report and Prometheus metrics.
 
 Pure, stdlib only. The running bridge builds a `StatusSnapshot` (or its `to_dict()` form) on
-demand; `cdc.adapters.metrics_server` serves it at `/status` and `/metrics`; `cdc status` fetches
+demand; `cdc.status.server` serves it at `/status` and `/metrics`; `cdc status` fetches
 and prints it.
 """
 

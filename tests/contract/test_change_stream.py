@@ -11,8 +11,8 @@ import pytest
 from kafka import KafkaProducer
 
 from cdc.adapters.kafka import KafkaChangeStream, ensure_topics
-from cdc.adapters.ports import free_port
-from cdc.adapters.tansu import TansuBroker
+from cdc.embedded.broker import TansuBroker
+from cdc.embedded.net import free_port
 from cdc.ports import ChangeStream, Message
 from tests.fakes import FakeBroker, FakeStream
 from tests.polling import wait_until

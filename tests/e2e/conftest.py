@@ -19,8 +19,8 @@ import clickhouse_connect
 import psycopg
 import pytest
 
-from cdc.adapters.pg_cluster import EmbeddedPostgres
-from cdc.adapters.ports import free_port
+from cdc.embedded.net import free_port
+from cdc.embedded.pg_cluster import EmbeddedPostgres
 
 
 def _tempdir(prefix: str) -> Path:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from cdc.adapters.ports import port_in_use
+from cdc.embedded.net import port_in_use
 from tests.e2e.conftest import BridgeProcess, SourceLoad, sql, start_bridge
 from tests.polling import wait_until
 

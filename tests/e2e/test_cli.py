@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from cdc.adapters.pg_cluster import EmbeddedPostgres
-from cdc.adapters.ports import free_port
+from cdc.embedded.net import free_port
+from cdc.embedded.pg_cluster import EmbeddedPostgres
 from tests.e2e.conftest import _tempdir, sql
 
 pytestmark = pytest.mark.e2e

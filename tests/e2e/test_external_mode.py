@@ -11,8 +11,8 @@ from pathlib import Path
 import clickhouse_connect
 import pytest
 
-from cdc.adapters.ports import free_port, wait_for_port
-from cdc.adapters.tansu import TansuBroker
+from cdc.embedded.broker import TansuBroker
+from cdc.embedded.net import free_port, wait_for_port
 from tests.e2e.conftest import BridgeProcess, _tempdir, sql
 from tests.polling import wait_until
 
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.e2e
 SERVER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from cdc.adapters.chdb_server import ChdbHttpServer
+    from cdc.embedded.chdb_server import ChdbHttpServer
     server = ChdbHttpServer(Path(sys.argv[1]), port=int(sys.argv[2]))
     server.start()
     print("ready", flush=True)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from cdc.adapters.pg_cluster import EmbeddedPostgres
 from cdc.debezium.config import default_slot_name
+from cdc.embedded.pg_cluster import EmbeddedPostgres
 from tests.e2e.conftest import BridgeProcess, sql, start_bridge
 from tests.polling import wait_until
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from kafka import KafkaConsumer
 
-from cdc.adapters.pg_cluster import EmbeddedPostgres
+from cdc.embedded.pg_cluster import EmbeddedPostgres
 from tests.e2e.conftest import BridgeProcess, fresh_database, sql
 from tests.polling import wait_until
 

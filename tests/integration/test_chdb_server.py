@@ -29,10 +29,10 @@ from backports import zstd
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError
 
-from cdc.adapters.chdb_body import decode_body
-from cdc.adapters.chdb_http import split_insert
-from cdc.adapters.chdb_server import ChdbHttpServer
-from cdc.adapters.endpoint import chdb_dsn, clear_endpoint, find_endpoint, warehouse_data_dir, write_endpoint
+from cdc.embedded.chdb_body import decode_body
+from cdc.embedded.chdb_http import split_insert
+from cdc.embedded.chdb_server import ChdbHttpServer
+from cdc.embedded.endpoint import chdb_dsn, clear_endpoint, find_endpoint, warehouse_data_dir, write_endpoint
 from cdc.errors import StackError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -301,8 +301,8 @@ def test_second_process_cannot_open_store_but_finds_the_endpoint(server: ChdbHtt
     probe = run_python(f"""
         from pathlib import Path
         import clickhouse_connect
-        from cdc.adapters.chdb_server import ChdbHttpServer
-        from cdc.adapters.endpoint import find_endpoint
+        from cdc.embedded.chdb_server import ChdbHttpServer
+        from cdc.embedded.endpoint import find_endpoint
         from cdc.errors import StackError
         try:
             ChdbHttpServer(Path({str(data_dir)!r})).start()

@@ -34,12 +34,12 @@ from dagster import (
 )
 
 from cdc.adapters.clickhouse import ClickHouseWarehouse, open_embedded
-from cdc.adapters.pg_cluster import EmbeddedPostgres
-from cdc.adapters.ports import free_port
 from cdc.adapters.postgres import PostgresSource
 from cdc.demo import shop as demo
 from cdc.domain.changes import Column, TableRef, TableSchema
 from cdc.domain.events import DomainEvent, correlation_id, event_id
+from cdc.embedded.net import free_port
+from cdc.embedded.pg_cluster import EmbeddedPostgres
 from cdc.events.store import ClickHouseEventStore
 from cdc.mirror.sink import ClickHouseMirrorSink
 from cdc.ports import Message

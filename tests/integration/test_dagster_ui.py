@@ -5,8 +5,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from cdc.adapters.dagster_ui import DagsterUi
-from cdc.adapters.ports import free_port
+from cdc.embedded.dagster_ui import DagsterUi
+from cdc.embedded.net import free_port
 
 
 def _alembic_heads(db: Path) -> int:

@@ -25,9 +25,9 @@ import psycopg
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
-from cdc.adapters.tansu import TansuBroker
 from cdc.debezium.config import ConnectorSettings, embedded_properties
 from cdc.debezium.engine import DebeziumRunner
+from cdc.embedded.broker import TansuBroker
 from cdc.errors import CaptureError
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")

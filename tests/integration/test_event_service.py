@@ -1,6 +1,6 @@
 """The domain-events consumer on the real path: change topics in Tansu -> ConsumerService (stage "events")
 -> ``events.order`` in Kafka + ``events.domain_events`` in chDB; poison messages -> ``cdc.dead_letters`` in
-both; ``cdc.events.dlq`` lists and replays them through the same path.
+both; ``cdc.consume.dlq`` lists and replays them through the same path.
 
 Each test gets a fresh broker (Tansu keeps topics in memory) and empty event/dead-letter tables, so
 offsets and counts are exact. Debezium is not involved: envelopes are built like the connector's.
@@ -21,16 +21,17 @@ from kafka.consumer.fetcher import ConsumerRecord
 
 from cdc.adapters.clickhouse import ClickHouseWarehouse
 from cdc.adapters.kafka import KafkaChangeStream, KafkaPublisher, ensure_topics
-from cdc.adapters.ports import free_port
-from cdc.adapters.tansu import TansuBroker
+from cdc.consume.dead_letters import DEAD_LETTER_TOPIC, DeadLetters
+from cdc.consume.dlq import list_dead_letters, replay
+from cdc.consume.loop import ConsumerService
 from cdc.demo import events as shop_events
 from cdc.domain.changes import Column, TableRef, TableSchema
 from cdc.domain.events import EventRegistry, collecting, load_modules, translator
-from cdc.events.dlq import list_dead_letters, replay
+from cdc.embedded.broker import TansuBroker
+from cdc.embedded.net import free_port
 from cdc.events.sink import DomainEventSink
 from cdc.events.store import ClickHouseEventStore
 from cdc.ports import Message, OutRecord
-from cdc.service import DEAD_LETTER_TOPIC, ConsumerService, DeadLetters
 from cdc.translate import Change
 from tests.envelopes import envelope
 from tests.fakes import StaticCatalog

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from cdc.adapters.metrics_server import MetricsServer, clear_status_url, find_status_url, write_status_url
 from cdc.cli import main
 from cdc.status import GIB, SourceStatus, StatusSnapshot, TopicLag, utc_now_iso
+from cdc.status.server import MetricsServer, clear_status_url, find_status_url, write_status_url
 
 
 def _snapshot_dict(state_dir: Path, retained: int = 1024) -> dict[str, Any]:

@@ -14,9 +14,10 @@ from typing import Any
 import pytest
 
 from cdc.adapters.clickhouse import ClickHouseWarehouse
+from cdc.consume.dead_letters import DeadLetters
+from cdc.consume.loop import ConsumerService
 from cdc.domain.changes import Column, TableRef, TableSchema
 from cdc.mirror.sink import ClickHouseMirrorSink
-from cdc.service import ConsumerService, DeadLetters
 from tests.envelopes import envelope
 from tests.fakes import FakeBroker, FakeStream
 

@@ -9,11 +9,13 @@ from typing import Any
 import pytest
 
 from cdc.adapters.clickhouse import ClickHouseWarehouse
+from cdc.consume.backoff import Backoff
+from cdc.consume.dead_letters import DeadLetters
+from cdc.consume.loop import ConsumerService
 from cdc.domain.changes import Column, TableRef, TableSchema
 from cdc.errors import BrokerError, WarehouseError
 from cdc.mirror.sink import ClickHouseMirrorSink
 from cdc.ports import Message
-from cdc.service import Backoff, ConsumerService, DeadLetters
 from tests.envelopes import envelope
 from tests.fakes import FakeBroker, FakeStream, StaticCatalog
 

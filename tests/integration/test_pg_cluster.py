@@ -14,8 +14,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from cdc.adapters.pg_cluster import EmbeddedPostgres
-from cdc.adapters.ports import free_port, port_in_use
+from cdc.embedded.net import free_port, port_in_use
+from cdc.embedded.pg_cluster import EmbeddedPostgres
 from cdc.errors import StackError
 
 

@@ -15,10 +15,10 @@ import psycopg
 import pytest
 
 from cdc import preflight
-from cdc.adapters.pg_cluster import EmbeddedPostgres
-from cdc.adapters.ports import free_port
 from cdc.adapters.postgres import PostgresSource
 from cdc.cli import main
+from cdc.embedded.net import free_port
+from cdc.embedded.pg_cluster import EmbeddedPostgres
 from cdc.errors import SourceError
 from cdc.preflight import Severity
 

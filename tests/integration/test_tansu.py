@@ -17,8 +17,8 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 
-from cdc.adapters.ports import free_port, port_in_use
-from cdc.adapters.tansu import TansuBroker, probe_kafka
+from cdc.embedded.broker import TansuBroker, probe_kafka
+from cdc.embedded.net import free_port, port_in_use
 from cdc.errors import StackError
 
 # Tansu's group coordinator makes the first join wait ~20 s with kafka-python's defaults.
@@ -213,7 +213,7 @@ def test_stop_leaves_no_process(tmp_path: Path) -> None:
 _ORPHAN_SCRIPT = """
 import sys, time
 from pathlib import Path
-from cdc.adapters.tansu import TansuBroker
+from cdc.embedded.broker import TansuBroker
 broker = TansuBroker(int(sys.argv[1]), Path(sys.argv[2]))
 broker.start()
 sys.stdout.write(f"{broker.pid}\\n")

@@ -15,9 +15,9 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from cdc.adapters import dagster_ui
 from cdc.debezium.config import ConnectorSettings, connector_name
 from cdc.demo import shop
+from cdc.embedded import dagster_ui
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPECTED = {

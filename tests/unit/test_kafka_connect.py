@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 
-from cdc.adapters.kafka_connect import KafkaConnectRunner
 from cdc.debezium.config import (
     ConnectorSettings,
     connect_properties,
@@ -24,6 +23,7 @@ from cdc.debezium.config import (
     engine_properties,
 )
 from cdc.debezium.connect_status import describe_trace, secret_values, snapshot_state
+from cdc.debezium.kafka_connect import KafkaConnectRunner
 from cdc.errors import CaptureError, ConfigError
 
 PASSWORD = "pw-Zq81-secret"

@@ -12,8 +12,8 @@ import time
 from typing import TYPE_CHECKING
 
 from cdc.adapters.postgres import redact_dsn
+from cdc.consume.loop import Stats
 from cdc.errors import CdcError
-from cdc.service import Stats
 from cdc.status import RateWindow, SchemaNotice, SourceStatus, StatusSnapshot, TopicLag, utc_now_iso
 
 if TYPE_CHECKING:

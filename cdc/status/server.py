@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, cast
 from urllib.parse import urlsplit
 
-from cdc.adapters.endpoint import probe, write_atomically
+from cdc.embedded.endpoint import probe, write_atomically
 from cdc.errors import StackError
 from cdc.status import CONTENT_TYPE, StatusSnapshot, Thresholds, as_snapshot, prometheus_text, warnings_for
 

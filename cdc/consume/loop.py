@@ -10,21 +10,18 @@ without committing (backpressure: nothing new is read meanwhile).
 
 from __future__ import annotations
 
-import base64
-import json
 import logging
 import threading
 import time
-import traceback
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
 
+from cdc.consume.backoff import Backoff, Stopping
+from cdc.consume.dead_letters import DeadLetters
 from cdc.debezium.envelope import is_tombstone
-from cdc.errors import CdcError, DataRejected
-from cdc.mirror.sink import DEAD_LETTERS_DDL, UnknownTableError
-from cdc.ports import ChangeStream, Message, OutRecord, Publisher, Sink, TopicPartition, Warehouse
+from cdc.errors import CdcError, DataRejected, UnknownTableError
+from cdc.ports import ChangeStream, Message, Sink, TopicPartition
 
 log = logging.getLogger(__name__)
 
@@ -44,87 +41,6 @@ class Stats:
     highwater: dict[TopicPartition, int] = field(default_factory=dict)
     highwater_at: float = 0.0  # monotonic time of the fetch that reported ``highwater``
     last_error: str | None = None  # the outage being retried right now, if any
-
-
-DEAD_LETTER_TOPIC = "cdc.dead_letters"
-
-
-class Backoff:
-    """Exponential backoff: ``first`` seconds after a failure, doubling up to ``cap``; a success resets it."""
-
-    def __init__(self, first: float = 0.5, cap: float = 30.0) -> None:
-        self._first = first
-        self._cap = cap
-        self._delay = first
-
-    def reset(self) -> None:
-        self._delay = self._first
-
-    def next_delay(self) -> float:
-        delay = self._delay
-        self._delay = min(delay * 2, self._cap)
-        return delay
-
-
-class Stopping(Protocol):
-    """A threading or multiprocessing ``Event``: waiting on it ends early once it is set."""
-
-    def is_set(self) -> bool: ...
-
-    def wait(self, timeout: float | None = None) -> bool: ...
-
-
-def error_summary(error: BaseException) -> tuple[str, str]:
-    """(``Type: message``, the innermost frames as ``fn:line < fn:line``), following ``raise ... from``."""
-    root: BaseException = error
-    while root.__cause__ is not None:
-        root = root.__cause__
-    text = f"{type(error).__name__}: {error}"
-    frames = traceback.extract_tb(root.__traceback__)[-4:] or traceback.extract_tb(error.__traceback__)[-4:]
-    stack = " < ".join(f"{f.name} ({f.filename.rsplit('/', 1)[-1]}:{f.lineno})" for f in reversed(frames))
-    return text, stack
-
-
-class DeadLetters:
-    """Messages that could not be applied: ClickHouse ``cdc.dead_letters`` and, with a publisher,
-    Kafka topic ``cdc.dead_letters`` — each with the error, a short stack, the original
-    topic/partition/offset/key and the raw bytes. ``stage`` says which consumer gave up on it.
-    """
-
-    COLUMNS = ("topic", "partition", "offset", "key", "value", "error", "stack", "stage")
-
-    def __init__(self, warehouse: Warehouse, publisher: Publisher | None = None) -> None:
-        self._warehouse = warehouse
-        self._publisher = publisher
-        for statement in DEAD_LETTERS_DDL:
-            warehouse.command(statement)
-
-    def put(self, msg: Message, error: BaseException, stage: str) -> None:
-        text, stack = error_summary(error)
-        if self._publisher is not None:
-            self._publisher.publish([dead_letter_record(msg, text, stack, stage)])
-        row = [msg.topic, msg.partition, msg.offset, msg.key, msg.value, text, stack, stage]  # original bytes
-        self._warehouse.insert("cdc", "dead_letters", self.COLUMNS, [row])
-
-
-def dead_letter_record(msg: Message, error: str, stack: str, stage: str) -> OutRecord:
-    """The Kafka form: JSON with the raw key and value base64-encoded (they may not be UTF-8)."""
-    doc = {
-        "topic": msg.topic,
-        "partition": msg.partition,
-        "offset": msg.offset,
-        "stage": stage,
-        "error": error,
-        "stack": stack,
-        "key_b64": base64.b64encode(msg.key).decode() if msg.key is not None else None,
-        "value_b64": base64.b64encode(msg.value).decode() if msg.value is not None else None,
-    }
-    headers = (
-        ("cdc_error", error[:500].encode()),
-        ("cdc_stage", stage.encode()),
-        ("cdc_origin", f"{msg.topic}[{msg.partition}]@{msg.offset}".encode()),
-    )
-    return OutRecord(DEAD_LETTER_TOPIC, msg.key, json.dumps(doc).encode(), headers)
 
 
 class ConsumerService:

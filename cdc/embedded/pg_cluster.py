@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from cdc.adapters.ports import LOOPBACK, port_in_use
+from cdc.embedded.net import LOOPBACK, port_in_use
 from cdc.errors import StackError
 
 logger = logging.getLogger(__name__)

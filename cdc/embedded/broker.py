@@ -17,8 +17,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
-from cdc.adapters.children import die_with_parent
-from cdc.adapters.ports import LOOPBACK, port_in_use, wait_for_port
+from cdc.embedded.children import die_with_parent
+from cdc.embedded.net import LOOPBACK, port_in_use, wait_for_port
 from cdc.errors import StackError
 
 logger = logging.getLogger(__name__)

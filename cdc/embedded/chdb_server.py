@@ -7,7 +7,7 @@ every other process talks HTTP to it exactly as to a ClickHouse server, e.g.
 
 Inside the owning process, clickhouse-connect's own chDB backend may run next to this server on
 the same engine: `clickhouse_connect.get_client(dsn=chdb_dsn(data_dir))`, where
-`chdb_dsn` (in `cdc.adapters.endpoint`) gives `chdb://` + the resolved absolute path, e.g.
+`chdb_dsn` (in `cdc.embedded.endpoint`) gives `chdb://` + the resolved absolute path, e.g.
 `chdb:///var/lib/cdc/clickhouse/data` (three slashes; the path is not URL-quoted). The path must
 be spelled exactly as here (`os.path.realpath`): chDB hosts one engine per process and rejects a
 connect with any other spelling. Rows inserted through one side are read through the other.
@@ -36,9 +36,9 @@ from urllib.parse import urlsplit
 
 import chdb
 
-from cdc.adapters import chdb_http as proto
-from cdc.adapters.chdb_body import RequestBody, decode_body, take_prefix
-from cdc.adapters.endpoint import store_lock_holder
+from cdc.embedded import chdb_http as proto
+from cdc.embedded.chdb_body import RequestBody, decode_body, take_prefix
+from cdc.embedded.endpoint import store_lock_holder
 from cdc.errors import StackError
 
 logger = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ import zlib
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol
 
-from cdc.adapters.chdb_http import BAD_ARGUMENTS, CANNOT_DECOMPRESS, NOT_IMPLEMENTED, PREFIX_LIMIT, HttpQueryError
+from cdc.embedded.chdb_http import BAD_ARGUMENTS, CANNOT_DECOMPRESS, NOT_IMPLEMENTED, PREFIX_LIMIT, HttpQueryError
 
 
 class Readable(Protocol):

@@ -19,8 +19,8 @@ import urllib.request
 from pathlib import Path
 from typing import IO
 
-from cdc.adapters.children import die_with_parent
-from cdc.adapters.ports import LOOPBACK
+from cdc.embedded.children import die_with_parent
+from cdc.embedded.net import LOOPBACK
 from cdc.errors import StackError
 
 log = logging.getLogger(__name__)
