@@ -40,6 +40,7 @@ lint: install
 	$(VENV)/bin/ruff check cdc pipelines dagster_project tests bench
 	$(VENV)/bin/ruff format --check cdc pipelines dagster_project tests bench
 	$(VENV)/bin/mypy cdc pipelines dagster_project
+	$(VENV)/bin/lint-imports --no-cache
 	$(VENV)/bin/cdc events check --translators cdc.demo.events --snapshot event-catalog.json
 
 bench: install           ## make bench ARGS="--quick"

@@ -29,12 +29,16 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import SecretStr
+
 from bench import procstats, report, workload
+from cdc import bootstrap
+from cdc import settings as config
 from cdc.adapters.clickhouse import ClickHouseWarehouse, connect_warehouse
 from cdc.bridge import Bridge
-from cdc.commands import embedded_postgres
-from cdc.config import SourceSpec
-from cdc.settings import Settings
+from cdc.consume.loop import Stats
+from cdc.events.reports import WorkerReport
+from cdc.settings import SourceSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -65,6 +69,26 @@ class Run:
         assert self.bridge is not None
         return self.bridge
 
+    @property
+    def stats(self) -> Stats:
+        """The mirror lane's counters."""
+        stats = self.b.primary.mirror_stats()
+        assert stats is not None
+        return stats
+
+    @property
+    def runner(self) -> Any:
+        """The embedded Debezium runner (it also counts batches)."""
+        return self.b.primary.runner
+
+    @property
+    def events(self) -> WorkerReport | None:
+        return self.b.primary.events_report
+
+    @property
+    def broker_pid(self) -> int | None:
+        return getattr(self.b.wiring.broker, "pid", None) if self.bridge is not None else None
+
     def count(self, table: str, where: str = "") -> int:
         assert self.ch is not None
         sql = f"SELECT count() FROM {SOURCE}._log_{table}" + (f" WHERE {where}" if where else "")
@@ -80,8 +104,7 @@ class CpuMeter:
 
     def _snap(self) -> dict[str, Any]:
         names = {t.native_id: t.name for t in threading.enumerate() if t.native_id is not None}
-        broker = self.run.b._broker if self.run.bridge is not None else None
-        tansu_pid = broker.pid if broker is not None else None
+        tansu_pid = self.run.broker_pid
         return {
             "t": time.monotonic(),
             "bridge": procstats.cpu_seconds("self"),
@@ -95,7 +118,7 @@ class CpuMeter:
     def _batches(self) -> dict[str, int]:
         if self.run.bridge is None or self.run.bridge.primary.runner is None or self.run.bridge.primary.lane is None:
             return {"debezium_batches": 0, "debezium_records": 0, "consumer_batches": 0, "consumer_messages": 0}
-        runner, stats = self.run.b.runner, self.run.b.service.stats
+        runner, stats = self.run.runner, self.run.stats
         return {
             "debezium_batches": runner.batches,
             "debezium_records": runner.records_produced,
@@ -140,7 +163,7 @@ class Progress:
 
     def __init__(self, run: Run, label: str) -> None:
         self.run, self.label = run, label
-        self.last = (time.monotonic(), run.b.service.stats.rows)
+        self.last = (time.monotonic(), run.stats.rows)
         self.produced_at: float | None = None
 
     def tick(self, note: str = "") -> None:
@@ -148,10 +171,10 @@ class Progress:
         then, before = self.last
         if now - then < 2.0:
             return
-        rows = self.run.b.service.stats.rows
+        rows = self.run.stats.rows
         self.last = (now, rows)
         say(
-            f"  [{self.label}] captured {self.run.b.runner.records_produced:,} | applied {rows:,}"
+            f"  [{self.label}] captured {self.run.runner.records_produced:,} | applied {rows:,}"
             f" ({(rows - before) / (now - then):,.0f}/s){note}"
         )
 
@@ -170,7 +193,7 @@ def wait_queryable(
     The in-process counters are polled every 10 ms (cheap); ClickHouse is asked only once they
     say everything was applied, so polling does not load the store while it ingests.
     """
-    stats, runner = run.b.service.stats, run.b.runner
+    stats, runner = run.stats, run.runner
     deadline = time.monotonic() + WAIT_TIMEOUT
     marks: dict[str, float] = {}
     while time.monotonic() < deadline:
@@ -190,10 +213,10 @@ def wait_queryable(
 
 def wait_events(run: Run, target: int, since: float) -> float | None:
     """Seconds from ``since`` until the domain-event consumer translated ``target`` changes (None: not running)."""
-    if run.b.events is None:
+    if run.events is None:
         return None
     deadline = time.monotonic() + WAIT_TIMEOUT
-    while (done := run.b.events.translated) < target:
+    while (done := run.events.translated) < target:
         run.b.check()
         if time.monotonic() > deadline:
             raise TimeoutError(f"domain events: {done:,} of {target:,} after {WAIT_TIMEOUT:.0f} s")
@@ -221,10 +244,10 @@ def phase_snapshot(run: Run) -> None:
     n = run.args.snapshot_rows
     say(f"[1/3] snapshot: loading {n:,} rows into bench_snapshot before the bridge starts ...")
     load_s = workload.load_snapshot_rows(run.dsn, n) if n else 0.0
-    settings = Settings(state_dir=run.state_dir, events=not run.args.no_events)
-    run.bridge = Bridge(
+    settings = config.load(str(run.state_dir), events=False if run.args.no_events else None)
+    run.bridge = bootstrap.build_bridge(
         settings,
-        SourceSpec(run.dsn, SOURCE, ("public.bench_snapshot", "public.bench_rows")),
+        [SourceSpec(SecretStr(run.dsn), SOURCE, ("public.bench_snapshot", "public.bench_rows"))],
         lambda line: say(f"  bridge: {line}"),
     )
     meter = CpuMeter(run)
@@ -257,7 +280,7 @@ def phase_warmup(run: Run) -> None:
     if not a.warmup_rows:
         return
     say(f"[warm-up] streaming {a.warmup_rows:,} rows into bench_snapshot so the JVM is warmed up ...")
-    stats = run.b.service.stats
+    stats = run.stats
     meter = CpuMeter(run)
     meter.start()
     writer = start_writer(
@@ -285,9 +308,9 @@ def phase_warmup(run: Run) -> None:
 def phase_throughput(run: Run) -> None:
     a = run.args
     say(f"[2/3] throughput: {a.rows:,} rows into bench_rows, transactions of {a.tx_size} rows, as fast as possible ...")
-    stats = run.b.service.stats
-    applied0, produced0 = stats.rows, run.b.runner.records_produced
-    events0 = run.b.events.translated if run.b.events else 0
+    stats = run.stats
+    applied0, produced0 = stats.rows, run.runner.records_produced
+    events0 = run.events.translated if run.events else 0
     meter = CpuMeter(run)
     meter.start()
     writer = start_writer(run, "bulk", "--rows", str(a.rows), "--tx-size", str(a.tx_size))
@@ -333,7 +356,7 @@ def phase_latency(run: Run) -> None:
         f"{a.latency_tx_rows} rows per transaction ..."
     )
     first_id = workload.max_id(run.dsn, "bench_rows")
-    applied0 = run.b.service.stats.rows
+    applied0 = run.stats.rows
     meter = CpuMeter(run)
     meter.start()
     writer = start_writer(
@@ -384,13 +407,13 @@ def latency(run: Run, where: str) -> dict[str, float]:
 
 def memory(run: Run, sampler: procstats.Sampler) -> None:
     sampler.sample()
-    broker = run.b._broker
+    broker_pid = run.broker_pid
     pm = procstats.postmaster_pid(run.pg_data)
     backends = procstats.children(pm) if pm else []
     largest_child_kb = max((procstats.status_kb(p, "VmHWM") for p in backends), default=0)
     run.results["memory_peak_mb"] = {
         "bridge_process_vmhwm": round(procstats.status_kb("self", "VmHWM") / 1024, 1),
-        "tansu_vmhwm": round(procstats.status_kb(broker.pid, "VmHWM") / 1024, 1) if broker and broker.pid else None,
+        "tansu_vmhwm": round(procstats.status_kb(broker_pid, "VmHWM") / 1024, 1) if broker_pid else None,
         "postgres_total_pss_peak": round(sampler.pg_peak_pss_kb / 1024, 1),
         "postgres_postmaster_vmhwm": round(procstats.status_kb(pm, "VmHWM") / 1024, 1) if pm else None,
         "postgres_largest_child_vmhwm": round(largest_child_kb / 1024, 1),
@@ -486,7 +509,7 @@ def main(argv: list[str] | None = None) -> int:
     state_dir = Path(tempfile.mkdtemp(prefix="cdc-bench-", dir=args.state_parent))
     state_dir.chmod(0o755)  # the postgres OS user must enter it
     run = Run(args, state_dir, results={"environment": environment(args)})
-    pg = embedded_postgres(Settings(state_dir=state_dir))
+    pg = bootstrap.embedded_postgres(config.load(str(state_dir)))
     run.pg_data = pg.data_dir
     sampler = procstats.Sampler(pg.data_dir)
     interrupted = False

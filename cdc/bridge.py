@@ -1,4 +1,4 @@
-"""Composition root of the bridge process: wires adapters to the consume loop and Debezium.
+"""The running bridge: starts, watches and stops the parts the composition root hands it.
 
 Start order: warehouse (chDB + HTTP endpoint, or an external server) -> broker (Tansu or
 external Kafka) -> source checks and table selection -> ClickHouse objects and topics ->
@@ -6,6 +6,9 @@ mirror consumers -> Debezium. Stop runs the other way and *drains*: Debezium sto
 first (its offsets cover only what Kafka acknowledged), then the consumers apply
 everything left in Kafka before the broker goes away — the embedded broker keeps data
 in memory only, so draining is what makes a stop/start lose nothing.
+
+Nothing here builds an adapter: :mod:`cdc.bootstrap` does, and hands them in as a
+:class:`BridgeWiring` and the :class:`~cdc.capture.SourceCapture` of every source.
 """
 
 from __future__ import annotations
@@ -15,62 +18,79 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
-from cdc.adapters.clickhouse import ClickHouseWarehouse, connect_warehouse, open_embedded, warm_up
-from cdc.adapters.kafka import KafkaPublisher, ensure_topics
-from cdc.capture import CaptureRunner, SourceCapture
-from cdc.config import SourceSpec
+from cdc.capture import SourceCapture
 from cdc.consume.dead_letters import DEAD_LETTER_TOPIC, DeadLetters
-from cdc.consume.loop import ConsumerService, Stats
-from cdc.domain.changes import TableSchema
-from cdc.embedded.broker import TansuBroker
-from cdc.embedded.chdb_server import ChdbHttpServer
-from cdc.embedded.endpoint import clear_endpoint, find_endpoint, store_lock_holder, warehouse_data_dir, write_endpoint
-from cdc.errors import CdcError, ConfigError, StackError
-from cdc.events.store import ClickHouseEventStore
-from cdc.events.worker import WorkerReport
-from cdc.settings import PortBook, Settings
-from cdc.statefiles import mask_salt, remember_translators
+from cdc.consume.loop import Stats
+from cdc.errors import CdcError, ConfigError
+from cdc.ports import Publisher, Warehouse
 from cdc.status import Thresholds
-from cdc.status.observer import Observer
-from cdc.status.server import MetricsServer, clear_status_url, write_status_url
+from cdc.status.observer import PENDING_DEAD_LETTERS, Observer, SourceView
+from cdc.status.server import SnapshotProvider
 
 log = logging.getLogger(__name__)
 Say = Callable[[str], None]
 
-
 SILENT_AFTER_S = 30.0  # the events worker reports several times a second; this long silent means stuck
 
 
-def refuse_second_bridge(state_dir: Path) -> None:
-    """One bridge per state dir: raise if another one serves this state dir's warehouse."""
-    running = find_endpoint(state_dir)
-    if running:
-        raise StackError(
-            f"a bridge already runs on state dir {state_dir} (ClickHouse endpoint {running}); "
-            "stop it first, or pass another --state-dir"
-        )
+class Service(Protocol):
+    """A part the bridge starts and stops: an embedded process, or the handle on an external one."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+class ClosableWarehouse(Warehouse, Protocol):
+    where: str
+
+    def close(self) -> None: ...
+
+
+class StatusServer(Service, Protocol):
+    @property
+    def url(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class BridgeWiring:
+    """What the bridge starts and how it makes the parts that need them running (built by bootstrap)."""
+
+    state_dir: Path
+    warehouse: Service  # the embedded store's server, or nothing to start for an external one
+    warehouse_url: Callable[[], str]  # where other processes reach the warehouse, once started
+    warehouse_client: Callable[[], ClosableWarehouse]
+    broker: Service
+    bootstrap: Callable[[], str]  # the broker's address, once started
+    ensure_topics: Callable[[str, Sequence[str]], None]
+    publisher: Callable[[str, str], Publisher]  # (bootstrap, client id)
+    prepare_event_store: Callable[[Warehouse], None]
+    status_server: Callable[[SnapshotProvider, Thresholds], StatusServer]
+    remember_translators: Callable[[tuple[str, ...]], None]
+    mask_salt: Callable[[], str]
+    max_retained_wal_bytes: int
+    redact: Callable[[str], str]
 
 
 class Bridge:
     """One running bridge: the warehouse, the broker, and per source its Debezium and consumers."""
 
-    def __init__(self, settings: Settings, specs: SourceSpec | Sequence[SourceSpec], say: Say = print) -> None:
-        self.settings = settings
-        self.say = say
-        specs = [specs] if isinstance(specs, SourceSpec) else list(specs)
-        if not specs:
+    def __init__(self, wiring: BridgeWiring, captures: Sequence[SourceCapture], say: Say = print) -> None:
+        if not captures:
             raise ConfigError("no source to capture")
-        self.captures = [SourceCapture(settings, spec, say) for spec in specs]
-        self.ports = PortBook(settings.state_dir)
+        self.wiring = wiring
+        self.captures = list(captures)
+        self.say = say
         self.clickhouse_url = ""
         self.bootstrap = ""
-        self._server: ChdbHttpServer | None = None
-        self._broker: TansuBroker | None = None
-        self._warehouse: ClickHouseWarehouse | None = None
-        self._publisher: KafkaPublisher | None = None
-        self._status: MetricsServer | None = None
+        self._warehouse: ClosableWarehouse | None = None
+        self._publisher: Publisher | None = None
+        self._status: StatusServer | None = None
+        self._started: list[Service] = []
         self.observer = Observer(self)
         self._stopping = threading.Event()
 
@@ -84,10 +104,6 @@ class Bridge:
         return self.primary.name
 
     @property
-    def schemas(self) -> list[TableSchema]:
-        return self.primary.schemas
-
-    @property
     def topics(self) -> list[str]:
         return [t for c in self.captures for t in c.topics]
 
@@ -95,8 +111,11 @@ class Bridge:
     def start(self) -> None:
         """Start every part; on failure stop what started and re-raise."""
         try:
-            self._start_warehouse()
-            self._start_broker()
+            self._start_service(self.wiring.warehouse)
+            self.clickhouse_url = self.wiring.warehouse_url()
+            self._warehouse = self.wiring.warehouse_client()
+            self._start_service(self.wiring.broker)
+            self.bootstrap = self.wiring.bootstrap()
             self._prepare_sources()
             self._start_consumers()
             self._start_debezium()
@@ -105,37 +124,9 @@ class Bridge:
             self.stop(drain=False)
             raise
 
-    def _start_warehouse(self) -> None:
-        warm_up()
-        if self.settings.clickhouse_url:
-            self._warehouse = connect_warehouse(self.settings.clickhouse_url, self.settings.state_dir)
-            self.clickhouse_url = self._warehouse.where
-            return
-        state_dir = self.settings.state_dir
-        data_dir = warehouse_data_dir(state_dir)
-        data_dir.mkdir(parents=True, exist_ok=True)
-        refuse_second_bridge(state_dir)
-        holder = store_lock_holder(data_dir)
-        if holder:
-            raise StackError(
-                f"the ClickHouse store in {data_dir} is in use by another process ({holder}); "
-                "stop it first, or pass another --state-dir"
-            )
-        server = ChdbHttpServer(data_dir, port=self.ports.port("clickhouse"))
-        server.start()
-        self._server = server  # only now is the endpoint ours to clear on stop
-        self._warehouse = open_embedded(state_dir)
-        self.clickhouse_url = server.url
-        write_endpoint(state_dir, self.clickhouse_url)
-
-    def _start_broker(self) -> None:
-        if self.settings.kafka_bootstrap:
-            self.bootstrap = self.settings.kafka_bootstrap
-            return
-        self.settings.log_dir.mkdir(parents=True, exist_ok=True)
-        self._broker = TansuBroker(self.ports.port("kafka"), self.settings.log_dir / "tansu.log")
-        self._broker.start()
-        self.bootstrap = self._broker.bootstrap_servers
+    def _start_service(self, service: Service) -> None:
+        service.start()
+        self._started.append(service)
 
     def _prepare_sources(self) -> None:
         for capture in self.captures:
@@ -148,8 +139,8 @@ class Bridge:
                 "(it names topics, slots and the ClickHouse database)"
             )
         translators = tuple(dict.fromkeys(t for c in self.captures if c.registry is not None for t in c.translators))
-        remember_translators(self.settings.state_dir, translators)
-        ensure_topics(self.bootstrap, self.topics + self.event_topics)
+        self.wiring.remember_translators(translators)
+        self.wiring.ensure_topics(self.bootstrap, self.topics + self.event_topics)
 
     @property
     def event_topics(self) -> list[str]:
@@ -157,60 +148,61 @@ class Bridge:
         return sorted({t for c in self.captures for t in c.event_topics}) + [DEAD_LETTER_TOPIC]
 
     def _start_consumers(self) -> None:
-        self._publisher = KafkaPublisher(self.bootstrap, "cdc-bridge")  # events and dead letters
+        self._publisher = self.wiring.publisher(self.bootstrap, "cdc-bridge")  # events and dead letters
         dead_letters = DeadLetters(self.warehouse, self._publisher)
         if any(c.registry is not None for c in self.captures):
-            ClickHouseEventStore(self.warehouse)  # readers find the store even before the first event
+            self.wiring.prepare_event_store(self.warehouse)  # readers find the store even before the first event
         for capture in self.captures:
             capture.start_consumers(self.bootstrap, self.clickhouse_url, dead_letters, self._stopping)
 
     def _start_debezium(self) -> None:
-        salt = mask_salt(self.settings) if any(r.method == "hash" for c in self.captures for r in c.spec.mask) else ""
+        hashed = any(r.method == "hash" for c in self.captures for r in c.spec.mask)
+        salt = self.wiring.mask_salt() if hashed else ""
         for capture in self.captures:
-            capture.start_debezium(self.bootstrap, salt, self.settings.heartbeat_interval_ms)
+            capture.start_debezium(self.bootstrap, salt)
 
     def _start_status(self) -> None:
         """Serve /status and /metrics on loopback; `cdc status` finds the URL in the state dir."""
-        thresholds = Thresholds(max_retained_wal_bytes=self.settings.max_retained_wal_bytes)
-        self._status = MetricsServer(self.ports.port("status"), self.observer.snapshot, thresholds)
+        thresholds = Thresholds(max_retained_wal_bytes=self.wiring.max_retained_wal_bytes)
+        self._status = self.wiring.status_server(self.observer.snapshot, thresholds)
         self._status.start()
-        write_status_url(self.settings.state_dir, self._status.url)
 
     @property
     def status_url(self) -> str:
         return self._status.url if self._status is not None else ""
 
-    # -- observe ---------------------------------------------------------------------------------
+    # -- observe (the status observer's BridgeView) ----------------------------------------------
     @property
-    def service(self) -> ConsumerService:
-        """The first source's mirror consumer."""
-        return self.primary.service
+    def state_dir(self) -> str:
+        return str(self.wiring.state_dir)
 
     @property
-    def services(self) -> list[ConsumerService]:
-        return [c.lane.service for c in self.captures if c.lane is not None]
+    def clickhouse_where(self) -> str:
+        return self.wiring.redact(self.clickhouse_url)
 
     @property
-    def events(self) -> WorkerReport | None:
-        """The first source's domain-event consumer report (None when it does not run)."""
-        return self.primary.events_report
+    def sources(self) -> Sequence[SourceView]:
+        return self.captures
+
+    def pending_dead_letters(self) -> dict[str, int]:
+        return {str(t): int(n) for t, n in self.warehouse.query(PENDING_DEAD_LETTERS)}
+
+    @property
+    def services(self) -> list[Stats]:
+        """The mirror lanes' counters."""
+        return [s for c in self.captures if (s := c.mirror_stats()) is not None]
 
     @property
     def consumer_error(self) -> str | None:
-        errors = [e for c in self.captures for e in c.errors(SILENT_AFTER_S, self.settings.log_dir)]
+        errors = [e for c in self.captures for e in c.errors(SILENT_AFTER_S)]
         return "; ".join(errors) or None
 
     @property
-    def runner(self) -> CaptureRunner:
-        assert self.primary.runner is not None
-        return self.primary.runner
-
-    @property
     def records_produced(self) -> int:
-        return sum(c.runner.records_produced for c in self.captures if c.runner is not None)
+        return sum(c.captured() for c in self.captures)
 
     @property
-    def warehouse(self) -> ClickHouseWarehouse:
+    def warehouse(self) -> ClosableWarehouse:
         assert self._warehouse is not None
         return self._warehouse
 
@@ -233,7 +225,7 @@ class Bridge:
             if c.lane is not None:
                 out.append((c.lane.service.stats, c.topics))
             if c.events is not None:
-                out.append((c.events.stats, c.topics))
+                out.append((c.events.report.stats, c.topics))
         return out
 
     def applied_all_fetched_since(self, since: float) -> bool:
@@ -288,7 +280,8 @@ class Bridge:
         step is logged, and nothing is left running.
         """
         if self._status is not None:
-            self._step("stopping the status server", self._stop_status)
+            self._step("stopping the status server", self._status.stop)
+            self._status = None
         for c in self.captures:
             self._step(f"stopping Debezium ({c.name or 'source'})", c.runner.stop if c.runner else None)
         lanes = [c.lane for c in self.captures if c.lane is not None]
@@ -303,22 +296,11 @@ class Bridge:
             self._step(f"stopping the domain-event consumer ({c.name})", c.events.stop if c.events else None)
             c.runner = c.events = c.lane = None
         self._step("closing the Kafka producer", self._publisher.close if self._publisher else None)
-        self._step("stopping the broker", self._broker.stop if self._broker else None)
-        if self._server is not None:
-            self._step("stopping the ClickHouse endpoint", self._stop_server)
+        self._publisher = None
+        for service in reversed(self._started):
+            self._step(f"stopping {type(service).__name__}", service.stop)
+        self._started.clear()
         self._step("closing the warehouse client", self._warehouse.close if self._warehouse else None)
-        self._broker = self._server = self._publisher = None
-
-    def _stop_status(self) -> None:
-        assert self._status is not None
-        clear_status_url(self.settings.state_dir, self._status.url)
-        self._status.stop()
-        self._status = None
-
-    def _stop_server(self) -> None:
-        clear_endpoint(self.settings.state_dir)
-        if self._server is not None:
-            self._server.stop()
 
     def _step(self, what: str, action: Callable[[], object] | None) -> None:
         if action is None:

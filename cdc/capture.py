@@ -1,42 +1,39 @@
-"""One source inside the bridge: its tables, mirror consumer, domain-event worker and Debezium.
+"""One source inside the bridge: its tables, mirror lane, domain-event worker and Debezium.
 
 The bridge shares the warehouse, the broker and the dead letters between sources; everything
 named after a source lives here: slot and publication ``cdc_<name>``, topics ``<name>.*``,
 consumer groups ``cdc-mirror-<name>`` / ``cdc-events-<name>``, ClickHouse database ``<name>``.
 Column rules (exclude, mask) are applied inside Debezium, before a record leaves the JVM, and
 the mirror's tables are laid out without the excluded columns.
+
+It builds no adapter: the composition root (:mod:`cdc.bootstrap`) hands it the source database
+and a :class:`CaptureWiring` that makes the parts needing a running broker or warehouse.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
-from dataclasses import replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from cdc.adapters.clickhouse import ClickHouseWarehouse
-from cdc.adapters.kafka import KafkaChangeStream
-from cdc.adapters.postgres import PostgresSource, redact_dsn
-from cdc.config import SourceSpec
 from cdc.consume.backoff import Backoff
 from cdc.consume.dead_letters import DeadLetters
-from cdc.consume.loop import ConsumerService
-from cdc.debezium.config import HEARTBEAT_QUERY, ConnectorSettings, default_slot_name, embedded_properties
-from cdc.debezium.engine import DebeziumRunner
-from cdc.debezium.kafka_connect import KafkaConnectRunner
-from cdc.domain.changes import TableRef, TableSchema
+from cdc.consume.loop import ConsumerService, Stats
+from cdc.debezium.config import HEARTBEAT_QUERY, ConnectorSettings, default_slot_name
+from cdc.domain.changes import TableSchema
 from cdc.domain.events import EventDefinitionError, EventRegistry, load_modules
 from cdc.errors import ConfigError
-from cdc.events.worker import EventsWorker, WorkerConfig, WorkerReport
-from cdc.mirror.sink import ClickHouseMirrorSink
-from cdc.settings import Settings
+from cdc.events.reports import WorkerConfig, WorkerReport
+from cdc.mirror.rules import ColumnRules
+from cdc.ports import Catalog, ChangeStream, SlotInfo, SourceDatabase, Warehouse
+from cdc.settings import SourceSpec
 from cdc.translate import generic_names
 
 log = logging.getLogger(__name__)
 Say = Callable[[str], None]
-MASKABLE_TYPES = frozenset({"text", "varchar", "bpchar", "citext", "name"})  # Debezium masks character columns
 
 
 class CaptureRunner(Protocol):
@@ -54,12 +51,44 @@ class CaptureRunner(Protocol):
     def snapshot_completed(self) -> bool: ...
 
 
-class _Lane:
+class MirrorSink(Protocol):
+    """The mirror's side of a lane: lays out ClickHouse tables and writes change messages."""
+
+    def prepare(self, schemas: Sequence[TableSchema]) -> None: ...
+
+    def schema_notices(self) -> Sequence[object]: ...
+
+
+class EventsHandle(Protocol):
+    """The bridge's handle on the domain-event worker process."""
+
+    report: WorkerReport
+
+    def start(self) -> None: ...
+
+    def stop(self, timeout: float = 30.0) -> None: ...
+
+    def check(self) -> None: ...
+
+    def alive(self) -> bool: ...
+
+    def silent_for(self) -> float: ...
+
+
+@dataclass(frozen=True)
+class CaptureWiring:
+    """Factories for the parts of a source that need a running broker or warehouse (built by bootstrap)."""
+
+    mirror_sink: Callable[[Warehouse, Catalog], MirrorSink]
+    change_stream: Callable[[str, str, Sequence[str]], ChangeStream]  # (bootstrap, group, topics)
+    runner: Callable[[ConnectorSettings, str], CaptureRunner]  # (connector settings, bootstrap)
+    events_worker: Callable[[WorkerConfig], EventsHandle]
+
+
+class Lane:
     """One consumer group on the change topics, run on its own thread with backoff on outages."""
 
-    def __init__(
-        self, name: str, stream: KafkaChangeStream, service: ConsumerService, stopping: threading.Event
-    ) -> None:
+    def __init__(self, name: str, stream: ChangeStream, service: ConsumerService, stopping: threading.Event) -> None:
         self.name = name
         self.stream = stream
         self.service = service
@@ -73,96 +102,68 @@ class _Lane:
             self.error = self.service.run_once_or_back_off(backoff, self._stopping, f"{self.name} consumer")
 
 
-class ColumnRules:
-    """The source's catalog as the bridge sees it: excluded columns are not there.
+@dataclass(frozen=True)
+class CaptureOptions:
+    """What the bridge-wide settings say for this source."""
 
-    The mirror sink reads table schemas through this, so a table created or altered later is
-    laid out by the same rules.
-    """
-
-    def __init__(self, source: PostgresSource, spec: SourceSpec) -> None:
-        self._source = source
-        self._spec = spec
-
-    def table_schema(self, ref: TableRef) -> TableSchema | None:
-        schema = self._source.table_schema(ref)
-        return None if schema is None else self.apply(schema)
-
-    def apply(self, schema: TableSchema) -> TableSchema:
-        ref = schema.ref
-        dropped = {c.name for c in schema.columns if self._spec.excluded_column(ref.schema, ref.table, c.name)}
-        if not dropped:
-            return schema
-        return replace(schema, columns=tuple(c for c in schema.columns if c.name not in dropped))
-
-    def check(self, schemas: list[TableSchema]) -> None:
-        """Every excluded or masked column must exist, be maskable, and not identify rows."""
-        by_name = {s.ref.qualified: s for s in schemas}
-        rules = [(c, "excluded") for c in self._spec.exclude_columns] + [(r.column, "masked") for r in self._spec.mask]
-        for column, what in rules:
-            table, name = column.rsplit(".", 1)
-            schema = by_name.get(table)
-            if schema is None:
-                continue  # a rule for a table not captured (or left out): nothing to do
-            col = schema.column_index.get(name)
-            if col is None:
-                raise ConfigError(f"{what} column {column} does not exist in {table}")
-            if name in schema.key:
-                raise ConfigError(
-                    f"{what} column {column} identifies the rows of {table} (it is part of its key); "
-                    "the mirror needs it as is. Mask or exclude other columns only"
-                )
-            if what == "masked" and (col.pg_type not in MASKABLE_TYPES or col.is_array):
-                raise ConfigError(
-                    f"masked column {column} is {col.pg_type}{'[]' if col.is_array else ''}; "
-                    "Debezium masks character columns only: exclude it instead "
-                    "(exclude_columns)"
-                )
+    state_dir: Path
+    translators: tuple[str, ...]
+    events: bool
+    heartbeat_interval_ms: int
+    worker_dsn: str  # the source DSN, handed to the events worker process (it reads the catalog)
 
 
 class SourceCapture:
     """Everything the bridge runs for one source database."""
 
-    def __init__(self, settings: Settings, spec: SourceSpec, say: Say) -> None:
-        self.settings = settings
+    def __init__(
+        self, spec: SourceSpec, source: SourceDatabase, wiring: CaptureWiring, options: CaptureOptions, say: Say
+    ) -> None:
         self.spec = spec
+        self.source = source
+        self.wiring = wiring
+        self.options = options
         self.say = say
-        self.source = PostgresSource(spec.dsn)
-        self.rules = ColumnRules(self.source, spec)
-        self.translators = spec.translators if spec.translators is not None else settings.translators
-        self.events_enabled = spec.events if spec.events is not None else settings.events
+        self.rules = ColumnRules(source, spec)
+        self.translators = spec.translators if spec.translators is not None else options.translators
+        self.events_enabled = spec.events if spec.events is not None else options.events
         self.name = ""
         self.schemas: list[TableSchema] = []
         self.registry: EventRegistry | None = None
-        self.sink: ClickHouseMirrorSink | None = None
-        self.lane: _Lane | None = None
+        self.sink: MirrorSink | None = None
+        self.lane: Lane | None = None
         self.runner: CaptureRunner | None = None
-        self.events: EventsWorker | None = None
+        self.events: EventsHandle | None = None
 
     @property
     def slot(self) -> str:
         return default_slot_name(self.name)
 
+    @property
+    def where(self) -> str:
+        """The source's DSN without its password."""
+        return self.source.where
+
     # -- start -----------------------------------------------------------------------------------
-    def prepare(self, warehouse: ClickHouseWarehouse) -> None:
+    def prepare(self, warehouse: Warehouse) -> None:
         """Check the source, choose its tables, load its translators, create its ClickHouse objects."""
         self.source.check_logical_replication()
-        self.name = self.spec.name or self.source.connection_params()["dbname"]
+        self.name = self.spec.name or str(self.source.connection_params()["dbname"])
         schemas, excluded = self.source.select_tables(self.spec.tables or None, self.name)
         for ex in excluded:
             self.say(f"warning: {ex.reason}")
         skip = set(self.spec.exclude_tables)
         schemas = [s for s in schemas if s.ref.qualified not in skip]
         if not schemas:
-            raise ConfigError(f"nothing to capture in {redact_dsn(self.spec.dsn)}: no table with a usable key")
+            raise ConfigError(f"nothing to capture in {self.where}: no table with a usable key")
         self.rules.check(schemas)
         self.schemas = [self.rules.apply(s) for s in schemas]
         if self.events_enabled:
             try:
                 self.registry = load_modules(self.translators)
             except EventDefinitionError as e:
-                raise ConfigError(f"translators of source {self.name!r}: {e}") from None
-        self.sink = ClickHouseMirrorSink(warehouse, self.rules)
+                raise ConfigError(f"translators of source {self.name!r}: {e}") from e
+        self.sink = self.wiring.mirror_sink(warehouse, self.rules)
         self.sink.prepare(self.schemas)
 
     @property
@@ -186,69 +187,72 @@ class SourceCapture:
         self, bootstrap: str, clickhouse_url: str, dead_letters: DeadLetters, stopping: threading.Event
     ) -> None:
         assert self.sink is not None
-        stream = KafkaChangeStream(bootstrap, f"cdc-mirror-{self.name}", self.topics)
-        self.lane = _Lane(
-            f"mirror {self.name}", stream, ConsumerService(stream, self.sink, dead_letters, "apply"), stopping
-        )
+        stream = self.wiring.change_stream(bootstrap, f"cdc-mirror-{self.name}", self.topics)
+        service = ConsumerService(stream, self.sink, dead_letters, "apply")  # type: ignore[arg-type]
+        self.lane = Lane(f"mirror {self.name}", stream, service, stopping)
         self.lane.thread.start()
         if self.registry is not None:
-            self.events = EventsWorker(
+            self.events = self.wiring.events_worker(
                 WorkerConfig(
                     source=self.name,
-                    source_dsn=self.spec.dsn,
+                    source_dsn=self.options.worker_dsn,
                     bootstrap=bootstrap,
                     clickhouse_url=clickhouse_url,
-                    state_dir=str(self.settings.state_dir),
+                    state_dir=str(self.options.state_dir),
                     topics=tuple(self.topics),
                     translators=self.translators,
                 )
             )
             self.events.start()
 
-    def start_debezium(self, bootstrap: str, salt: str, heartbeat_ms: int) -> None:
+    def start_debezium(self, bootstrap: str, salt: str) -> None:
         params = self.source.connection_params()
-        offsets = self.settings.state_dir / "debezium" / f"{self.name}.offsets"
+        offsets = self.options.state_dir / "debezium" / f"{self.name}.offsets"
         offsets.parent.mkdir(parents=True, exist_ok=True)
         conn = ConnectorSettings(
             source=self.name,
-            host=params["host"],
+            host=str(params["host"]),
             port=int(params["port"]),
-            user=params["user"],
-            password=params["password"],
-            dbname=params["dbname"],
+            user=str(params["user"]),
+            password=str(params["password"]),
+            dbname=str(params["dbname"]),
             tables=tuple(s.ref.qualified for s in self.schemas),
             offset_file=offsets,
-            heartbeat_interval_ms=heartbeat_ms,
+            heartbeat_interval_ms=self.options.heartbeat_interval_ms,
             heartbeat_action_query=HEARTBEAT_QUERY,
             exclude_columns=self.spec.exclude_columns,
             mask_hash=tuple(r.column for r in self.spec.mask if r.method == "hash"),
             mask_redact=tuple(r.column for r in self.spec.mask if r.method == "redact"),
             mask_salt=salt,
         )
-        if self.settings.kafka_connect_url:  # the same connector config, run by Kafka Connect
-            self.runner = KafkaConnectRunner(self.settings.kafka_connect_url, conn, produced=self._produced)
-        else:
-            self.runner = DebeziumRunner(embedded_properties(conn), bootstrap, self.settings.log_dir / "debezium.log")
+        self.runner = self.wiring.runner(conn, bootstrap)
         self.runner.start()
 
-    def _produced(self) -> int:
-        """Records in this source's change topics, as the mirror consumer's last fetch saw them
-        (Kafka Connect does not count what a connector produced)."""
-        if self.lane is None:
-            return 0
-        return sum(dict(self.lane.service.stats.highwater).values())
-
-    # -- observe ---------------------------------------------------------------------------------
-    @property
-    def service(self) -> ConsumerService:
-        assert self.lane is not None
-        return self.lane.service
+    # -- observe (the status observer's SourceView) ----------------------------------------------
+    def mirror_stats(self) -> Stats | None:
+        return self.lane.service.stats if self.lane is not None else None
 
     @property
     def events_report(self) -> WorkerReport | None:
         return self.events.report if self.events is not None else None
 
-    def errors(self, silent_after_s: float, log_dir: Path) -> list[str]:
+    def captured(self) -> int:
+        """Change records Debezium produced to Kafka (Kafka Connect: as the mirror's last fetch saw them)."""
+        if self.runner is None:
+            return 0
+        produced = self.runner.records_produced
+        if produced < 0 and self.lane is not None:  # Kafka Connect does not count what a connector produced
+            return sum(dict(self.lane.service.stats.highwater).values())
+        return max(0, produced)
+
+    def slot_info(self) -> SlotInfo | None:
+        """This source's replication slot as PostgreSQL shows it (None: not created yet)."""
+        return next((s for s in self.source.slots() if s.slot_name == self.slot), None)
+
+    def schema_notices(self) -> Sequence[object]:
+        return self.sink.schema_notices() if self.sink is not None else ()
+
+    def errors(self, silent_after_s: float) -> list[str]:
         errors = []
         if self.lane is not None and (self.lane.error or self.lane.service.stats.last_error):
             errors.append(f"{self.lane.name}: {self.lane.error or self.lane.service.stats.last_error}")
@@ -258,7 +262,7 @@ class SourceCapture:
         if self.events is not None and self.events.alive() and self.events.silent_for() > silent_after_s:
             errors.append(
                 f"events {self.name}: the consumer has not reported for {self.events.silent_for():.0f} s "
-                f"(see {log_dir / 'events.log'})"
+                f"(see {self.options.state_dir / 'logs' / 'events.log'})"
             )
         return errors
 
@@ -270,4 +274,4 @@ class SourceCapture:
             self.events.check()
 
 
-__all__ = ["CaptureRunner", "ColumnRules", "SourceCapture"]
+__all__ = ["CaptureOptions", "CaptureRunner", "CaptureWiring", "Lane", "SourceCapture"]

@@ -29,6 +29,25 @@ TopicPartition = tuple[str, int]
 
 
 @dataclass(frozen=True, slots=True)
+class SlotInfo:
+    """One replication slot as ``pg_replication_slots`` shows it.
+
+    ``retained_wal_bytes`` is the WAL the server keeps for the slot (from its ``restart_lsn`` to
+    the current WAL position); None when the slot holds no position yet. ``plugin`` and
+    ``database`` are None for physical slots. ``wal_status`` is PostgreSQL's own verdict
+    (``reserved``, ``extended``, ``unreserved`` or ``lost``).
+    """
+
+    slot_name: str
+    plugin: str | None
+    database: str | None
+    active: bool
+    retained_wal_bytes: int | None
+    slot_type: str
+    wal_status: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class OutRecord:
     """One record to publish: ``headers`` are (name, bytes) pairs, as Kafka carries them."""
 
@@ -112,3 +131,24 @@ class Catalog(Protocol):
     """The source's table definitions."""
 
     def table_schema(self, ref: TableRef) -> TableSchema | None: ...
+
+
+class SourceDatabase(Catalog, Protocol):
+    """The source PostgreSQL database as the bridge uses it while it runs (one adapter: psycopg)."""
+
+    @property
+    def where(self) -> str:
+        """Its DSN without the password: safe to print."""
+        ...
+
+    def check_logical_replication(self) -> None: ...
+
+    def connection_params(self) -> dict[str, Any]: ...
+
+    def select_tables(self, include: Sequence[str] | None, source: str) -> tuple[list[TableSchema], list[Any]]: ...
+
+    def current_wal_lsn(self) -> int: ...
+
+    def slot_flushed_lsn(self, slot: str) -> int | None: ...
+
+    def slots(self) -> list[SlotInfo]: ...

@@ -27,19 +27,14 @@ from dagster import (
 )
 from pydantic import Field
 
-from cdc.config import projection_settings
 from cdc.ports import Warehouse
 from dagster_project.resources import WarehouseResource
-from dagster_project.tables import CapturedTable, shop_tables
-from pipelines import shop
+from dagster_project.tables import CapturedTable
 from pipelines.builder import BuildResult, ProjectionBuilder
 from pipelines.projection import Projection
 
 PROJECTIONS_GROUP = "projections"
 EVENTS_KEY = AssetKey(["events", "domain_events"])
-SETTINGS = projection_settings()  # [projections] of the cdc.toml named by CDC_CONFIG, if any
-SOURCE = SETTINGS.source or shop.SOURCE
-TABLES = shop_tables(SOURCE)
 # Days before this have no partition; early enough for the demo, settable for older data.
 PARTITIONS_START = os.environ.get("CDC_PARTITIONS_START") or "2020-01-01"
 DAILY = DailyPartitionsDefinition(start_date=PARTITIONS_START, timezone="UTC", end_offset=1)  # today included
@@ -176,8 +171,3 @@ def summary(p: Projection, result: BuildResult, metadata: dict[str, str | int | 
 
 def projection_assets(projections: Sequence[Projection]) -> list[AssetsDefinition]:
     return [projection_asset(p, DAILY if p.name in PARTITIONED else None) for p in projections]
-
-
-LINEAGE = lineage_specs(TABLES)
-PROJECTIONS = projection_assets(shop.projections(SOURCE))
-PROJECTION_KEYS = [projection_key(p) for p in shop.projections(SOURCE)]

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dagster import AssetCheckResult, AssetChecksDefinition, AssetCheckSeverity, asset_check
 
 from dagster_project import quality
-from dagster_project.assets import EVENTS_KEY, SOURCE, TABLES, mirror_key
+from dagster_project.assets import EVENTS_KEY, mirror_key
 from dagster_project.resources import SourceResource, WarehouseResource
 from dagster_project.tables import CapturedTable
 
@@ -73,6 +73,3 @@ def events_fresh(source: str) -> AssetChecksDefinition:
 
 def all_checks(tables: Sequence[CapturedTable], source: str) -> list[AssetChecksDefinition]:
     return [check for t in tables for check in mirror_checks(t)] + [events_fresh(source)]
-
-
-CHECKS = all_checks(TABLES, SOURCE)

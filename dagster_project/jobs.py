@@ -10,9 +10,12 @@ which makes any asset job over it partitioned, and a partitioned job applies its
 (``mode: full``) only to runs of one partition. The op records a materialization per report.
 """
 
+from collections.abc import Sequence
+
 from dagster import (
     AssetMaterialization,
     AssetSelection,
+    JobDefinition,
     OpExecutionContext,
     define_asset_job,
     in_process_executor,
@@ -20,10 +23,10 @@ from dagster import (
     op,
 )
 
-from dagster_project.assets import PROJECTIONS_GROUP, SOURCE, build_metadata, projection_key, summary
+from dagster_project.assets import PROJECTIONS_GROUP, build_metadata, projection_key, summary
 from dagster_project.resources import WarehouseResource
-from pipelines import shop
 from pipelines.builder import ProjectionBuilder
+from pipelines.projection import Projection
 
 BUILDS_TAG = ("cdc/builds", "reports")
 
@@ -36,25 +39,29 @@ projections_job = define_asset_job(
 )
 
 
-@op(description="Rebuild every projection from the whole event store and swap each in atomically.")
-def rebuild_every_projection(context: OpExecutionContext, warehouse: WarehouseResource) -> None:
-    wh = warehouse.warehouse()
-    builder = ProjectionBuilder(wh)
-    for p in shop.projections(SOURCE):
-        result = builder.full(p)
-        metadata = build_metadata(wh, p, result)
-        context.log.info(summary(p, result, metadata))
-        context.log_event(AssetMaterialization(asset_key=projection_key(p), metadata=metadata))
+def full_rebuild_job(projections: Sequence[Projection]) -> JobDefinition:
+    """The job that rebuilds ``projections`` in full, one after the other."""
 
+    @op(description="Rebuild every projection from the whole event store and swap each in atomically.")
+    def rebuild_every_projection(context: OpExecutionContext, warehouse: WarehouseResource) -> None:
+        wh = warehouse.warehouse()
+        builder = ProjectionBuilder(wh)
+        for p in projections:
+            result = builder.full(p)
+            metadata = build_metadata(wh, p, result)
+            context.log.info(summary(p, result, metadata))
+            context.log_event(AssetMaterialization(asset_key=projection_key(p), metadata=metadata))
 
-@job(
-    name="full_rebuild",
-    run_tags=dict([BUILDS_TAG]),
-    executor_def=in_process_executor,
-    description="Full build of every projection (reports/*), one after the other.",
-)
-def full_rebuild_job() -> None:
-    rebuild_every_projection()
+    @job(
+        name="full_rebuild",
+        run_tags=dict([BUILDS_TAG]),
+        executor_def=in_process_executor,
+        description="Full build of every projection (reports/*), one after the other.",
+    )
+    def full_rebuild() -> None:
+        rebuild_every_projection()
+
+    return full_rebuild
 
 
 checks_job = define_asset_job(

@@ -2,22 +2,20 @@
 
 Nothing connects when a resource is built (definitions load without IO); the connection opens on
 first use within a run, sensor tick or check, and closes when Dagster tears the resource down.
-Settings left empty fall back to the bridge's environment at that moment, the same variables
-``cdc`` reads: ``CDC_CLICKHOUSE_URL``, ``CDC_STATE_DIR``, ``CDC_SOURCE_DSN``.
+Settings left empty fall back to the bridge's settings at that moment, the same variables
+``cdc`` reads (``CDC_CLICKHOUSE_URL``, ``CDC_STATE_DIR``, ``CDC_SOURCE_DSN``); the adapters
+come from :mod:`cdc.bootstrap`, the composition root.
 """
-
-import os
-from pathlib import Path
 
 from dagster import ConfigurableResource, InitResourceContext
 from pydantic import Field, PrivateAttr
 
-from cdc.adapters.clickhouse import ClickHouseWarehouse, connect_warehouse, open_embedded
+from cdc import bootstrap
+from cdc import settings as config
+from cdc.adapters.clickhouse import ClickHouseWarehouse
 from cdc.adapters.postgres import PostgresSource
-from cdc.embedded.endpoint import find_endpoint
-from cdc.errors import ConfigError, WarehouseError
+from cdc.errors import ConfigError
 from cdc.ports import Warehouse
-from cdc.settings import DEFAULT_STATE_DIR
 
 
 class WarehouseResource(ConfigurableResource):  # type: ignore[type-arg]
@@ -48,17 +46,8 @@ class WarehouseResource(ConfigurableResource):  # type: ignore[type-arg]
         return self._client
 
     def _connect(self) -> ClickHouseWarehouse:
-        url = self.url or os.environ.get("CDC_CLICKHOUSE_URL", "")
-        state_dir = Path(self.state_dir or os.environ.get("CDC_STATE_DIR") or DEFAULT_STATE_DIR).absolute()
-        url = url or find_endpoint(state_dir) or ""
-        if url:
-            return connect_warehouse(url, state_dir)
-        if self.in_process:
-            return open_embedded(state_dir)
-        raise WarehouseError(
-            f"no ClickHouse to reach: CDC_CLICKHOUSE_URL is unset and no bridge serves the "
-            f"embedded store of {state_dir}; start `cdc run` (or `cdc demo`) with that state dir"
-        )
+        settings = config.load(self.state_dir or None, clickhouse_url=self.url or None)
+        return bootstrap.served_warehouse(settings, in_process=self.in_process)
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
         if self._client is not None:
@@ -77,9 +66,9 @@ class SourceResource(ConfigurableResource):  # type: ignore[type-arg]
     )
 
     def source(self) -> PostgresSource:
-        dsn = self.dsn or os.environ.get("CDC_SOURCE_DSN", "")
+        dsn = self.dsn or config.load().secret("source_dsn")
         if not dsn:
             raise ConfigError(
                 "no source database: set CDC_SOURCE_DSN (the bridge sets it for the Dagster UI it starts)"
             )
-        return PostgresSource(dsn)
+        return bootstrap.postgres(dsn)

@@ -6,12 +6,15 @@ when it moved, so one watermark never starts two runs; while a build run is stil
 it waits (the cursor stays), so builds of one projection never overlap.
 """
 
+from collections.abc import Callable
+
 from dagster import (
     DagsterInstance,
     DagsterRunStatus,
     DefaultSensorStatus,
     RunRequest,
     RunsFilter,
+    SensorDefinition,
     SensorEvaluationContext,
     SensorResult,
     SkipReason,
@@ -20,7 +23,6 @@ from dagster import (
 
 from cdc.errors import CdcError
 from cdc.ports import Warehouse
-from dagster_project.assets import SETTINGS
 from dagster_project.jobs import BUILDS_TAG, projections_job
 from dagster_project.quality import EVENTS, exists
 from dagster_project.resources import WarehouseResource
@@ -50,19 +52,29 @@ def build_in_progress(instance: DagsterInstance) -> str | None:
     return records[0].dagster_run.run_id if records else None
 
 
-@sensor(
-    name="new_events",
-    job=projections_job,
-    minimum_interval_seconds=SETTINGS.sensor_interval_seconds,
-    default_status=DefaultSensorStatus.RUNNING,
-    description="Starts the projections job when the event store's newest stored_at moves.",
-)
-def new_events(context: SensorEvaluationContext, warehouse: WarehouseResource) -> SensorResult | SkipReason:
+def new_events_sensor(minimum_interval_seconds: int) -> SensorDefinition:
+    """``new_events``, ticking at most every ``minimum_interval_seconds`` (``[projections]`` of cdc.toml)."""
+
+    @sensor(
+        name="new_events",
+        job=projections_job,
+        minimum_interval_seconds=minimum_interval_seconds,
+        default_status=DefaultSensorStatus.RUNNING,
+        description="Starts the projections job when the event store's newest stored_at moves.",
+    )
+    def new_events(context: SensorEvaluationContext, warehouse: WarehouseResource) -> SensorResult | SkipReason:
+        return evaluate(context, warehouse.warehouse)
+
+    return new_events
+
+
+def evaluate(context: SensorEvaluationContext, warehouse: Callable[[], Warehouse]) -> SensorResult | SkipReason:
+    """One tick: a run keyed by the newest ``stored_at`` when it moved and no build is in progress."""
     running = build_in_progress(context.instance)
     if running:
         return SkipReason(f"build run {running} is still in progress; new events wait for the next tick")
     try:
-        newest = newest_stored(warehouse.warehouse())
+        newest = newest_stored(warehouse())
     except CdcError as e:
         return SkipReason(f"cannot read the event store: {e}")
     if newest is None:

@@ -18,7 +18,7 @@ import psycopg
 
 from cdc.domain.changes import Column, TableRef, TableSchema
 from cdc.errors import SourceError
-from cdc.preflight.facts import SlotInfo
+from cdc.ports import SlotInfo
 
 __all__ = ["Excluded", "PostgresSession", "PostgresSource", "SlotInfo", "redact_dsn"]
 
@@ -83,6 +83,11 @@ class PostgresSource:
     def __init__(self, dsn: str, read_only: bool = False) -> None:
         self.dsn = dsn
         self.read_only = read_only
+
+    @property
+    def where(self) -> str:
+        """The DSN without its password, safe to print."""
+        return redact_dsn(self.dsn)
 
     def _connect(self, autocommit: bool = True) -> psycopg.Connection[Any]:
         try:

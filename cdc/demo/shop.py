@@ -44,6 +44,13 @@ def install_schema(source: PostgresSource) -> None:
     source.execute(sql)
 
 
+def install(source: PostgresSource) -> None:
+    """The shop's schema and, when it is empty, its products and first customers and orders."""
+    install_schema(source)
+    with PostgresSession(source) as session:
+        seed(session)
+
+
 def seed(session: PostgresSession, customers: int = 200) -> None:
     """Products and a first set of customers and orders, if the shop is empty."""
     if session.execute("SELECT count(*) FROM products")[0][0]:

@@ -1,14 +1,17 @@
-"""Loopback TCP port helpers for the embedded components (stdlib only)."""
+"""Loopback TCP ports of the embedded components: probes, and the book that keeps them across restarts."""
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 import time
+from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
 LOOPBACK = "127.0.0.1"
+PREFERRED_PORTS = {"postgres": 55432, "kafka": 19092, "clickhouse": 18123, "dagster": 13000, "status": 19400}
 
 
 def free_port(host: str = LOOPBACK) -> int:
@@ -56,3 +59,29 @@ def _accepts_connections(host: str, port: int, timeout: float) -> bool:
             return True
     except OSError:
         return False
+
+
+class PortBook:
+    """Loopback ports of the embedded components, kept in ``state_dir/ports.json`` so a restart reuses them."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self._path = state_dir / "ports.json"
+        self._ports: dict[str, int] = {}
+        if self._path.exists():
+            try:
+                self._ports = {k: int(v) for k, v in json.loads(self._path.read_text()).items()}
+            except (ValueError, OSError):
+                self._ports = {}
+
+    def port(self, name: str, busy_ok: bool = False) -> int:
+        """The port for ``name``: the remembered one if free, else the preferred, else any free port."""
+        for candidate in (self._ports.get(name), PREFERRED_PORTS.get(name)):
+            if candidate and (busy_ok or not port_in_use(candidate)):
+                return self._remember(name, candidate)
+        return self._remember(name, free_port())
+
+    def _remember(self, name: str, port: int) -> int:
+        self._ports[name] = port
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        self._path.write_text(json.dumps(self._ports, indent=2))
+        return port

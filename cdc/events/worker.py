@@ -20,40 +20,18 @@ import queue
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from cdc.consume.backoff import Backoff
-from cdc.consume.loop import Stats
+from cdc.consume.loop import ConsumerService, Stats
 from cdc.embedded.children import die_with_parent
 from cdc.errors import CdcError, StackError
+from cdc.events.reports import WorkerConfig, WorkerReport
 
 log = logging.getLogger(__name__)
 _REPORT_EVERY_S = 0.1
-
-
-@dataclass(frozen=True)
-class WorkerConfig:
-    source: str
-    source_dsn: str = field(repr=False)  # may hold a password
-    bootstrap: str
-    clickhouse_url: str = field(repr=False)
-    state_dir: str
-    topics: tuple[str, ...]
-    translators: tuple[str, ...]
-    niceness: int = 10
-
-
-@dataclass
-class WorkerReport:
-    """What the worker tells the bridge: the loop's counters plus the event counts."""
-
-    stats: Stats = field(default_factory=Stats)
-    translated: int = 0
-    stored: int = 0
-    error: str | None = None
-    at: float = field(default_factory=time.monotonic)  # when it was sent (one clock for all processes)
 
 
 def _log_to(state_dir: str) -> None:
@@ -68,17 +46,31 @@ def _log_to(state_dir: str) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def run_worker(config: WorkerConfig, parent: int, reports: Any, stop: multiprocessing.synchronize.Event) -> None:
+class Lane(Protocol):
+    """The events lane as the worker drives it (composed by :func:`cdc.bootstrap.open_events_lane`)."""
+
+    @property
+    def service(self) -> ConsumerService: ...
+
+    def report(self, error: str | None) -> WorkerReport: ...
+
+    def close(self) -> None: ...
+
+
+OpenLane = Callable[[WorkerConfig], Lane]
+
+
+def run_worker(
+    config: WorkerConfig, parent: int, reports: Any, stop: multiprocessing.synchronize.Event, open_lane: OpenLane
+) -> None:
     """The child process: consume, translate, publish, store, report, until ``stop``."""
     die_with_parent(parent)()  # the same death signal the broker and Dagster children get
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     with contextlib.suppress(OSError):
         os.nice(config.niceness)
     _log_to(config.state_dir)
-    from cdc.events.lane import open_events_lane  # heavy imports only in the child
-
     try:
-        lane = open_events_lane(config)
+        lane = open_lane(config)
     except CdcError as e:
         reports.put(WorkerReport(error=f"cannot start: {e}"))
         return
@@ -96,7 +88,7 @@ def run_worker(config: WorkerConfig, parent: int, reports: Any, stop: multiproce
 class EventsWorker:
     """The bridge's handle on the worker process: start, latest report, stop."""
 
-    def __init__(self, config: WorkerConfig) -> None:
+    def __init__(self, config: WorkerConfig, open_lane: OpenLane) -> None:
         ctx = multiprocessing.get_context("spawn")  # no JVM, chDB or threads inherited
         self._reports: Any = ctx.Queue()
         self._stop = ctx.Event()
@@ -104,7 +96,13 @@ class EventsWorker:
             target=run_worker,
             name=f"cdc-events-{config.source}",
             daemon=True,
-            args=(config, os.getpid(), self._reports, self._stop),
+            args=(
+                config,
+                os.getpid(),
+                self._reports,
+                self._stop,
+                open_lane,
+            ),  # a module-level function: pickled by name
         )
         self.report = WorkerReport()
         self._reader = threading.Thread(target=self._read, name="events-worker-reports", daemon=True)

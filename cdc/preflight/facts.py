@@ -8,24 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-
-@dataclass(frozen=True, slots=True)
-class SlotInfo:
-    """One replication slot as ``pg_replication_slots`` shows it.
-
-    ``retained_wal_bytes`` is the WAL the server keeps for the slot (from its ``restart_lsn`` to
-    the current WAL position); None when the slot holds no position yet. ``plugin`` and
-    ``database`` are None for physical slots. ``wal_status`` is PostgreSQL's own verdict
-    (``reserved``, ``extended``, ``unreserved`` or ``lost``).
-    """
-
-    slot_name: str
-    plugin: str | None
-    database: str | None
-    active: bool
-    retained_wal_bytes: int | None
-    slot_type: str
-    wal_status: str | None = None
+from cdc.ports import SlotInfo
 
 
 @dataclass(frozen=True, slots=True)

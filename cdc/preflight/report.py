@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from cdc.preflight.facts import SlotInfo
+from cdc.ports import SlotInfo
 
 EXIT_READY, EXIT_BLOCKED, EXIT_WARNINGS = 0, 1, 2
 

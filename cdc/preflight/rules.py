@@ -9,7 +9,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from cdc.preflight.facts import PublicationFacts, RoleFacts, SlotInfo, SourceFacts, TableFacts
+from cdc.ports import SlotInfo
+from cdc.preflight.facts import PublicationFacts, RoleFacts, SourceFacts, TableFacts
 from cdc.preflight.report import Finding, Severity
 
 B, W, OK = Severity.BLOCKING, Severity.WARNING, Severity.INFO

@@ -2,29 +2,28 @@
 
 Built on demand (the metrics server caches it for a second) from the consumers' counters, the
 source's ``pg_replication_slots`` and ClickHouse's dead letters. A part that cannot be asked
-(a source down, a query failing) shows as unknown, never as a made-up zero.
+(a source down, a query failing) shows as unknown, never as a made-up zero. The observer sees
+the bridge only through the narrow :class:`BridgeView` and :class:`SourceView` protocols.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import Any, Protocol
 
-from cdc.adapters.postgres import redact_dsn
 from cdc.consume.loop import Stats
 from cdc.errors import CdcError
+from cdc.ports import SlotInfo
 from cdc.status import RateWindow, SchemaNotice, SourceStatus, StatusSnapshot, TopicLag, utc_now_iso
-
-if TYPE_CHECKING:
-    from cdc.bridge import Bridge
-    from cdc.capture import SourceCapture
 
 log = logging.getLogger(__name__)
 NOTICES_SHOWN_FOR_S = 7 * 24 * 3600.0  # schema changes stay in cdc.schema_notices; status shows a week of them
+SILENT_AFTER_S = 60.0  # an events worker silent this long is reported
 
 # Dead letters not yet republished by `cdc dlq replay`, per change topic
-_PENDING_DEAD = """
+PENDING_DEAD_LETTERS = """
 SELECT d.topic, count() FROM (SELECT DISTINCT topic, partition, offset, stage FROM cdc.dead_letters FINAL) AS d
 LEFT ANTI JOIN (SELECT topic, partition, offset, stage FROM cdc.dead_letter_replays FINAL
                 WHERE outcome = 'republished') AS r
@@ -33,10 +32,65 @@ GROUP BY d.topic
 """
 
 
-class Observer:
-    """Keeps a one-minute rate window per source and builds snapshots of ``bridge``."""
+class EventsView(Protocol):
+    @property
+    def stored(self) -> int: ...
 
-    def __init__(self, bridge: Bridge) -> None:
+
+class SourceView(Protocol):
+    """What the observer reads of one source."""
+
+    name: str
+
+    @property
+    def where(self) -> str: ...
+
+    @property
+    def slot(self) -> str: ...
+
+    @property
+    def topics(self) -> list[str]: ...
+
+    @property
+    def events_report(self) -> Any: ...
+
+    def mirror_stats(self) -> Stats | None: ...
+
+    def captured(self) -> int: ...
+
+    def slot_info(self) -> SlotInfo | None: ...
+
+    def schema_notices(self) -> Sequence[Any]: ...
+
+    def errors(self, silent_after_s: float) -> list[str]: ...
+
+
+class BridgeView(Protocol):
+    """What the observer reads of the bridge as a whole."""
+
+    @property
+    def state_dir(self) -> str: ...
+
+    @property
+    def clickhouse_where(self) -> str:
+        """The warehouse URL without credentials."""
+        ...
+
+    @property
+    def bootstrap(self) -> str: ...
+
+    @property
+    def sources(self) -> Sequence[SourceView]: ...
+
+    def pending_dead_letters(self) -> dict[str, int]:
+        """Dead letters not yet replayed, per change topic; raises CdcError when it cannot tell."""
+        ...
+
+
+class Observer:
+    """Keeps a one-minute rate window per source and builds snapshots of a :class:`BridgeView`."""
+
+    def __init__(self, bridge: BridgeView) -> None:
         self.bridge = bridge
         self.started = time.monotonic()
         self._rates: dict[str, RateWindow] = {}
@@ -44,38 +98,39 @@ class Observer:
     def sample(self) -> None:
         """Record each source's applied count (called from the status loop and by each snapshot)."""
         now = time.monotonic()
-        for c in self.bridge.captures:
-            if c.lane is not None:
-                self._rates.setdefault(c.name, RateWindow()).add(now, c.lane.service.stats.rows)
+        for c in self.bridge.sources:
+            stats = c.mirror_stats()
+            if stats is not None:
+                self._rates.setdefault(c.name, RateWindow()).add(now, stats.rows)
 
     def snapshot(self) -> StatusSnapshot:
         self.sample()
         dead = self._pending_dead_letters()
-        sources = tuple(self._source(c, dead) for c in self.bridge.captures)
+        sources = tuple(self._source(c, dead) for c in self.bridge.sources)
         total = None if dead is None else sum(dead.values())
         return StatusSnapshot(
             generated_at=utc_now_iso(),
-            state_dir=str(self.bridge.settings.state_dir),
+            state_dir=self.bridge.state_dir,
             uptime_s=round(time.monotonic() - self.started, 1),
-            clickhouse_url=redact_dsn(self.bridge.clickhouse_url),
+            clickhouse_url=self.bridge.clickhouse_where,
             kafka_bootstrap=self.bridge.bootstrap,
             sources=sources,
             dead_letters=total,
         )
 
-    def _source(self, c: SourceCapture, dead: dict[str, int] | None) -> SourceStatus:
-        stats = c.lane.service.stats if c.lane is not None else Stats()
+    def _source(self, c: SourceView, dead: dict[str, int] | None) -> SourceStatus:
+        stats = c.mirror_stats() or Stats()
         active, retained = self._slot(c)
         report = c.events_report
         freshness = None if not stats.last_captured_ms else max(0.0, time.time() - stats.last_captured_ms / 1000)
         rate = self._rates.get(c.name)
         return SourceStatus(
             name=c.name,
-            dsn=redact_dsn(c.spec.dsn),
+            dsn=c.where,
             slot=c.slot,
             slot_active=active,
             retained_wal_bytes=retained,
-            captured=c.runner.records_produced if c.runner is not None else 0,
+            captured=c.captured(),
             applied=stats.rows,
             rows_per_s_1m=round(rate.rate(time.monotonic()), 1) if rate else 0.0,
             freshness_s=None if freshness is None else round(freshness, 3),
@@ -84,26 +139,24 @@ class Observer:
             topics=_topics(stats, c.topics),
             schema_notices=tuple(
                 SchemaNotice(n.table, n.kind, n.column, n.detail)
-                for n in (c.sink.schema_notices() if c.sink is not None else ())
+                for n in c.schema_notices()
                 if n.first_seen_at >= time.time() - NOTICES_SHOWN_FOR_S
             ),
-            errors=tuple(c.errors(60.0, self.bridge.settings.log_dir)),
+            errors=tuple(c.errors(SILENT_AFTER_S)),
         )
 
     @staticmethod
-    def _slot(c: SourceCapture) -> tuple[bool | None, int | None]:
+    def _slot(c: SourceView) -> tuple[bool | None, int | None]:
         try:
-            for slot in c.source.slots():
-                if slot.slot_name == c.slot:
-                    return slot.active, slot.retained_wal_bytes
-            return None, None
+            slot = c.slot_info()
         except CdcError as e:
             log.warning("cannot read the replication slot of %s: %s", c.name, e)
             return None, None
+        return (slot.active, slot.retained_wal_bytes) if slot is not None else (None, None)
 
     def _pending_dead_letters(self) -> dict[str, int] | None:
         try:
-            return {str(t): int(n) for t, n in self.bridge.warehouse.query(_PENDING_DEAD)}
+            return self.bridge.pending_dead_letters()
         except CdcError as e:
             log.warning("cannot count dead letters: %s", e)
             return None

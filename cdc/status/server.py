@@ -42,8 +42,10 @@ class MetricsServer:
         thresholds: Thresholds | None = None,
         cache_s: float = 1.0,
         host: str = "127.0.0.1",
+        publish_to: Path | None = None,
     ) -> None:
         self._address = (host, port)
+        self._publish_to = publish_to  # a state dir: its status.url names this server while it runs
         self._provider = snapshot
         self._thresholds = thresholds or Thresholds()
         self._cache_s = cache_s
@@ -64,8 +66,12 @@ class MetricsServer:
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.2}, name="cdc-metrics", daemon=True
         )
         self._thread.start()
+        if self._publish_to is not None:
+            write_status_url(self._publish_to, self.url)
 
     def stop(self) -> None:
+        if self._publish_to is not None and self._httpd is not None:
+            clear_status_url(self._publish_to, self.url)
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()

@@ -43,15 +43,18 @@ from cdc.embedded.pg_cluster import EmbeddedPostgres
 from cdc.events.store import ClickHouseEventStore
 from cdc.mirror.sink import ClickHouseMirrorSink
 from cdc.ports import Message
-from dagster_project.assets import LINEAGE, PROJECTIONS, projection_key
+from dagster_project.assets import lineage_specs, projection_assets, projection_key
 from dagster_project.checks import events_fresh, mirror_checks
 from dagster_project.definitions import build_definitions
 from dagster_project.resources import SourceResource, WarehouseResource
-from dagster_project.sensors import new_events
-from dagster_project.tables import CapturedTable
+from dagster_project.sensors import new_events_sensor
+from dagster_project.tables import CapturedTable, shop_tables
 from pipelines import shop
 from tests.envelopes import envelope
 from tests.fakes import StaticCatalog
+
+LINEAGE = lineage_specs(shop_tables(shop.SOURCE))
+PROJECTIONS = projection_assets(shop.PROJECTIONS)
 
 DAY = dt.date(2025, 11, 24)
 NOW_MS = int(time.time() * 1000)  # for data whose age does not matter; freshness tests read the clock themselves
@@ -235,7 +238,7 @@ def tick(
     with build_sensor_context(
         cursor=cursor, resources={"warehouse": resource}, instance=instance or DagsterInstance.ephemeral()
     ) as context:
-        result = new_events(context)
+        result = new_events_sensor(15)(context)
     assert isinstance(result, SensorResult | SkipReason)
     return result
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from cdc import preflight
+from cdc import bootstrap
 from cdc.adapters.postgres import PostgresSource
 from cdc.cli import main
 from cdc.embedded.net import free_port
@@ -111,7 +111,7 @@ def test_table_without_key_warns_and_exits_2(keyless_db: str, capsys: pytest.Cap
     assert re.search(r"^warning\s+replica_identity\s+public\.notes has no primary key", out, re.MULTILINE), out
     assert "ALTER TABLE public.notes REPLICA IDENTITY FULL" in out
     assert "1 table(s) to capture: public.orders" in out
-    report = preflight.check(keyless_db)
+    report = bootstrap.preflight(keyless_db)
     assert report.tables == ("public.orders",)
     assert [f.subject for f in report.warnings] == ["public.notes"]
     assert not report.blocking
@@ -122,7 +122,7 @@ def test_role_without_replication_or_select_blocks(ready_db: str, capsys: pytest
     sql(ready_db, "DROP ROLE IF EXISTS plain_reader; CREATE ROLE plain_reader LOGIN")
     code, out, _ = run(capsys, with_user(ready_db, "plain_reader"))
     assert code == 1, out
-    report = preflight.check(with_user(ready_db, "plain_reader"))
+    report = bootstrap.preflight(with_user(ready_db, "plain_reader"))
     blocking = {(f.check, f.subject) for f in report.blocking}
     assert ("replication_role", None) in blocking
     assert ("select", "public.orders") in blocking
@@ -255,7 +255,7 @@ def test_slots_are_listed_and_idle_ones_warn(keyless_db: str, capsys: pytest.Cap
         assert (forgotten.plugin, forgotten.slot_type, forgotten.active) == ("test_decoding", "logical", False)
         assert forgotten.database == keyless_db.rsplit("/", 1)[1]
         assert forgotten.retained_wal_bytes is not None and forgotten.retained_wal_bytes > 0
-        report = preflight.check(keyless_db, ["public.orders"])
+        report = bootstrap.preflight(keyless_db, ["public.orders"])
         by_check = {f.check: f for f in report.findings}
         assert by_check["slot"].severity is Severity.INFO and "resumes from it" in by_check["slot"].message
         assert by_check["idle_slot"].severity is Severity.WARNING and by_check["idle_slot"].subject == "forgotten"
@@ -276,7 +276,7 @@ def test_publications_and_partitions(cluster: EmbeddedPostgres, request: pytest.
         "CREATE PUBLICATION cdc_all FOR ALL TABLES;"
     )
     dsn = _fresh_db(cluster, request, ddl)
-    report = preflight.check(dsn, None, "pub")
+    report = bootstrap.preflight(dsn, None, "pub")
     assert report.tables == ("public.docs", "public.orders")  # not the partitioned table, nor its partition
     by_check = {f.check: f for f in report.findings}
     assert by_check["partitioned"].severity is Severity.WARNING
@@ -284,7 +284,7 @@ def test_publications_and_partitions(cluster: EmbeddedPostgres, request: pytest.
     assert by_check["publication"].severity is Severity.INFO and "used as it is" in by_check["publication"].message
     assert "doc" in by_check["toast"].message and by_check["toast"].subject == "public.docs"
     assert "price" in by_check["numeric"].message
-    assert preflight.check(dsn, ["public.events", "orders"], "pub").exit_code == 1  # `cdc run` would stop
-    everything = preflight.check(dsn, None, "all")
+    assert bootstrap.preflight(dsn, ["public.events", "orders"], "pub").exit_code == 1  # `cdc run` would stop
+    everything = bootstrap.preflight(dsn, None, "all")
     assert [f.check for f in everything.blocking] == ["publication"]
     assert "FOR ALL TABLES" in everything.blocking[0].message

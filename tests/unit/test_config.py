@@ -1,4 +1,5 @@
-"""cdc.toml parsing: sources, rules, guardrails, and errors that name the key to fix."""
+"""Settings: cdc.toml, environment and flags in one model; sources, rules, guardrails, and errors
+that name the key to fix."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from cdc.config import MaskRule, load_config
+from cdc import settings as config
 from cdc.debezium.config import ConnectorSettings, connector_properties, redacted
 from cdc.errors import ConfigError
-from cdc.settings import Settings
+from cdc.settings import MaskRule, Settings, SourceSpec, source_specs
 
 GOOD = """
 [[source]]
@@ -44,20 +45,33 @@ def _write(tmp_path: Path, text: str) -> Path:
     return path
 
 
-def test_a_full_config_reads_into_sources_and_guardrails(tmp_path: Path) -> None:
-    config = load_config(_write(tmp_path, GOOD), ENV)
-    shop, crm = config.sources
-    assert shop.name == "shop" and shop.dsn == ENV["SHOP_DSN"]
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key, value in ENV.items():
+        monkeypatch.setenv(key, value)
+    for key in ("CDC_SOURCE_DSN", "CDC_CLICKHOUSE_URL", "CDC_CONFIG", "CDC_TABLES", "CDC_EVENTS"):
+        monkeypatch.delenv(key, raising=False)
+
+
+def _load(path: Path) -> tuple[Settings, tuple[SourceSpec, ...]]:
+    settings = config.load(str(path.parent / "state"), config_path=path)
+    return settings, source_specs(settings)
+
+
+def test_a_full_config_reads_into_sources_and_guardrails(tmp_path: Path, env: None) -> None:
+    settings, (shop, crm) = _load(_write(tmp_path, GOOD))
+    assert shop.name == "shop" and shop.dsn.get_secret_value() == ENV["SHOP_DSN"]
     assert shop.tables == ("public.orders", "public.customers")
     assert shop.exclude_columns == ("public.customers.notes",)
     assert shop.mask == (MaskRule("public.customers.email", "hash"), MaskRule("public.customers.phone", "redact"))
     assert shop.translators == ("cdc.demo.events",) and shop.events is None
     assert crm.name is None and crm.events is False and crm.translators is None
-    assert config.salt_env == "MY_SALT"
-    assert config.guardrails.max_retained_wal_bytes == 256 * 1024 * 1024
-    assert config.guardrails.heartbeat_interval_ms == 5000
-    assert config.projections.source == "shop"
-    assert "hunter2" not in repr(config)  # DSNs stay out of reprs (and so out of logs and tracebacks)
+    assert settings.salt_env == "MY_SALT"
+    assert settings.max_retained_wal_bytes == 256 * 1024 * 1024
+    assert settings.heartbeat_interval_ms == 5000
+    assert settings.projections.source == "shop"
+    # DSNs stay out of reprs and str (and so out of logs and tracebacks)
+    assert "hunter2" not in repr(shop) + str(shop) + repr(settings)
 
 
 @pytest.mark.parametrize(
@@ -77,28 +91,54 @@ def test_a_full_config_reads_into_sources_and_guardrails(tmp_path: Path) -> None
         ("[[source]]\nname = 'a'\ndsn_env = 'SHOP_DSN'\n[[source]]\nname = 'a'\ndsn_env = 'CRM_DSN'\n", "used twice"),
         ("[[source]]\nname = 'a.b'\ndsn_env = 'SHOP_DSN'\n", "only letters"),
         ("[[source]]\ndsn_env = 'SHOP_DSN'\n[guardrails]\nmax_retained_wal_mb = -1\n", "positive integer"),
+        (
+            "[[source]]\ndsn_env = 'SHOP_DSN'\n[guardrails]\nheartbeat_ms = 5\n",
+            "[guardrails]: unknown key(s) heartbeat_ms",
+        ),
+        ("[[source]]\ndsn_env = 'SHOP_DSN'\n[colours]\nred = 1\n", "unknown key(s) colours"),
+        ("[[source]]\ndsn_env = 'SHOP_DSN'\nevents = 'yes'\n", "events must be true or false"),
+        ("[[source]]\ndsn_env = 'not a name'\n", "is not an environment variable name"),
         ("[[source]\n", "not valid TOML"),
     ],
 )
-def test_bad_configs_say_what_to_fix(tmp_path: Path, text: str, message: str) -> None:
-    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
-        load_config(_write(tmp_path, text), ENV)
+def test_bad_configs_say_what_to_fix(tmp_path: Path, env: None, text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")) as e:
+        _load(_write(tmp_path, text))
+    assert "\n" not in str(e.value)  # one line, as the CLI prints it
+    assert "hunter2" not in str(e.value)
 
 
-def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
+def test_missing_file_is_a_config_error(tmp_path: Path, env: None) -> None:
     with pytest.raises(ConfigError, match="cannot read config"):
-        load_config(tmp_path / "nope.toml", ENV)
+        _load(tmp_path / "nope.toml")
 
 
-def test_settings_take_sources_and_guardrails_from_the_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for key, value in ENV.items():
-        monkeypatch.setenv(key, value)
-    settings = Settings.load(str(tmp_path / "state"), config_path=_write(tmp_path, GOOD))
-    assert [s.name for s in settings.source_specs("unused")] == ["shop", None]
-    assert settings.heartbeat_interval_ms == 5000 and settings.salt_env == "MY_SALT"
-    single = Settings.load(str(tmp_path / "state"), source_name="one", tables=("public.t",))
-    (spec,) = single.source_specs("postgresql://localhost/db")
-    assert (spec.dsn, spec.name, spec.tables, spec.mask) == ("postgresql://localhost/db", "one", ("public.t",), ())
+def test_flags_win_over_the_environment_and_secrets_stay_hidden(
+    tmp_path: Path, env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CDC_SOURCE_DSN", "postgresql://u:fromenv@db/app")
+    monkeypatch.setenv("CDC_CLICKHOUSE_URL", "http://default:chpass@ch:8123")
+    monkeypatch.setenv("CDC_TABLES", "public.a, public.b")
+    monkeypatch.setenv("CDC_EVENTS", "off")
+    settings = config.load(str(tmp_path / "state"))
+    assert settings.tables == ("public.a", "public.b") and settings.events is False
+    assert settings.secret("clickhouse_url") == "http://default:chpass@ch:8123"
+    assert "chpass" not in repr(settings) + str(settings) and "fromenv" not in repr(settings)
+    flagged = config.load(str(tmp_path / "state"), source_dsn="postgresql://u:fromflag@db/app", tables=("public.t",))
+    (spec,) = source_specs(flagged)
+    assert (spec.dsn.get_secret_value(), spec.tables) == ("postgresql://u:fromflag@db/app", ("public.t",))
+    assert flagged.state_dir == (tmp_path / "state").absolute()
+
+
+def test_an_unset_dsn_uses_the_default(tmp_path: Path, env: None) -> None:
+    single = config.load(str(tmp_path / "state"), source_name="one", tables=("public.t",))
+    (spec,) = source_specs(single, "postgresql://localhost/db")
+    assert (spec.dsn.get_secret_value(), spec.name, spec.tables, spec.mask) == (
+        "postgresql://localhost/db",
+        "one",
+        ("public.t",),
+        (),
+    )
 
 
 def test_masking_and_exclusion_become_connector_properties_without_leaking_the_salt(tmp_path: Path) -> None:
@@ -128,7 +168,7 @@ def test_masking_and_exclusion_become_connector_properties_without_leaking_the_s
 
 
 def test_dagster_reads_only_the_projection_section(tmp_path: Path) -> None:
-    from cdc.config import projection_settings
+    from cdc.settings import projection_settings
 
     path = _write(tmp_path, GOOD.replace('source = "shop"\n', 'source = "crm"\nsensor_interval_seconds = 30\n'))
     settings = projection_settings({"CDC_CONFIG": str(path)})  # no DSN variables needed
@@ -141,12 +181,13 @@ def test_dagster_reads_only_the_projection_section(tmp_path: Path) -> None:
 def test_mask_salt_comes_from_the_environment_or_is_kept_private_in_the_state_dir(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from cdc.statefiles import mask_salt
+    from cdc.statedir import mask_salt
 
-    settings = Settings(state_dir=tmp_path / "state", salt_env="TEST_SALT")
+    state = tmp_path / "state"
     monkeypatch.delenv("TEST_SALT", raising=False)
-    first = mask_salt(settings)
-    assert len(first) == 32 and mask_salt(settings) == first  # stable across restarts
-    assert ((tmp_path / "state" / "mask_salt").stat().st_mode & 0o777) == 0o600
+    first = mask_salt(state, "TEST_SALT").get_secret_value()
+    assert len(first) == 32 and mask_salt(state, "TEST_SALT").get_secret_value() == first  # stable across restarts
+    assert ((state / "mask_salt").stat().st_mode & 0o777) == 0o600
+    assert first not in repr(mask_salt(state, "TEST_SALT"))
     monkeypatch.setenv("TEST_SALT", "fromTheEnv123")
-    assert mask_salt(settings) == "fromTheEnv123"
+    assert mask_salt(state, "TEST_SALT").get_secret_value() == "fromTheEnv123"

@@ -12,10 +12,11 @@ from dagster import AssetKey, DailyPartitionsDefinition, RunRequest, build_sched
 
 from cdc.errors import ConfigError, WarehouseError
 from dagster_project import quality
-from dagster_project.definitions import defs
+from dagster_project.definitions import build_definitions
 from dagster_project.resources import SourceResource, WarehouseResource
 from pipelines.shop import PROJECTIONS
 
+DEFS = build_definitions()
 ROOT = Path(__file__).resolve().parents[2]
 TABLES = ("customers", "products", "orders", "order_items")
 MIRROR_CHECKS = {"row_count_matches_postgres", "fresh", "unique_keys", "no_toast_placeholders"}
@@ -45,7 +46,7 @@ def test_dagster_cli_validates_the_definitions_without_connecting(tmp_path: Path
 
 
 def test_asset_graph_is_source_topic_mirror_events_and_reports() -> None:
-    specs = {s.key: s for s in defs.resolve_all_asset_specs()}
+    specs = {s.key: s for s in DEFS.resolve_all_asset_specs()}
     expected = {AssetKey(["events", "domain_events"])}
     for t in TABLES:
         expected |= {
@@ -67,7 +68,7 @@ def test_asset_graph_is_source_topic_mirror_events_and_reports() -> None:
         AssetKey(["clickhouse", "shop", "products"]),
     }
     assert isinstance(revenue.partitions_def, DailyPartitionsDefinition)
-    graph = defs.resolve_asset_graph()
+    graph = DEFS.resolve_asset_graph()
     assert graph.get(revenue.key).is_materializable
     assert not graph.get(AssetKey(["clickhouse", "shop", "orders"])).is_materializable
     for p in PROJECTIONS:
@@ -77,26 +78,26 @@ def test_asset_graph_is_source_topic_mirror_events_and_reports() -> None:
 
 
 def test_checks_guard_every_mirror_and_the_event_store() -> None:
-    keys = defs.resolve_asset_graph().asset_check_keys
+    keys = DEFS.resolve_asset_graph().asset_check_keys
     found = {(k.asset_key, k.name) for k in keys}
     expected = {(AssetKey(["clickhouse", "shop", t]), name) for t in TABLES for name in MIRROR_CHECKS}
     assert found == expected | {(AssetKey(["events", "domain_events"]), "fresh")}
 
 
 def test_jobs_sensor_and_schedules() -> None:
-    assert {j.name for j in [defs.resolve_job_def(n) for n in ("projections", "full_rebuild", "checks")]} == {
+    assert {j.name for j in [DEFS.resolve_job_def(n) for n in ("projections", "full_rebuild", "checks")]} == {
         "projections",
         "full_rebuild",
         "checks",
     }
-    projections = defs.resolve_job_def("projections")
+    projections = DEFS.resolve_job_def("projections")
     assert {k for k in projections.asset_layer.executable_asset_keys} == {
         AssetKey(["reports", p.name]) for p in PROJECTIONS
     }
-    assert defs.resolve_job_def("full_rebuild").run_tags["cdc/builds"] == projections.run_tags["cdc/builds"]
-    sensor = defs.resolve_sensor_def("new_events")
+    assert DEFS.resolve_job_def("full_rebuild").run_tags["cdc/builds"] == projections.run_tags["cdc/builds"]
+    sensor = DEFS.resolve_sensor_def("new_events")
     assert sensor.job_name == "projections" and sensor.default_status.value == "RUNNING"
-    schedule = defs.resolve_schedule_def("full_rebuild_daily")
+    schedule = DEFS.resolve_schedule_def("full_rebuild_daily")
     assert (schedule.job_name, schedule.cron_schedule, schedule.execution_timezone) == (
         "full_rebuild",
         "0 3 * * *",

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import time
 
-from cdc.events.worker import EventsWorker, WorkerConfig, WorkerReport
+from cdc.bootstrap import open_events_lane
+from cdc.events.reports import WorkerConfig, WorkerReport
+from cdc.events.worker import EventsWorker
 
 
 def _worker() -> EventsWorker:
@@ -17,7 +19,8 @@ def _worker() -> EventsWorker:
             state_dir="/tmp/unused",
             topics=("shop.public.t",),
             translators=(),
-        )
+        ),
+        open_events_lane,
     )
 
 

@@ -7,9 +7,10 @@ import os
 import secrets
 from pathlib import Path
 
-from cdc.settings import Settings
+from pydantic import SecretStr
 
 TRANSLATORS_FILE = "translators.json"
+SALT_FILE = "mask_salt"
 
 
 def remember_translators(state_dir: Path, modules: tuple[str, ...]) -> None:
@@ -25,18 +26,18 @@ def remembered_translators(state_dir: Path) -> tuple[str, ...]:
         return ()
 
 
-def mask_salt(settings: Settings) -> str:
-    """The salt for hashed columns: from the environment variable the config names, else a random
+def mask_salt(state_dir: Path, salt_env: str) -> SecretStr:
+    """The salt for hashed columns: from the environment variable the settings name, else a random
     one kept (mode 0600) under the state dir so hashes stay stable across restarts."""
-    from_env = os.environ.get(settings.salt_env, "")
+    from_env = os.environ.get(salt_env, "")
     if from_env:
-        return from_env
-    path = settings.state_dir / "mask_salt"
+        return SecretStr(from_env)
+    path = state_dir / SALT_FILE
     if path.exists():
-        return path.read_text().strip()
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
+        return SecretStr(path.read_text().strip())
+    state_dir.mkdir(parents=True, exist_ok=True)
     salt = secrets.token_hex(16)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(salt + "\n")
-    return salt
+    return SecretStr(salt)

@@ -1,20 +1,21 @@
-"""`cdc events ...` and `cdc dlq ...`: thin commands over the registry, the event store and dead letters."""
+"""`cdc events ...` (catalog, check, replay) and the dispatch of `cdc events`/`cdc dlq` to their parts."""
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
-from cdc.consume.dlq import DeadLetter, list_dead_letters, replay
 from cdc.domain import catalog as cat
 from cdc.domain import compat
 from cdc.domain.events import DomainEvent, EventRegistry, Payload
 from cdc.errors import ConfigError
 from cdc.events.store import ClickHouseEventStore
-from cdc.ports import Publisher, Warehouse
+from cdc.ports import Warehouse
+from cdc.settings import Settings, split_list
 
 
 def out(text: str = "") -> None:
@@ -126,55 +127,30 @@ def _event_doc(stored: DomainEvent, current: DomainEvent) -> dict[str, Any]:
     }
 
 
-def _preview(data: bytes | None, width: int = 60) -> str:
-    if data is None:
-        return "null"
-    text = data.decode("utf-8", "backslashreplace")
-    return text if len(text) <= width else text[: width - 1] + "…"
+def dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    """Ask the composition root for the registry, warehouse and broker each subcommand needs."""
+    from cdc import bootstrap
+    from cdc.cli import dlq
 
-
-def dlq_list(warehouse: Warehouse, include_replayed: bool, limit: int, fmt: str) -> int:
-    letters = list_dead_letters(warehouse, include_replayed, limit)
-    if fmt == "json":
-        for d in letters:
-            out(
-                json.dumps(
-                    {
-                        "origin": d.origin,
-                        "topic": d.topic,
-                        "partition": d.partition,
-                        "offset": d.offset,
-                        "stages": d.stages,
-                        "error": d.error,
-                        "stack": d.stack,
-                        "key": _preview(d.key, 10**9),
-                        "value": _preview(d.value, 10**9),
-                        "failed_at": d.failed_at.isoformat(),
-                        "replayed_at": d.replayed_at.isoformat() if d.replayed_at else None,
-                    }
-                )
+    modules = split_list(getattr(args, "translators", None))
+    if args.command == "events" and args.events_command == "catalog":
+        return catalog(bootstrap.registry(settings, modules), args.format)
+    if args.command == "events" and args.events_command == "check":
+        return check(bootstrap.registry(settings, modules), Path(args.snapshot), args.update)
+    broker = bootstrap.running_broker(settings) if args.command == "dlq" and args.dlq_command == "replay" else ""
+    warehouse = bootstrap.warehouse(settings)
+    try:
+        if args.command == "events":
+            registry = bootstrap.registry(settings, modules, required=False)
+            return replay_aggregate(
+                warehouse, registry, args.aggregate_type, args.aggregate_id, args.as_of, args.format
             )
-        return 0
-    if not letters:
-        out("no dead letters" + ("" if include_replayed else " waiting for replay"))
-        return 0
-    for d in letters:
-        state = f"replayed {d.replayed_at:%H:%M:%S}" if d.replayed_at else "pending"
-        out(f"{d.failed_at:%Y-%m-%d %H:%M:%S}  {d.origin}  [{', '.join(d.stages)}] {state}")
-        out(f"    error: {d.error}")
-        if d.stack:
-            out(f"    at:    {d.stack}")
-        out(f"    key:   {_preview(d.key)}")
-        out(f"    value: {_preview(d.value)}")
-    return 0
-
-
-def dlq_replay(warehouse: Warehouse, publisher: Publisher, topic: str | None, limit: int) -> int:
-    letters: list[DeadLetter] = [
-        d for d in list_dead_letters(warehouse, False, limit) if topic is None or d.topic == topic
-    ]
-    count = replay(warehouse, publisher, letters)
-    for d in letters:
-        out(f"republished {d.origin} [{', '.join(d.stages)}]")
-    out(f"{count} dead letter(s) sent back through the bridge; any that fail again reappear in `cdc dlq list`")
-    return 0
+        if args.dlq_command == "list":
+            return dlq.dlq_list(warehouse, args.all, args.limit, args.format)
+        publisher = bootstrap.publisher(broker, "cdc-dlq-replay")
+        try:
+            return dlq.dlq_replay(warehouse, publisher, args.topic, args.limit)
+        finally:
+            publisher.close()
+    finally:
+        warehouse.close()

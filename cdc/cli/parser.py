@@ -1,32 +1,13 @@
-"""The `cdc` command: thin entry points that parse, compose, call and report.
-
-Exit codes: 0 success; 1 the demo's row counts differ between PostgreSQL and ClickHouse
-(or `--until-caught-up` timed out); 2 a problem to fix (the message says what).
-`cdc preflight`: 0 ready, 1 blocked, 2 warnings only. `cdc status`: 0 healthy, 1 warnings,
-2 no bridge running.
-"""
+"""The `cdc` command line: every subcommand, flag and help text (argparse), nothing else."""
 
 from __future__ import annotations
 
 import argparse
-import logging
-import os
-import signal
-import sys
-import traceback
-from collections.abc import Sequence
-from pathlib import Path
-from types import FrameType
-from typing import NoReturn
 
 from cdc import __version__
-from cdc.errors import CdcError, ConfigError
-from cdc.settings import Settings, parse_tables
-
-EXIT_MISMATCH, EXIT_ERROR = 1, 2
 
 
-def _state_dir_arg(p: argparse.ArgumentParser) -> None:
+def state_dir_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--state-dir", help="where embedded components keep data and logs (env CDC_STATE_DIR; default .cdc)")
     p.add_argument("-v", "--verbose", action="store_true", help="log progress details to the console")
 
@@ -51,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--rate", type=float, default=20.0, help="shop actions per second (default 20)")
     demo.add_argument("--no-ui", action="store_true", help="do not start the Dagster webserver and daemon")
     _translators_arg(demo)
-    _state_dir_arg(demo)
+    state_dir_arg(demo)
 
     run = sub.add_parser(
         "run",
@@ -83,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="cdc.toml naming one or more sources with their table and column rules "
         "(env CDC_CONFIG); replaces --source/--source-name/--tables",
     )
-    _state_dir_arg(run)
+    state_dir_arg(run)
 
     sql = sub.add_parser(
         "sql",
@@ -92,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sql.add_argument("query", help='e.g. "SELECT status, count() FROM shop.orders GROUP BY status"')
     sql.add_argument("--format", choices=["table", "csv", "json"], default="table", help="output format")
-    _state_dir_arg(sql)
+    state_dir_arg(sql)
     _events_parser(sub)
     _dlq_parser(sub)
     _preflight_parser(sub)
@@ -134,20 +115,6 @@ def _preflight_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("--json", action="store_true", help="print the findings and a summary as JSON")
 
 
-def _preflight(args: argparse.Namespace) -> int:
-    """No settings, no state dir, no log file: preflight only reads the database it is given."""
-    from cdc import preflight
-    from cdc.preflight import render
-
-    try:
-        report = preflight.check(args.dsn, parse_tables(args.tables) or None, args.source_name)
-    except CdcError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return preflight.EXIT_BLOCKED
-    sys.stdout.write(render.json_text(report) if args.json else render.text(report))
-    return report.exit_code
-
-
 def _events_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     events = sub.add_parser(
         "events",
@@ -178,7 +145,7 @@ def _events_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     replay.add_argument("--format", choices=["text", "json"], default="text", help="output format")
     for p in (catalog, check, replay):
         _translators_arg(p)
-        _state_dir_arg(p)
+        state_dir_arg(p)
 
 
 def _dlq_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -203,7 +170,7 @@ def _dlq_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     replay.add_argument("--topic", help="only dead letters from this change topic")
     replay.add_argument("--limit", type=int, default=1000, help="at most this many (default 1000)")
     for p in (lst, replay):
-        _state_dir_arg(p)
+        state_dir_arg(p)
 
 
 def _status_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -216,116 +183,4 @@ def _status_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         "2 no bridge running. The same numbers are Prometheus metrics at <status url>/metrics.",
     )
     status.add_argument("--json", action="store_true", help="print the JSON snapshot instead of the report")
-    _state_dir_arg(status)
-
-
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
-
-
-def _setup_logging(settings: Settings, verbose: bool) -> None:
-    settings.log_dir.mkdir(parents=True, exist_ok=True)
-    root = logging.getLogger()
-    root.setLevel(logging.INFO)
-    file_handler = logging.FileHandler(settings.log_dir / "cdc.log")
-    file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    console = logging.StreamHandler(sys.stderr)
-    console.setLevel(logging.INFO if verbose else logging.ERROR)
-    console.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    if not verbose:  # drivers log their own reconnects; the file log keeps them, the console shows ours
-        console.addFilter(lambda record: record.name.startswith("cdc"))
-    root.handlers[:] = [file_handler, console]
-    for noisy in ("kafka", "urllib3", "clickhouse_connect"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    try:
-        code = _main(args)
-    except Exception:  # a bug: show it, but do not leave the JVM holding the process open
-        if args.command not in ("demo", "run"):
-            raise
-        traceback.print_exc()
-        code = EXIT_ERROR
-    if args.command in ("demo", "run"):
-        _exit_now(code)
-    return code
-
-
-def _main(args: argparse.Namespace) -> int:
-    try:
-        if args.command == "preflight":
-            return _preflight(args)
-        settings = Settings.load(args.state_dir)
-        if args.command == "sql":
-            return _sql(settings, args.query, args.format)
-        if args.command == "status":
-            from cdc.status_cmd import status
-
-            return status(settings.state_dir, args.json)
-        if args.command in ("events", "dlq"):
-            from cdc import tools
-
-            return tools.dispatch(args, settings)
-        _setup_logging(settings, args.verbose)
-        from cdc import commands  # heavy imports (JVM bridge, chDB) only for long-running commands
-
-        if args.command == "demo":
-            extra = parse_tables(args.translators) or settings.translators
-            demo_settings = Settings.load(args.state_dir, translators=("cdc.demo.events", *extra))
-            code = commands.demo(demo_settings, args.duration, args.rate, not args.no_ui)
-        else:
-            run_settings = Settings.load(
-                args.state_dir,
-                source_dsn=args.source,
-                source_name=args.source_name,
-                tables=parse_tables(args.tables),
-                translators=parse_tables(args.translators),
-                events=False if args.no_events else None,
-                config_path=_config_path(args.config),
-            )
-            if run_settings.sources and (args.source or args.source_name or args.tables):
-                raise ConfigError("--config names the sources: drop --source/--source-name/--tables, or drop --config")
-            code = commands.run(run_settings, args.until_caught_up, args.timeout)
-        return code
-    except CdcError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_ERROR
-    except KeyboardInterrupt:
-        return 130
-
-
-def _config_path(flag: str | None) -> Path | None:
-    given = flag or os.environ.get("CDC_CONFIG")
-    return Path(given) if given else None
-
-
-def _exit_now(code: int) -> NoReturn:
-    """Every component is stopped by now: leave without waiting on the JVM's shutdown, which can
-    hang on a non-daemon Java thread and would keep the process (and the terminal) alive."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    logging.shutdown()
-    os._exit(code)
-
-
-_FORMATS = {"table": "PrettyCompactMonoBlock", "csv": "CSVWithNames", "json": "JSONEachRow"}
-
-
-def _sql(settings: Settings, query: str, fmt: str) -> int:
-    from cdc.adapters.clickhouse import connect_warehouse
-
-    warehouse = connect_warehouse(settings.clickhouse_url, settings.state_dir)
-    try:
-        out = warehouse.query_formatted(query, _FORMATS[fmt])
-    finally:
-        warehouse.close()
-    sys.stdout.write(out.decode("utf-8", errors="replace"))
-    sys.stdout.flush()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    state_dir_arg(status)

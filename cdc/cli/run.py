@@ -3,86 +3,27 @@
 from __future__ import annotations
 
 import contextlib
-import sys
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from cdc.adapters.postgres import PostgresSession, PostgresSource, redact_dsn
+from pydantic import SecretStr
+
+from cdc import bootstrap
 from cdc.bridge import Bridge
-from cdc.bridge import refuse_second_bridge as refuse_on_state_dir
-from cdc.config import SourceSpec
+from cdc.cli.console import StatusLine, banner, say
 from cdc.demo import shop
-from cdc.embedded.dagster_ui import DagsterUi
-from cdc.embedded.pg_cluster import EmbeddedPostgres
 from cdc.errors import CdcError, ConfigError
 from cdc.mirror.table import mirror_name, quote
-from cdc.settings import PortBook, Settings
+from cdc.settings import Settings, SourceSpec, source_specs
+
+if TYPE_CHECKING:
+    from cdc.adapters.postgres import PostgresSource
+    from cdc.embedded.dagster_ui import DagsterUi
+    from cdc.embedded.pg_cluster import EmbeddedPostgres
 
 CATCH_UP_TIMEOUT = 600.0
 UI_TIMEOUT = 120.0
-
-
-def say(text: str) -> None:
-    print(text, flush=True)
-
-
-def embedded_postgres(settings: Settings) -> EmbeddedPostgres:
-    data_dir = settings.state_dir / "postgres" / "data"
-    running = (data_dir / "postmaster.pid").exists()
-    port = PortBook(settings.state_dir).port("postgres", busy_ok=running)
-    return EmbeddedPostgres(data_dir, port, settings.log_dir / "postgres.log")
-
-
-class StatusLine:
-    """One live line on a terminal (a line every 10 s otherwise): captured, applied, rate, lag, freshness."""
-
-    def __init__(self, bridge: Bridge) -> None:
-        self.bridge = bridge
-        self.tty = sys.stdout.isatty()
-        self._last = (time.monotonic(), 0)
-        self._printed = 0.0
-        self._dead: tuple[float, int | None] = (0.0, 0)
-
-    def tick(self, force: bool = False) -> None:
-        self.bridge.observer.sample()
-        now = time.monotonic()
-        if not force and now - self._printed < (1.0 if self.tty else 10.0):
-            return
-        services = self.bridge.services
-        applied = sum(s.stats.messages for s in services)
-        captured = self.bridge.records_produced
-        then, before = self._last
-        rate = (applied - before) / max(now - then, 1e-6)
-        self._last, self._printed = (now, applied), now
-        lag = sum(max(0, end - s.stats.committed.get(tp, 0)) for s in services for tp, end in s.stats.highwater.items())
-        newest = max((s.stats.last_captured_ms for s in services), default=0)
-        fresh = "-" if not newest else f"{max(0.0, time.time() - newest / 1000):.1f}s"
-        if now - self._dead[0] >= 5.0:
-            self._dead = (now, self.bridge.dead_letter_count())
-        dead = "?" if self._dead[1] is None else f"{self._dead[1]:,}"
-        reports = [c.events_report for c in self.bridge.captures if c.events_report is not None]
-        events = f" | events {sum(r.stored for r in reports):,}" if reports else ""
-        line = (
-            f"{time.strftime('%H:%M:%S')} captured {captured:,} | applied {applied:,} ({rate:,.0f}/s)"
-            f"{events} | lag {lag:,} | last change {fresh} ago | dead letters {dead}"
-        )
-        if self.bridge.consumer_error:
-            line += f" | retrying: {self.bridge.consumer_error[:80]}"
-        print(("\r" + line.ljust(120)) if self.tty else line, end="" if self.tty else "\n", flush=True)
-
-    def end(self) -> None:
-        if self.tty:
-            print(flush=True)
-
-
-def _banner(bridge: Bridge, extra: list[str]) -> None:
-    say(f"ClickHouse endpoint: {bridge.clickhouse_url}")
-    say(f"Kafka bootstrap:     {bridge.bootstrap}")
-    say(f"Status and metrics:  {bridge.status_url}/status, {bridge.status_url}/metrics (or: cdc status)")
-    for line in extra:
-        say(line)
-    tables = [c.name + "." + mirror_name(s.ref) for c in bridge.captures for s in c.schemas]
-    say(f"Mirrored tables:     {', '.join(tables)}")
 
 
 def _run_until(bridge: Bridge, status: StatusLine, done: Callable[[], bool]) -> None:
@@ -90,12 +31,6 @@ def _run_until(bridge: Bridge, status: StatusLine, done: Callable[[], bool]) -> 
         bridge.check()
         status.tick()
         time.sleep(0.2)
-
-
-def refuse_second_bridge(settings: Settings) -> None:
-    """Fail before touching anything (such as the embedded Postgres) another bridge uses."""
-    if not settings.clickhouse_url:
-        refuse_on_state_dir(settings.state_dir)
 
 
 def start_embedded_postgres(pg: EmbeddedPostgres, settings: Settings) -> bool:
@@ -106,20 +41,18 @@ def start_embedded_postgres(pg: EmbeddedPostgres, settings: Settings) -> bool:
     """
     was_running = pg.is_running()
     pg.start()
-    return not was_running or not settings.clickhouse_url
+    return not was_running or not settings.secret("clickhouse_url")
 
 
 def demo(settings: Settings, duration: float | None, rate: float, ui: bool = True) -> int:
-    refuse_second_bridge(settings)
-    pg = embedded_postgres(settings)
+    bootstrap.refuse_running_bridge(settings)
+    pg = bootstrap.embedded_postgres(settings)
     say(f"Starting embedded PostgreSQL (state in {settings.state_dir}) ...")
     started = start_embedded_postgres(pg, settings)
     try:
         pg.create_database(shop.DEMO_DATABASE)
-        source = PostgresSource(pg.dsn(shop.DEMO_DATABASE))
-        shop.install_schema(source)
-        with PostgresSession(source) as session:
-            shop.seed(session)
+        source = bootstrap.postgres(pg.dsn(shop.DEMO_DATABASE))
+        shop.install(source)
         return _demo_bridge(settings, source, pg, duration, rate, ui)
     finally:
         if started:
@@ -128,10 +61,8 @@ def demo(settings: Settings, duration: float | None, rate: float, ui: bool = Tru
 
 def start_ui(settings: Settings, bridge: Bridge, source_dsn: str) -> DagsterUi | None:
     """The Dagster webserver and daemon over the running bridge; None (with a warning) if they do not come up."""
-    port = PortBook(settings.state_dir).port("dagster")
-    ui = DagsterUi(
-        port,
-        settings.state_dir,
+    ui = bootstrap.dagster_ui(
+        settings,
         {
             "CDC_STATE_DIR": str(settings.state_dir),
             "CDC_CLICKHOUSE_URL": bridge.clickhouse_url,
@@ -160,7 +91,8 @@ def _demo_bridge(
     rate: float,
     ui_wanted: bool = True,
 ) -> int:
-    bridge = Bridge(settings, SourceSpec(source.dsn, shop.DEMO_DATABASE, shop.DEMO_TABLES), say)
+    spec = SourceSpec(SecretStr(source.dsn), shop.DEMO_DATABASE, shop.DEMO_TABLES)
+    bridge = bootstrap.build_bridge(settings, [spec], say)
     say("Starting Kafka (Tansu), ClickHouse (chDB) and Debezium ...")
     bridge.start()
     load = shop.LoadGenerator(source, rate)
@@ -168,11 +100,11 @@ def _demo_bridge(
     ui: DagsterUi | None = None
     try:
         ui = start_ui(settings, bridge, source.dsn) if ui_wanted else None
-        _banner(
+        banner(
             bridge,
             ([f"Dagster UI:          {ui.url}"] if ui else [])
             + [
-                f"PostgreSQL:          {redact_dsn(pg.dsn(shop.DEMO_DATABASE))}",
+                f"PostgreSQL:          {bootstrap.redact_dsn(pg.dsn(shop.DEMO_DATABASE))}",
                 'Try:                 cdc sql "SELECT status, count() FROM shop.orders GROUP BY status"',
                 '                     cdc sql "SELECT event_type, count() FROM events.domain_events'
                 ' GROUP BY event_type"',
@@ -236,7 +168,7 @@ def _verify(bridge: Bridge, source: PostgresSource, status: StatusLine) -> int:
     status.end()
     differ = 0
     say(f"{'table':<24}{'postgres':>12}{'clickhouse':>12}")
-    for schema in bridge.schemas:
+    for schema in bridge.primary.schemas:
         pg_rows = source.query(f"SELECT count(*) FROM {schema.ref.schema}.{schema.ref.table}")[0][0]
         ch_rows = bridge.warehouse.query(f"SELECT count() FROM {quote(bridge.name)}.{quote(mirror_name(schema.ref))}")
         n = int(ch_rows[0][0])
@@ -248,12 +180,12 @@ def _verify(bridge: Bridge, source: PostgresSource, status: StatusLine) -> int:
 
 
 def run(settings: Settings, until_caught_up: bool, timeout: float) -> int:
-    refuse_second_bridge(settings)
+    bootstrap.refuse_running_bridge(settings)
     pg: EmbeddedPostgres | None = None
     started = False
-    dsn = settings.source_dsn
-    if not dsn and not settings.sources:
-        pg = embedded_postgres(settings)
+    dsn = settings.secret("source_dsn")
+    if not dsn and not settings.source:
+        pg = bootstrap.embedded_postgres(settings)
         if not (pg.data_dir / "PG_VERSION").exists():
             raise ConfigError(
                 "no source: pass --source DSN or set CDC_SOURCE_DSN, or name sources in a cdc.toml "
@@ -262,7 +194,7 @@ def run(settings: Settings, until_caught_up: bool, timeout: float) -> int:
         started = start_embedded_postgres(pg, settings)
         dsn = pg.dsn(shop.DEMO_DATABASE)
     try:
-        return _run_bridge(settings, settings.source_specs(dsn or ""), until_caught_up, timeout)
+        return _run_bridge(settings, source_specs(settings, dsn), until_caught_up, timeout)
     finally:
         if pg is not None and started:
             pg.stop()
@@ -270,30 +202,25 @@ def run(settings: Settings, until_caught_up: bool, timeout: float) -> int:
 
 def run_preflight(specs: tuple[SourceSpec, ...]) -> None:
     """`cdc preflight`'s checks for every source; refuse to start on a blocking problem, saying why."""
-    from cdc import preflight
-
     for spec in specs:
-        report = preflight.check(spec.dsn, spec.tables or None, spec.name)
+        dsn = spec.dsn.get_secret_value()
+        where = bootstrap.redact_dsn(dsn)
+        report = bootstrap.preflight(dsn, spec.tables or None, spec.name)
         if report.blocking:
             problems = "; ".join(f"{f.message} (fix: {f.fix})" for f in report.blocking)
-            raise ConfigError(
-                f"{redact_dsn(spec.dsn)} is not ready for the bridge: {problems}. `cdc preflight` lists every finding"
-            )
+            raise ConfigError(f"{where} is not ready for the bridge: {problems}. `cdc preflight` lists every finding")
         if report.warnings:
-            say(
-                f"preflight: {len(report.warnings)} warning(s) for {redact_dsn(spec.dsn)}; "
-                "`cdc preflight DSN` explains each"
-            )
+            say(f"preflight: {len(report.warnings)} warning(s) for {where}; `cdc preflight DSN` explains each")
 
 
 def _run_bridge(settings: Settings, specs: tuple[SourceSpec, ...], until_caught_up: bool, timeout: float) -> int:
     run_preflight(specs)
-    bridge = Bridge(settings, specs, say)
-    targets = [PostgresSource(spec.dsn).current_wal_lsn() if until_caught_up else 0 for spec in specs]
+    bridge = bootstrap.build_bridge(settings, specs, say)
+    targets = [c.source.current_wal_lsn() if until_caught_up else 0 for c in bridge.captures]
     bridge.start()
     status = StatusLine(bridge)
     try:
-        _banner(bridge, [f"PostgreSQL:          {c.name}: {redact_dsn(c.spec.dsn)}" for c in bridge.captures])
+        banner(bridge, [f"PostgreSQL:          {c.name}: {c.where}" for c in bridge.captures])
         if until_caught_up:
             by_source = {c.name: t for c, t in zip(bridge.captures, targets, strict=True)}
             ok = bridge.wait_caught_up(by_source, timeout, status.tick)
