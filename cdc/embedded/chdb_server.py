@@ -15,8 +15,8 @@ connect with any other spelling. Rows inserted through one side are read through
 Every request runs on its own chDB connection handle (~2 ms to open), so `USE`/`SET` state never
 leaks between clients and requests run in parallel; one anchor handle keeps the engine (and the
 directory lock) alive between requests. HTTP sessions (`session_id`) are not kept: like a
-session-less ClickHouse request, `SET`, `USE` and temporary tables last one request. This module is
-the only one that imports `chdb`.
+session-less ClickHouse request, `SET`, `USE` and temporary tables last one request. The engine
+itself (the only module that imports `chdb`) is :mod:`cdc.embedded.chdb_engine`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
-import os
 import secrets
 import socket
 import threading
@@ -34,71 +33,18 @@ from pathlib import Path
 from typing import Any, cast
 from urllib.parse import urlsplit
 
-import chdb
-
 from cdc.embedded import chdb_http as proto
 from cdc.embedded.chdb_body import RequestBody, decode_body, take_prefix
-from cdc.embedded.endpoint import store_lock_holder
+from cdc.embedded.chdb_engine import Engine, close_quietly
 from cdc.errors import StackError
 
 logger = logging.getLogger(__name__)
 
 
-def _connect(path: str) -> Any:
-    return chdb.connect(path)  # type: ignore[no-untyped-call]
-
-
-def _close_quietly(stream: Any) -> None:
-    try:
-        stream.close()
-    except Exception:
-        logger.debug("error closing a chDB stream", exc_info=True)
-
-
-class _Engine:
-    """The chDB engine of one data directory: an anchor handle plus one handle per request."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self.data_dir = data_dir
-        self.path = os.path.realpath(data_dir)
-        self.timezone = "UTC"
-        self._anchor: Any = None
-
-    def open(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            self._anchor = _connect(self.path)
-        except Exception as e:
-            holder = store_lock_holder(self.data_dir)
-            if holder is not None:
-                raise StackError(
-                    f"chDB store {self.data_dir} is locked by another process ({holder}); "
-                    "use that process's HTTP endpoint"
-                ) from e
-            raise StackError(f"cannot open chDB store {self.data_dir}: {proto.error_message(e)}") from e
-        self.timezone = self._anchor.query("SELECT timezone()", "TabSeparated").bytes().decode().strip()
-
-    def connect(self, request: proto.HttpQuery, readonly: bool) -> Any:
-        """A fresh handle with the request's database, settings and (for GET) readonly=2 applied."""
-        conn = _connect(self.path)
-        try:
-            for statement in proto.session_statements(request, readonly):
-                conn.query(statement, "TabSeparated")
-        except BaseException:
-            conn.close()
-            raise
-        return conn
-
-    def close(self) -> None:
-        if self._anchor is not None:
-            self._anchor.close()
-            self._anchor = None
-
-
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], engine: _Engine) -> None:
+    def __init__(self, address: tuple[str, int], engine: Engine) -> None:
         super().__init__(address, _Handler)
         self.engine = engine
         self.display_name = socket.gethostname()
@@ -187,7 +133,7 @@ class _Handler(BaseHTTPRequestHandler):
                     inserter.append(chunk)
             result = inserter.finish()
         except BaseException:
-            _close_quietly(inserter)
+            close_quietly(inserter)
             raise
         stats = {"written_rows": result.rows_written, "written_bytes": result.bytes_written}
         self._respond(200, b"", self._headers(request, None, stats))
@@ -225,7 +171,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._write_chunk(proto.exception_block(message, tag))
             self.close_connection = True
         finally:
-            _close_quietly(stream)
+            close_quietly(stream)
         self.wfile.write(b"0\r\n\r\n")
 
     def _write_chunk(self, data: bytes) -> None:
@@ -292,7 +238,7 @@ class ChdbHttpServer:
         self.host = host
         self.port = port
         self._server: _Server | None = None
-        self._engine: _Engine | None = None
+        self._engine: Engine | None = None
         self._thread: threading.Thread | None = None
 
     @property
@@ -303,7 +249,7 @@ class ChdbHttpServer:
         """Open the store, bind the port and serve in a daemon thread; StackError if either is taken."""
         if self._server is not None:
             return
-        engine = _Engine(self.data_dir)
+        engine = Engine(self.data_dir)
         try:
             server = _Server((self.host, self.port), engine)
         except OSError as e:
