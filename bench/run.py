@@ -197,7 +197,7 @@ def wait_queryable(
     deadline = time.monotonic() + WAIT_TIMEOUT
     marks: dict[str, float] = {}
     while time.monotonic() < deadline:
-        run.b.check()
+        run.b.supervise()
         now = time.monotonic()
         if produced_target is not None and "produced" not in marks and runner.records_produced >= produced_target:
             marks["produced"] = now
@@ -217,7 +217,7 @@ def wait_events(run: Run, target: int, since: float) -> float | None:
         return None
     deadline = time.monotonic() + WAIT_TIMEOUT
     while (done := run.events.translated) < target:
-        run.b.check()
+        run.b.supervise()
         if time.monotonic() > deadline:
             raise TimeoutError(f"domain events: {done:,} of {target:,} after {WAIT_TIMEOUT:.0f} s")
         time.sleep(0.05)
@@ -364,7 +364,7 @@ def phase_latency(run: Run) -> None:
     )
     progress = Progress(run, "latency")
     while writer.poll() is None:
-        run.b.check()
+        run.b.supervise()
         progress.tick()
         time.sleep(0.2)
     w = finish_writer(run)

@@ -18,11 +18,12 @@ from cdc.adapters.kafka import KafkaChangeStream, KafkaPublisher, ensure_topics
 from cdc.adapters.postgres import PostgresSource
 from cdc.adapters.postgres import redact_dsn as _redact_dsn
 from cdc.adapters.postgres_facts import read_preflight_facts
-from cdc.bridge import Bridge, BridgeWiring, Service
-from cdc.capture import CaptureOptions, CaptureRunner, CaptureWiring, SourceCapture
+from cdc.bridge import Bridge
+from cdc.capture import SourceCapture
 from cdc.consume.dead_letters import DeadLetters
 from cdc.consume.loop import ConsumerService
 from cdc.debezium.config import ConnectorSettings, embedded_properties
+from cdc.debezium.gate import DurabilityGate
 from cdc.domain.events import EventDefinitionError, EventRegistry, load_modules
 from cdc.embedded.broker import TansuBroker
 from cdc.embedded.dagster_ui import DagsterUi
@@ -43,6 +44,7 @@ from cdc.settings import Settings, SourceSpec
 from cdc.statedir import mask_salt, remember_translators, remembered_translators
 from cdc.status import Thresholds
 from cdc.status.server import MetricsServer, SnapshotProvider
+from cdc.wiring import BridgeWiring, CaptureOptions, CaptureRunner, CaptureWiring, Service
 
 Say = Callable[[str], None]
 
@@ -55,6 +57,9 @@ class _Nothing:
 
     def stop(self) -> None:
         pass
+
+    def is_running(self) -> bool:
+        return True  # not ours to watch: its clients report its outages
 
 
 # -- the bridge ------------------------------------------------------------------------------------
@@ -122,12 +127,13 @@ def source_capture(settings: Settings, spec: SourceSpec, say: Say) -> SourceCapt
         translators=settings.translators,
         events=settings.events,
         heartbeat_interval_ms=settings.heartbeat_interval_ms,
+        max_in_flight=settings.guardrails.max_in_flight_records,
         worker_dsn=dsn,
     )
     return SourceCapture(spec, PostgresSource(dsn), wiring, options, say)
 
 
-def _runner(settings: Settings, conn: ConnectorSettings, bootstrap: str) -> CaptureRunner:
+def _runner(settings: Settings, conn: ConnectorSettings, bootstrap: str, gate: DurabilityGate) -> CaptureRunner:
     connect_url = settings.secret("kafka_connect_url")
     if connect_url:  # the same connector config, run by Kafka Connect
         from cdc.debezium.kafka_connect import KafkaConnectRunner
@@ -135,7 +141,7 @@ def _runner(settings: Settings, conn: ConnectorSettings, bootstrap: str) -> Capt
         return KafkaConnectRunner(connect_url, conn)
     from cdc.debezium.engine import DebeziumRunner  # the JVM only where Debezium runs embedded
 
-    return DebeziumRunner(embedded_properties(conn), bootstrap, settings.log_dir / "debezium.log")
+    return DebeziumRunner(embedded_properties(conn), bootstrap, settings.log_dir / "debezium.log", gate=gate)
 
 
 # -- the events worker process ----------------------------------------------------------------------

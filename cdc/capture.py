@@ -13,104 +13,29 @@ and a :class:`CaptureWiring` that makes the parts needing a running broker or wa
 from __future__ import annotations
 
 import logging
-import threading
+import time
+from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Protocol
 
 from cdc.consume.backoff import Backoff
 from cdc.consume.dead_letters import DeadLetters
+from cdc.consume.lane import Lane
 from cdc.consume.loop import ConsumerService, Stats
 from cdc.debezium.config import HEARTBEAT_QUERY, ConnectorSettings, default_slot_name
+from cdc.debezium.gate import DurabilityGate
 from cdc.domain.changes import TableSchema
 from cdc.domain.events import EventDefinitionError, EventRegistry, load_modules
-from cdc.errors import ConfigError
+from cdc.errors import CdcError, ConfigError, StackError
 from cdc.events.reports import WorkerConfig, WorkerReport
 from cdc.mirror.rules import ColumnRules
-from cdc.ports import Catalog, ChangeStream, SlotInfo, SourceDatabase, Warehouse
+from cdc.ports import SlotInfo, SourceDatabase, TopicPartition, Warehouse
 from cdc.settings import SourceSpec
 from cdc.translate import generic_names
+from cdc.wiring import CaptureOptions, CaptureRunner, CaptureWiring, EventsHandle, MirrorSink
 
 log = logging.getLogger(__name__)
 Say = Callable[[str], None]
-
-
-class CaptureRunner(Protocol):
-    """Debezium for one source: the embedded engine, or a connector in Kafka Connect."""
-
-    @property
-    def records_produced(self) -> int: ...
-
-    def start(self, timeout: float = 120) -> None: ...
-
-    def stop(self, timeout: float = 30) -> None: ...
-
-    def raise_if_failed(self) -> None: ...
-
-    def snapshot_completed(self) -> bool: ...
-
-
-class MirrorSink(Protocol):
-    """The mirror's side of a lane: lays out ClickHouse tables and writes change messages."""
-
-    def prepare(self, schemas: Sequence[TableSchema]) -> None: ...
-
-    def schema_notices(self) -> Sequence[object]: ...
-
-
-class EventsHandle(Protocol):
-    """The bridge's handle on the domain-event worker process."""
-
-    report: WorkerReport
-
-    def start(self) -> None: ...
-
-    def stop(self, timeout: float = 30.0) -> None: ...
-
-    def check(self) -> None: ...
-
-    def alive(self) -> bool: ...
-
-    def silent_for(self) -> float: ...
-
-
-@dataclass(frozen=True)
-class CaptureWiring:
-    """Factories for the parts of a source that need a running broker or warehouse (built by bootstrap)."""
-
-    mirror_sink: Callable[[Warehouse, Catalog], MirrorSink]
-    change_stream: Callable[[str, str, Sequence[str]], ChangeStream]  # (bootstrap, group, topics)
-    runner: Callable[[ConnectorSettings, str], CaptureRunner]  # (connector settings, bootstrap)
-    events_worker: Callable[[WorkerConfig], EventsHandle]
-
-
-class Lane:
-    """One consumer group on the change topics, run on its own thread with backoff on outages."""
-
-    def __init__(self, name: str, stream: ChangeStream, service: ConsumerService, stopping: threading.Event) -> None:
-        self.name = name
-        self.stream = stream
-        self.service = service
-        self.error: str | None = None
-        self._stopping = stopping
-        self.thread = threading.Thread(target=self._consume, name=f"{name}-consumer", daemon=True)
-
-    def _consume(self) -> None:
-        backoff = Backoff()
-        while not self._stopping.is_set():
-            self.error = self.service.run_once_or_back_off(backoff, self._stopping, f"{self.name} consumer")
-
-
-@dataclass(frozen=True)
-class CaptureOptions:
-    """What the bridge-wide settings say for this source."""
-
-    state_dir: Path
-    translators: tuple[str, ...]
-    events: bool
-    heartbeat_interval_ms: int
-    worker_dsn: str  # the source DSN, handed to the events worker process (it reads the catalog)
+INCIDENTS_SHOWN_FOR_S = 600.0  # `cdc status` lists what the bridge recovered from in the last ten minutes
 
 
 class SourceCapture:
@@ -134,6 +59,12 @@ class SourceCapture:
         self.lane: Lane | None = None
         self.runner: CaptureRunner | None = None
         self.events: EventsHandle | None = None
+        self.incidents: deque[tuple[float, str]] = deque(maxlen=20)
+        self._worker_config: WorkerConfig | None = None
+        self._debezium: tuple[str, str] | None = None  # (bootstrap, salt) of the running capture
+        self._backoff = {"events": Backoff(2.0, 60.0), "debezium": Backoff(2.0, 60.0)}
+        self._retry_at = {"events": 0.0, "debezium": 0.0}
+        self._flushed_at: float | None = None
 
     @property
     def slot(self) -> str:
@@ -183,27 +114,37 @@ class SourceCapture:
         }
         return sorted(f"events.{a}" for a in aggregates)
 
-    def start_consumers(
-        self, bootstrap: str, clickhouse_url: str, dead_letters: DeadLetters, stopping: threading.Event
-    ) -> None:
+    def start_consumers(self, bootstrap: str, clickhouse_url: str, dead_letters: DeadLetters) -> None:
+        """The mirror lane (a thread here) and the domain-event worker (its own process)."""
         assert self.sink is not None
         stream = self.wiring.change_stream(bootstrap, f"cdc-mirror-{self.name}", self.topics)
         service = ConsumerService(stream, self.sink, dead_letters, "apply")  # type: ignore[arg-type]
-        self.lane = Lane(f"mirror {self.name}", stream, service, stopping)
-        self.lane.thread.start()
+        self.lane = Lane(f"mirror {self.name}", stream, service)
+        self.lane.start()
         if self.registry is not None:
-            self.events = self.wiring.events_worker(
-                WorkerConfig(
-                    source=self.name,
-                    source_dsn=self.options.worker_dsn,
-                    bootstrap=bootstrap,
-                    clickhouse_url=clickhouse_url,
-                    state_dir=str(self.options.state_dir),
-                    topics=tuple(self.topics),
-                    translators=self.translators,
-                )
+            self._worker_config = WorkerConfig(
+                source=self.name,
+                source_dsn=self.options.worker_dsn,
+                bootstrap=bootstrap,
+                clickhouse_url=clickhouse_url,
+                state_dir=str(self.options.state_dir),
+                topics=tuple(self.topics),
+                translators=self.translators,
             )
-            self.events.start()
+            self._start_events()
+
+    def _start_events(self) -> None:
+        assert self._worker_config is not None
+        self.events = self.wiring.events_worker(self._worker_config)
+        self.events.start()
+
+    def stop_consumers(self, say: Say) -> None:
+        """Stop the mirror lane (its current batch finishes) and the events worker."""
+        lane, events, self.lane, self.events = self.lane, self.events, None, None
+        if lane is not None:
+            step(say, f"stopping the {lane.name} consumer", lane.stop)
+        if events is not None:
+            step(say, f"stopping the domain-event consumer ({self.name})", events.stop)
 
     def start_debezium(self, bootstrap: str, salt: str) -> None:
         params = self.source.connection_params()
@@ -225,8 +166,89 @@ class SourceCapture:
             mask_redact=tuple(r.column for r in self.spec.mask if r.method == "redact"),
             mask_salt=salt,
         )
-        self.runner = self.wiring.runner(conn, bootstrap)
+        gate = DurabilityGate(self.durable_offsets, lambda: set(self.topics), self.options.max_in_flight)
+        self._debezium = (bootstrap, salt)
+        self.runner = self.wiring.runner(conn, bootstrap, gate)
         self.runner.start()
+
+    def stop_debezium(self, say: Say, drain_timeout: float | None = None) -> int:
+        """Stop capturing; with ``drain_timeout`` first wait that long for what was sent to become
+        durable. Returns the records that were not (they stay in the slot: re-read at the next start)."""
+        runner, self.runner = self.runner, None
+        if runner is None:
+            return 0
+        left = runner.drain(drain_timeout) if drain_timeout is not None else 0
+        step(say, f"stopping Debezium ({self.name})", runner.stop)
+        return left
+
+    def durable_offsets(self) -> dict[TopicPartition, int]:
+        """Per partition, the next offset every lane of this source has committed: below it, every
+        change is in ClickHouse (mirror and event store). Read by Debezium's polling thread."""
+        lanes = []
+        if self.lane is not None:
+            lanes.append(dict(self.lane.service.stats.committed))  # a copy: the lane thread updates it
+        if self.events is not None:
+            lanes.append(self.events.report.stats.committed)  # a report is replaced whole, never changed
+        if not lanes:
+            return {}
+        partitions = set().union(*lanes)
+        return {tp: min(lane.get(tp, 0) for lane in lanes) for tp in partitions}
+
+    def caught_up_to(self, target: int) -> bool:
+        """Every change committed at or before ``target`` (an LSN) is queryable in ClickHouse."""
+        if self.runner is None:
+            return False
+        try:
+            flushed = self.source.slot_flushed_lsn(self.slot) or 0
+        except CdcError:
+            return False  # the source is unreachable for now: not known to be caught up
+        if not (self.runner.snapshot_completed() and flushed >= target):
+            return False
+        if self.runner.holds_back:
+            return True  # the slot confirms only what every lane made durable
+        # Kafka Connect moves the slot once Kafka has a record: the lanes must also reach the log ends
+        since = self._flushed_at = self._flushed_at or time.monotonic()
+        reports = [self.mirror_stats()] + ([self.events.report.stats] if self.events is not None else [])
+        return all(st is not None and _fetched_all(st, self.topics, since) for st in reports)
+
+    # -- supervise --------------------------------------------------------------------------------
+    def supervise(self) -> None:
+        """Raise when a lane stopped for good (a bug); restart a dead events worker or a failed
+        Debezium, with backoff. Called several times a second by the bridge's supervisor."""
+        if self.lane is not None and self.lane.failure is not None:
+            raise StackError(
+                f"the {self.lane.name} consumer stopped: {type(self.lane.failure).__name__}: {self.lane.failure}; "
+                f"nothing after its last commit was committed (see {self.options.state_dir / 'logs' / 'cdc.log'})"
+            )
+        now = time.monotonic()
+        if self.events is not None and not self.events.alive() and now >= self._retry_at["events"]:
+            self._restart("events", "the domain-event worker exited", self._start_events)
+        runner = self.runner
+        failure = _failure(runner)
+        if runner is not None and failure is not None and now >= self._retry_at["debezium"]:
+            self._restart("debezium", f"Debezium stopped ({failure})", self._restart_debezium)
+
+    def _restart(self, part: str, why: str, start: Callable[[], None]) -> None:
+        delay = self._backoff[part].next_delay()
+        self._retry_at[part] = time.monotonic() + delay
+        self.note(f"{why}; restarting it (re-reads from the last durable position)")
+        try:
+            start()
+        except CdcError as e:
+            self.note(f"restarting {part} failed: {e}; next attempt in {delay:.0f} s")
+            return
+        self._backoff[part].reset()
+
+    def _restart_debezium(self) -> None:
+        assert self._debezium is not None
+        self.stop_debezium(lambda text: log.warning("%s", text))
+        self.start_debezium(*self._debezium)
+
+    def note(self, text: str) -> None:
+        """An incident worth a person's attention: logged, said, and shown by `cdc status` for a while."""
+        log.warning("source %s: %s", self.name, text)
+        self.say(f"warning: source {self.name}: {text}")
+        self.incidents.append((time.time(), text))
 
     # -- observe (the status observer's SourceView) ----------------------------------------------
     def mirror_stats(self) -> Stats | None:
@@ -264,14 +286,41 @@ class SourceCapture:
                 f"events {self.name}: the consumer has not reported for {self.events.silent_for():.0f} s "
                 f"(see {self.options.state_dir / 'logs' / 'events.log'})"
             )
+        failure = _failure(self.runner)
+        if failure:
+            errors.append(f"debezium {self.name}: {failure}")
+        recent = time.time() - INCIDENTS_SHOWN_FOR_S
+        errors += [
+            f"{time.strftime('%H:%M:%S', time.localtime(t))} {text}" for t, text in self.incidents if t >= recent
+        ]
         return errors
 
-    def check(self) -> None:
-        """Raise if a part failed for good (Debezium stopped with an error, the events worker died)."""
-        if self.runner is not None:
-            self.runner.raise_if_failed()
-        if self.events is not None:
-            self.events.check()
+
+def _fetched_all(stats: Stats, topics: list[str], since: float) -> bool:
+    """A fetch started after ``since`` saw every change topic, and the lane committed up to its log ends
+    (from fetch responses: Tansu's ListOffsets answer is not the log end)."""
+    if stats.highwater_at <= since or not set(topics) <= {t for t, _ in stats.highwater}:
+        return False
+    return all(stats.committed.get(tp, 0) >= end for tp, end in stats.highwater.items() if end > 0)
 
 
-__all__ = ["CaptureOptions", "CaptureRunner", "CaptureWiring", "Lane", "SourceCapture"]
+def _failure(runner: CaptureRunner | None) -> str | None:
+    if runner is None:
+        return None
+    try:
+        runner.raise_if_failed()
+    except CdcError as e:
+        return str(e)
+    return None
+
+
+def step(say: Say, what: str, action: Callable[[], object]) -> None:
+    """One step of a stop: a failure is logged and said, and the next steps still run."""
+    try:
+        action()
+    except (Exception, KeyboardInterrupt) as e:
+        log.error("%s failed: %s", what, e, exc_info=True)
+        say(f"warning: {what} failed: {e}")
+
+
+__all__ = ["SourceCapture", "step"]

@@ -28,7 +28,7 @@ UI_TIMEOUT = 120.0
 
 def _run_until(bridge: Bridge, status: StatusLine, done: Callable[[], bool]) -> None:
     while not done():
-        bridge.check()
+        bridge.supervise()
         status.tick()
         time.sleep(0.2)
 

@@ -44,7 +44,7 @@ class Stats:
 
 
 class ConsumerService:
-    """Runs the loop on the calling thread until ``stop()``."""
+    """One lane's loop: ``run_once`` polls a batch, applies it, commits; a lane thread or process repeats it."""
 
     def __init__(
         self,
@@ -55,7 +55,8 @@ class ConsumerService:
         max_records: int = 10000,
         poll_timeout_s: float = 0.05,
         linger_s: float = 0.1,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
+        stopping: Stopping | None = None,
     ) -> None:
         self._stream = stream
         self._sink = sink
@@ -64,16 +65,14 @@ class ConsumerService:
         self._max_records = max_records
         self._poll_timeout_s = poll_timeout_s
         self._linger_s = linger_s
-        self._sleep = sleep
-        self._stop = threading.Event()
+        self._stop: Stopping = stopping or threading.Event()
+        self._sleep = sleep or self._stop.wait  # a retry's wait ends as soon as the lane is told to stop
         self.stats = Stats()
 
-    def stop(self) -> None:
-        self._stop.set()
-
-    def run(self) -> None:
-        while not self._stop.is_set():
-            self.run_once()
+    def stop_on(self, stopping: Stopping) -> None:
+        """Honour ``stopping`` (the lane's event) in retries too."""
+        self._stop = stopping
+        self._sleep = stopping.wait
 
     def run_once(self) -> int:
         """Poll one batch, apply it, commit. Returns the number of messages handled."""
@@ -147,6 +146,8 @@ class ConsumerService:
                 delay = backoff.next_delay()
                 log.warning("warehouse write failed (%s); retrying in %.1fs, offsets not committed", e, delay)
                 self._sleep(delay)
+                if self._stop.is_set():
+                    raise  # stopping during an outage: nothing of this batch is committed
 
     def _apply_one_by_one(self, topic: str, items: list[Message], error: Exception) -> None:
         """Isolate the messages that cannot be applied; the good ones of the batch still land."""

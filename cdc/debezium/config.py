@@ -27,7 +27,10 @@ HEARTBEAT_PREFIX = "cdc_heartbeat"
 # Each heartbeat writes a tiny logical message into the captured database's WAL: when that database is
 # idle and others on the cluster write, the slot still advances, so PostgreSQL does not keep their WAL.
 # Any role may call it; no table is needed; the message itself is skipped (message.prefix.exclude.list).
-HEARTBEAT_QUERY = f"SELECT pg_logical_emit_message(false, '{HEARTBEAT_PREFIX}', now()::text)"
+# Transactional (`true`): pgoutput wraps it in BEGIN/COMMIT, and after a restart the connector looks
+# for a COMMIT past its stored position before it lets the slot advance ("LSN flushing is not allowed
+# yet"); a non-transactional message never ends that search on a source whose tables stay quiet.
+HEARTBEAT_QUERY = f"SELECT pg_logical_emit_message(true, '{HEARTBEAT_PREFIX}', now()::text)"
 PRODUCER_SETTINGS: dict[str, str] = {
     "acks": "all",
     "enable.idempotence": "true",

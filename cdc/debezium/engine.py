@@ -5,19 +5,23 @@ Records never become Python strings: the ChangeConsumer (``forwarder``) hands De
 
 Delivery guarantee: a batch is marked processed (so Debezium may store its offset and confirm
 the LSN to the replication slot) only after the broker acknowledged every record of it
-(acks=all). A crash replays from the last stored offset: at-least-once into Kafka.
+(acks=all) and, with a :class:`~cdc.debezium.gate.DurabilityGate`, only once every lane has
+made it durable in ClickHouse. A crash replays from the last stored offset: nothing committed
+at the source is lost, whatever the broker keeps.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import jpype
 
 from cdc.debezium.forwarder import CaptureStatus, make_forwarder, start_producer
+from cdc.debezium.gate import DurabilityGate
 from cdc.debezium.jvm import ensure_jvm, java_properties, override, root_message
 from cdc.errors import CaptureError
 
@@ -75,6 +79,7 @@ class DebeziumRunner:
         log_path: Path,
         *,
         producer_overrides: dict[str, str] | None = None,
+        gate: DurabilityGate | None = None,
     ) -> None:
         self._properties = dict(properties)
         self._producer_overrides = dict(producer_overrides or {})
@@ -82,6 +87,7 @@ class DebeziumRunner:
         self._log_path = Path(log_path)
         self._prefix = properties.get("topic.prefix", "")
         self._status = CaptureStatus()
+        self.gate = gate
         self._engine: Any = None
         self._producer: Any = None
         self._thread: threading.Thread | None = None
@@ -130,8 +136,25 @@ class DebeziumRunner:
             raise self._status.error
         log.info("Debezium runner for %r started", self._prefix)
 
+    @property
+    def holds_back(self) -> bool:
+        """Whether Debezium's position waits for the lanes (then the slot's position means durable)."""
+        return self.gate is not None
+
+    def drain(self, timeout: float) -> int:
+        """Stop sending new batches and wait until every sent one is durable (released to Debezium),
+        at most ``timeout`` seconds; the records still in flight then (re-streamed at the next start)."""
+        if self.gate is None or self._thread is None or not self._thread.is_alive():
+            return 0
+        self.gate.draining.set()
+        deadline = time.monotonic() + timeout
+        while self.gate.pending_batches and time.monotonic() < deadline and self._thread.is_alive():
+            time.sleep(0.05)
+        return self.gate.in_flight
+
     def stop(self, timeout: float = 30) -> None:
         """Close the engine (it commits offsets of processed records), then the producer."""
+        self._status.closing.set()
         engine, self._engine = self._engine, None
         if engine is not None and not self._status.finished.is_set():
             closer = threading.Thread(target=self._close_engine, args=(engine,), name="debezium-close", daemon=True)
@@ -196,7 +219,7 @@ class DebeziumRunner:
         json_format = jpype.JClass("io.debezium.engine.format.Json")
         builder = engine_class.create(json_format.class_)
         builder = builder.using(java_properties(self._properties))
-        builder = builder.notifying(make_forwarder(self._status, self._producer))
+        builder = builder.notifying(make_forwarder(self._status, self._producer, self.gate))
         return builder.using(completion).using(connector).build()
 
     def _run(self) -> None:

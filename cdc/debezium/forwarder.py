@@ -1,7 +1,9 @@
 """Debezium's records to Kafka inside the JVM: a ``ChangeConsumer`` over a Java ``KafkaProducer``.
 
 Records never become Python strings: Debezium's Java ``String`` key and value go straight to
-the producer, and a batch is marked processed only after the broker acknowledged all of it.
+the producer. A batch is marked processed only after the broker acknowledged all of it and, with
+a :class:`~cdc.debezium.gate.DurabilityGate`, only once every lane has made it durable in
+ClickHouse (so Debezium's stored position, and the slot, never pass an undurable change).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 import jpype
 
 from cdc.debezium.config import producer_properties
+from cdc.debezium.gate import Batch, DurabilityGate
 from cdc.debezium.jvm import java_properties, override, root_message
 from cdc.errors import CaptureError
 
@@ -22,6 +25,7 @@ _IN_SNAPSHOT = tuple(
 )
 _PRODUCER = "org.apache.kafka.clients.producer.KafkaProducer"
 _RECORD = "org.apache.kafka.clients.producer.ProducerRecord"
+_TOPIC_PARTITION = "org.apache.kafka.common.TopicPartition"
 
 
 def start_producer(bootstrap_servers: str, client_id: str, overrides: dict[str, str]) -> Any:
@@ -40,6 +44,7 @@ class CaptureStatus:
         self.lock = threading.Lock()
         self.started = threading.Event()
         self.finished = threading.Event()
+        self.closing = threading.Event()  # the runner is closing the engine: an interrupted batch is no failure
         self.error: CaptureError | None = None
         self.records_produced = 0
         self.batches = 0
@@ -101,11 +106,43 @@ class _JavaBatchOps:
         )
         future_get = getter(j("java.util.concurrent.Future").class_, "get", types.methodType(obj))
         self.await_ack = self._proxy("java.util.function.Consumer", future_get)
+        self._acked = self._proxy("java.util.function.Function", future_get)
+        self._offsets = self._offsets_collector(j, handles, types, getter)
         self._mark = getter(
             j("io.debezium.engine.DebeziumEngine$RecordCommitter").class_,
             "markProcessed",
             types.methodType(j("java.lang.Void").TYPE, obj),
         )
+
+    def _offsets_collector(self, j: Any, handles: Any, types: Any, getter: Any) -> Any:
+        """Collects acked ``RecordMetadata`` into {TopicPartition: highest offset}, inside the JVM."""
+        text, long, integer = j("java.lang.String").class_, j("java.lang.Long").TYPE, j("java.lang.Integer").TYPE
+        meta, tp = j("org.apache.kafka.clients.producer.RecordMetadata").class_, j(_TOPIC_PARTITION).class_
+        new_tp = self._lookup.findConstructor(tp, types.methodType(j("java.lang.Void").TYPE, text, integer))
+        # meta -> new TopicPartition(meta.topic(), meta.partition())
+        to_tp = handles.permuteArguments(
+            handles.filterArguments(
+                new_tp,
+                0,
+                getter(meta, "topic", types.methodType(text)),
+                getter(meta, "partition", types.methodType(integer)),
+            ),
+            types.methodType(tp, meta),
+            0,
+            0,
+        )
+        offset = getter(meta, "offset", types.methodType(long))
+        highest = self._lookup.findStatic(j("java.lang.Math").class_, "max", types.methodType(long, long, long))
+        return j("java.util.stream.Collectors").toMap(
+            self._proxy("java.util.function.Function", to_tp),
+            self._proxy("java.util.function.Function", offset),
+            self._proxy("java.util.function.BinaryOperator", highest),
+        )
+
+    def offsets(self, futures: Any) -> dict[tuple[str, int], int]:
+        """Wait for every ack (raises if a record failed); the highest offset per partition."""
+        acked = futures.stream().map(self._acked).collect(self._offsets)
+        return {(str(e.getKey().topic()), int(e.getKey().partition())): int(e.getValue()) for e in acked.entrySet()}
 
     def _proxy(self, interface: str, handle: Any) -> Any:
         return self._proxies.asInterfaceInstance(jpype.JClass(interface).class_, handle)
@@ -119,35 +156,73 @@ class _JavaBatchOps:
         return records.stream().map(self.send).collect(self._to_list)
 
 
-def make_forwarder(status: CaptureStatus, producer: Any) -> Any:
+def make_forwarder(status: CaptureStatus, producer: Any, gate: DurabilityGate | None = None) -> Any:
+    """The ChangeConsumer: without ``gate`` a batch is marked once the broker acked it; with one,
+    once every lane made it durable (see :mod:`cdc.debezium.gate`)."""
     ops = _JavaBatchOps(producer)
     connect_exception = jpype.JClass("org.apache.kafka.connect.errors.ConnectException")
 
+    def release(committer: Any) -> None:
+        assert gate is not None
+        batch = gate.releasable()
+        if batch is not None:
+            committer.markProcessed(batch.last_record)
+            committer.markBatchFinished()
+            status.snapshot_delivered = gate.snapshot_durable
+
+    def held_back(records: Any, committer: Any) -> None:
+        assert gate is not None
+        closing, draining = status.closing.is_set, gate.draining.is_set
+        gate.wait_for_room(lambda: release(committer), lambda: closing() or draining())
+        if draining():  # stopping: this batch is not sent; the next start re-streams it from the slot
+            gate.wait_drained(lambda: release(committer), closing)
+            return
+        count = records.size()
+        if not count:
+            return
+        futures = ops.send_all(records)
+        producer.flush()
+        last = records.get(count - 1)
+        gate.admit(Batch(last, ops.offsets(futures), count, _past_snapshot(last.value())))
+        release(committer)
+        _count(status, count)
+
+    def forward(records: Any, committer: Any) -> None:
+        futures = ops.send_all(records)
+        producer.flush()
+        futures.forEach(ops.await_ack)  # raises if any record failed
+        records.forEach(ops.marker(committer))
+        committer.markBatchFinished()
+        count = records.size()
+        _count(status, count)
+        if count and not status.snapshot_delivered:
+            status.snapshot_delivered = _past_snapshot(records.get(count - 1).value())
+
     @jpype.JImplements("io.debezium.engine.DebeziumEngine$ChangeConsumer")
     class KafkaForwarder:
-        """Send a batch, wait for the broker's acks, only then mark it processed."""
+        """Send a batch, wait for the broker's acks, only then (or once durable) mark it processed."""
 
         @override
         def handleBatch(self, records: Any, committer: Any) -> None:
+            if status.closing.is_set():
+                return  # unmarked: re-streamed at the next start
             try:
-                futures = ops.send_all(records)
-                producer.flush()
-                futures.forEach(ops.await_ack)  # raises if any record failed
+                (held_back if gate is not None else forward)(records, committer)
             except jpype.JException as e:
+                if status.closing.is_set():
+                    return  # engine.close() interrupted the wait: nothing lost, the batch is unmarked
                 status.fail(f"producing change records to Kafka failed: {root_message(e)}")
                 raise connect_exception(str(status.error)) from None
-            records.forEach(ops.marker(committer))
-            committer.markBatchFinished()
-            count = records.size()
-            with status.lock:
-                status.records_produced += count
-                status.batches += 1
-                status.last_batch_monotonic = time.monotonic()
-            if count and not status.snapshot_delivered:
-                status.snapshot_delivered = _past_snapshot(records.get(count - 1).value())
 
         @override
         def supportsTombstoneEvents(self) -> bool:
             return True  # null values go to Kafka as tombstones, keyed like the delete
 
     return KafkaForwarder()
+
+
+def _count(status: CaptureStatus, count: int) -> None:
+    with status.lock:
+        status.records_produced += count
+        status.batches += 1
+        status.last_batch_monotonic = time.monotonic()

@@ -184,6 +184,12 @@ class KafkaConnectRunner:
             )
         )
 
+    holds_back = False  # Kafka Connect commits offsets once Kafka (durable) has the records
+
+    def drain(self, timeout: float) -> int:
+        """Nothing to hold back: the external Kafka keeps what the lanes have not read yet."""
+        return 0
+
     def stop(self, timeout: float = 30) -> None:
         """Leave the connector running in Connect (a shared service), or stop it if built to."""
         self._started = False

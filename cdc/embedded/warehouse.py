@@ -49,6 +49,9 @@ class EmbeddedWarehouse:
         self.url = server.url
         write_endpoint(self._state_dir, self.url)
 
+    def is_running(self) -> bool:
+        return self._server is not None
+
     def stop(self) -> None:
         if self._server is not None:
             clear_endpoint(self._state_dir)

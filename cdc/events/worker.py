@@ -74,6 +74,7 @@ def run_worker(
     except CdcError as e:
         reports.put(WorkerReport(error=f"cannot start: {e}"))
         return
+    lane.service.stop_on(stop)  # a warehouse retry ends as soon as the bridge says stop
     backoff, last = Backoff(), 0.0
     error: str | None = None
     while not stop.is_set():

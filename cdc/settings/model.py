@@ -118,6 +118,8 @@ class Masking(_Section):
 class Guardrails(_Section):
     max_retained_wal_mb: Positive = 1024  # `cdc status` warns above this
     heartbeat_interval_ms: Positive = 1_000  # Debezium heartbeats: an idle database still lets the slot advance
+    # records Debezium may have produced that are not yet durable in every lane; past it, capture waits
+    max_in_flight_records: Positive = 200_000
 
 
 class Projections(_Section):

@@ -1,0 +1,137 @@
+"""What the composition root hands the running bridge: its parts, and factories for the parts that
+need a running broker or warehouse. Protocols only, so the bridge and each source depend on roles,
+not on technologies; :mod:`cdc.bootstrap` fills them in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from cdc.debezium.config import ConnectorSettings
+from cdc.debezium.gate import DurabilityGate
+from cdc.domain.changes import TableSchema
+from cdc.events.reports import WorkerConfig, WorkerReport
+from cdc.ports import Catalog, ChangeStream, Publisher, Warehouse
+from cdc.status import StatusSnapshot, Thresholds
+
+SnapshotProvider = Callable[[], StatusSnapshot]
+
+
+class CaptureRunner(Protocol):
+    """Debezium for one source: the embedded engine, or a connector in Kafka Connect."""
+
+    @property
+    def records_produced(self) -> int: ...
+
+    @property
+    def holds_back(self) -> bool:
+        """True when Debezium's position (and the slot's) waits until the lanes made changes durable."""
+        ...
+
+    def drain(self, timeout: float) -> int:
+        """Send nothing new; wait until what was sent is durable. Returns the records still in flight."""
+        ...
+
+    def start(self, timeout: float = 120) -> None: ...
+
+    def stop(self, timeout: float = 30) -> None: ...
+
+    def raise_if_failed(self) -> None: ...
+
+    def snapshot_completed(self) -> bool: ...
+
+
+class MirrorSink(Protocol):
+    """The mirror's side of a lane: lays out ClickHouse tables and writes change messages."""
+
+    def prepare(self, schemas: Sequence[TableSchema]) -> None: ...
+
+    def schema_notices(self) -> Sequence[object]: ...
+
+
+class EventsHandle(Protocol):
+    """The bridge's handle on the domain-event worker process."""
+
+    report: WorkerReport
+
+    def start(self) -> None: ...
+
+    def stop(self, timeout: float = 30.0) -> None: ...
+
+    def check(self) -> None: ...
+
+    def alive(self) -> bool: ...
+
+    def silent_for(self) -> float: ...
+
+
+@dataclass(frozen=True)
+class CaptureWiring:
+    """Factories for the parts of a source that need a running broker or warehouse (built by bootstrap)."""
+
+    mirror_sink: Callable[[Warehouse, Catalog], MirrorSink]
+    change_stream: Callable[[str, str, Sequence[str]], ChangeStream]  # (bootstrap, group, topics)
+    runner: Callable[[ConnectorSettings, str, DurabilityGate], CaptureRunner]  # (settings, bootstrap, gate)
+    events_worker: Callable[[WorkerConfig], EventsHandle]
+
+
+@dataclass(frozen=True)
+class CaptureOptions:
+    """What the bridge-wide settings say for this source."""
+
+    state_dir: Path
+    translators: tuple[str, ...]
+    events: bool
+    heartbeat_interval_ms: int
+    max_in_flight: int  # records produced but not yet durable in every lane before Debezium waits
+    worker_dsn: str  # the source DSN, handed to the events worker process (it reads the catalog)
+
+
+class Service(Protocol):
+    """A part the bridge starts and stops: an embedded process, or the handle on an external one."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def is_running(self) -> bool:
+        """False once an embedded process died by itself (an external service: always True)."""
+        ...
+
+
+class ClosableWarehouse(Warehouse, Protocol):
+    where: str
+
+    def close(self) -> None: ...
+
+
+class StatusServer(Protocol):
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    @property
+    def url(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class BridgeWiring:
+    """What the bridge starts and how it makes the parts that need them running (built by bootstrap)."""
+
+    state_dir: Path
+    warehouse: Service  # the embedded store's server, or nothing to start for an external one
+    warehouse_url: Callable[[], str]  # where other processes reach the warehouse, once started
+    warehouse_client: Callable[[], ClosableWarehouse]
+    broker: Service
+    bootstrap: Callable[[], str]  # the broker's address, once started
+    ensure_topics: Callable[[str, Sequence[str]], None]
+    publisher: Callable[[str, str], Publisher]  # (bootstrap, client id)
+    prepare_event_store: Callable[[Warehouse], None]
+    status_server: Callable[[SnapshotProvider, Thresholds], StatusServer]
+    remember_translators: Callable[[tuple[str, ...]], None]
+    mask_salt: Callable[[], str]
+    max_retained_wal_bytes: int
+    redact: Callable[[str], str]
