@@ -14,7 +14,7 @@ from functools import partial
 from pathlib import Path
 
 from cdc.adapters.clickhouse import ClickHouseWarehouse, connect_warehouse, open_embedded, warm_up
-from cdc.adapters.kafka import KafkaChangeStream, KafkaPublisher, ensure_topics
+from cdc.adapters.kafka import KafkaChangeStream, KafkaPublisher, ensure_topics, truncate_topics
 from cdc.adapters.postgres import PostgresSource
 from cdc.adapters.postgres import redact_dsn as _redact_dsn
 from cdc.adapters.postgres_facts import read_preflight_facts
@@ -95,6 +95,8 @@ def build_bridge(settings: Settings, specs: Sequence[SourceSpec], say: Say = pri
         mask_salt=lambda: mask_salt(settings.state_dir, settings.salt_env).get_secret_value(),
         max_retained_wal_bytes=settings.max_retained_wal_bytes,
         redact=_redact_dsn,
+        truncate_topics=None if settings.kafka_bootstrap_servers else truncate_topics,
+        broker_buffer_records=settings.guardrails.broker_buffer_records,
     )
     return Bridge(wiring, [source_capture(settings, spec, say) for spec in specs], say)
 

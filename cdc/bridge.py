@@ -28,6 +28,7 @@ from cdc.errors import CdcError, ConfigError
 from cdc.ports import Publisher
 from cdc.status import Thresholds
 from cdc.status.observer import PENDING_DEAD_LETTERS, Observer, SourceView
+from cdc.truncation import Truncator
 from cdc.wiring import BridgeWiring, ClosableWarehouse, Service, StatusServer
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ class Bridge:
         self._publisher: Publisher | None = None
         self._status: StatusServer | None = None
         self._started: list[Service] = []
+        self.truncator: Truncator | None = None
         self.observer = Observer(self)
 
     # -- the first (often only) source, for the single-source callers --------------------------------
@@ -77,6 +79,7 @@ class Bridge:
             self.bootstrap = self.wiring.bootstrap()
             self._prepare_sources()
             self._start_pipelines()
+            self._start_truncation()
             self._start_status()
         except BaseException:
             self.stop(drain=False)
@@ -117,6 +120,18 @@ class Bridge:
         salt = self.wiring.mask_salt() if hashed else ""
         for capture in self.captures:
             capture.start_debezium(self.bootstrap, salt)
+
+    def _start_truncation(self) -> None:
+        truncate = self.wiring.truncate_topics
+        if truncate is None:
+            return
+        self.truncator = Truncator(
+            self.captures,
+            lambda: self.topics + [c.heartbeat_topic for c in self.captures] + self.event_topics,
+            lambda topics: truncate(self.bootstrap, topics),
+            every_records=self.wiring.broker_buffer_records,
+        )
+        self.truncator.start()
 
     def _start_status(self) -> None:
         """Serve /status and /metrics on loopback; `cdc status` finds the URL in the state dir."""
@@ -162,6 +177,10 @@ class Bridge:
     @property
     def sources(self) -> Sequence[SourceView]:
         return self.captures
+
+    @property
+    def truncates(self) -> bool:
+        return self.truncator is not None
 
     def pending_dead_letters(self) -> dict[str, int]:
         return {str(t): int(n) for t, n in self.warehouse.query(PENDING_DEAD_LETTERS)}
@@ -223,6 +242,9 @@ class Bridge:
         if self._status is not None:
             step(self.say, "stopping the status server", self._status.stop)
             self._status = None
+        if self.truncator is not None:
+            step(self.say, "stopping the broker's truncation", self.truncator.stop)
+            self.truncator = None
         deadline = time.monotonic() + drain_timeout
         left = 0
         for c in self.captures:

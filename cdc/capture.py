@@ -13,9 +13,11 @@ and a :class:`CaptureWiring` that makes the parts needing a running broker or wa
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 from cdc.consume.backoff import Backoff
 from cdc.consume.dead_letters import DeadLetters
@@ -65,6 +67,8 @@ class SourceCapture:
         self._backoff = {"events": Backoff(2.0, 60.0), "debezium": Backoff(2.0, 60.0)}
         self._retry_at = {"events": 0.0, "debezium": 0.0}
         self._flushed_at: float | None = None
+        self.epoch = 0  # truncations of the embedded broker's topics so far
+        self.hold = threading.Event()  # set during a truncation: Debezium sends nothing (cdc.truncation)
 
     @property
     def slot(self) -> str:
@@ -102,6 +106,11 @@ class SourceCapture:
         return [s.ref.topic for s in self.schemas]
 
     @property
+    def heartbeat_topic(self) -> str:
+        """Where Debezium's heartbeat records go (no lane reads them)."""
+        return f"__debezium-heartbeat.{self.name}"
+
+    @property
     def event_topics(self) -> list[str]:
         """``events.<aggregate>`` of every declared event and generic table."""
         if self.registry is None:
@@ -120,6 +129,7 @@ class SourceCapture:
         stream = self.wiring.change_stream(bootstrap, f"cdc-mirror-{self.name}", self.topics)
         service = ConsumerService(stream, self.sink, dead_letters, "apply")  # type: ignore[arg-type]
         self.lane = Lane(f"mirror {self.name}", stream, service)
+        self.lane.epoch = self.lane.wanted_epoch = self.epoch  # a new consumer starts past the truncations
         self.lane.start()
         if self.registry is not None:
             self._worker_config = WorkerConfig(
@@ -135,8 +145,32 @@ class SourceCapture:
 
     def _start_events(self) -> None:
         assert self._worker_config is not None
-        self.events = self.wiring.events_worker(self._worker_config)
+        config = replace(self._worker_config, epoch=self.epoch)  # a restarted worker starts past the truncations
+        self.events = self.wiring.events_worker(config)
         self.events.start()
+
+    # -- the embedded broker's truncation (cdc.truncation) ----------------------------------------
+    def rewind(self, epoch: int) -> None:
+        """The broker's topics were truncated: every lane reads them from offset 0 again."""
+        self.epoch = epoch
+        if self.lane is not None:
+            self.lane.wanted_epoch = epoch
+        if self.events is not None:
+            self.events.rewind(epoch)
+
+    def paused(self) -> bool:
+        """Debezium sends nothing: it holds (``hold`` is set) with nothing it sent still in flight, or
+        it is not running at all (a restart starts paused while ``hold`` is set)."""
+        if self.runner is None or not getattr(self.runner, "running", True):
+            return self.runner is None or _failure(self.runner) is not None
+        gate = getattr(self.runner, "gate", None)
+        return gate is not None and gate.paused.is_set()
+
+    def rewound(self) -> bool:
+        """Every lane has rewound for the latest truncation (only then may Debezium send again)."""
+        lane_done = self.lane is None or self.lane.epoch == self.epoch
+        events_done = self.events is None or self.events.epoch == self.epoch
+        return lane_done and events_done
 
     def stop_consumers(self, say: Say) -> None:
         """Stop the mirror lane (its current batch finishes) and the events worker."""
@@ -166,7 +200,9 @@ class SourceCapture:
             mask_redact=tuple(r.column for r in self.spec.mask if r.method == "redact"),
             mask_salt=salt,
         )
-        gate = DurabilityGate(self.durable_offsets, lambda: set(self.topics), self.options.max_in_flight)
+        gate = DurabilityGate(
+            self.durable_offsets, lambda: set(self.topics), self.options.max_in_flight, pause=self.hold
+        )
         self._debezium = (bootstrap, salt)
         self.runner = self.wiring.runner(conn, bootstrap, gate)
         self.runner.start()
@@ -266,6 +302,11 @@ class SourceCapture:
         if produced < 0 and self.lane is not None:  # Kafka Connect does not count what a connector produced
             return sum(dict(self.lane.service.stats.highwater).values())
         return max(0, produced)
+
+    def in_flight(self) -> int | None:
+        """Changes Debezium produced that are not yet durable in every lane (None: not known)."""
+        gate = getattr(self.runner, "gate", None)
+        return gate.in_flight if gate is not None else None
 
     def slot_info(self) -> SlotInfo | None:
         """This source's replication slot as PostgreSQL shows it (None: not created yet)."""

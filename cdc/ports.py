@@ -82,6 +82,10 @@ class ChangeStream(Protocol):
         """Log-end offset per assigned partition as of the latest fetch (no broker round trip)."""
         ...
 
+    def rewind(self) -> None:
+        """Read every assigned partition from offset 0 again (after the broker truncated the topics)."""
+        ...
+
     def close(self) -> None: ...
 
 

@@ -67,6 +67,11 @@ class EventsHandle(Protocol):
 
     def silent_for(self) -> float: ...
 
+    def rewind(self, epoch: int) -> None: ...
+
+    @property
+    def epoch(self) -> int: ...
+
 
 @dataclass(frozen=True)
 class CaptureWiring:
@@ -135,3 +140,6 @@ class BridgeWiring:
     mask_salt: Callable[[], str]
     max_retained_wal_bytes: int
     redact: Callable[[str], str]
+    # the embedded broker's topics emptied once durable (None: an external Kafka keeps its own retention)
+    truncate_topics: Callable[[str, Sequence[str]], None] | None = None
+    broker_buffer_records: int = 100_000

@@ -54,6 +54,30 @@ def ensure_topics(bootstrap: str, topics: Sequence[str], partitions: int = 1) ->
         admin.close()
 
 
+def truncate_topics(bootstrap: str, topics: Sequence[str], partitions: int = 1) -> None:
+    """Delete ``topics`` and create them empty again (offsets restart at 0). Tansu's memory engine
+    frees records only this way (its DeleteRecords is not implemented, retention is not applied).
+
+    Only while nothing can produce to them: Tansu acknowledges writes to a deleted topic, and a
+    record written between the delete and the create would be lost.
+    """
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="cdc-admin", request_timeout_ms=15000)
+    except (KafkaError, OSError) as e:
+        raise _unreachable(bootstrap, e) from e
+    try:
+        existing = set(admin.list_topics())
+        doomed = [t for t in topics if t in existing]
+        if doomed:
+            admin.delete_topics(doomed)
+        with contextlib.suppress(TopicAlreadyExistsError):
+            admin.create_topics([NewTopic(t, num_partitions=partitions, replication_factor=1) for t in topics])
+    except KafkaError as e:
+        raise BrokerError(f"Kafka at {bootstrap} refused to truncate topics: {e}") from e
+    finally:
+        admin.close()
+
+
 class KafkaChangeStream:
     """A consumer group over named topics with manual, post-sink commits."""
 
@@ -111,6 +135,11 @@ class KafkaChangeStream:
         except KafkaError as e:
             raise BrokerError(f"reading offsets from Kafka at {self.bootstrap} failed: {e}") from None
         return out
+
+    def rewind(self) -> None:
+        """Read every assigned partition from offset 0 again (its topic was truncated)."""
+        for tp in self._consumer.assignment():
+            self._consumer.seek(tp, 0)
 
     def highwater(self) -> dict[tuple[str, int], int]:
         out: dict[tuple[str, int], int] = {}

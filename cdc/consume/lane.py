@@ -26,6 +26,7 @@ class Lane:
         self.error: str | None = None  # the outage being retried, if any
         self.failure: BaseException | None = None  # what stopped the lane for good
         self.stopping = threading.Event()
+        self.epoch = self.wanted_epoch = 0  # broker truncations seen / asked for (see cdc.truncation)
         service.stop_on(self.stopping)
         self.thread = threading.Thread(target=self._consume, name=f"{name}-consumer", daemon=True)
 
@@ -40,6 +41,10 @@ class Lane:
         backoff = Backoff()
         try:
             while not self.stopping.is_set():
+                if self.epoch != self.wanted_epoch:
+                    wanted = self.wanted_epoch
+                    self.service.rewind()
+                    self.epoch = wanted
                 self.error = self.service.run_once_or_back_off(backoff, self.stopping, f"{self.name} consumer")
         except BaseException as e:  # not an outage: a bug or a broken dependency stops the lane, loudly
             self.failure = e

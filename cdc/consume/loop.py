@@ -69,6 +69,13 @@ class ConsumerService:
         self._sleep = sleep or self._stop.wait  # a retry's wait ends as soon as the lane is told to stop
         self.stats = Stats()
 
+    def rewind(self) -> None:
+        """After the broker truncated the topics: read from offset 0, forget the old offsets. Only
+        between batches (on the lane's own thread), when everything read was committed."""
+        self._stream.rewind()
+        self.stats.committed = {}
+        self.stats.highwater = {}
+
     def stop_on(self, stopping: Stopping) -> None:
         """Honour ``stopping`` (the lane's event) in retries too."""
         self._stop = stopping

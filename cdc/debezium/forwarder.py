@@ -174,6 +174,7 @@ def make_forwarder(status: CaptureStatus, producer: Any, gate: DurabilityGate | 
         assert gate is not None
         closing, draining = status.closing.is_set, gate.draining.is_set
         gate.wait_for_room(lambda: release(committer), lambda: closing() or draining())
+        gate.hold_while_paused(lambda: release(committer), lambda: closing() or draining())
         if draining():  # stopping: this batch is not sent; the next start re-streams it from the slot
             gate.wait_drained(lambda: release(committer), closing)
             return

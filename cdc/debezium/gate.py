@@ -52,6 +52,7 @@ class DurabilityGate:
         consumed: Callable[[], Set[str]],
         max_in_flight: int = 200_000,
         sleep: Callable[[float], None] = time.sleep,
+        pause: threading.Event | None = None,
     ) -> None:
         self._durable = durable
         self._consumed = consumed  # topics some lane reads; records of the others (heartbeats) need no lane
@@ -64,6 +65,10 @@ class DurabilityGate:
         self.snapshot_durable = False
         self.draining = threading.Event()
         self.waiting_since: float | None = None  # when backpressure last made the polling thread wait
+        # a pause (the embedded broker's truncation): the polling thread sends nothing while it is set;
+        # shared by every gate of one source, so a Debezium restarted meanwhile starts paused too
+        self.pause_requested = pause or threading.Event()
+        self.paused = threading.Event()  # set by the polling thread once nothing it sent is in flight
 
     @property
     def pending_batches(self) -> int:
@@ -101,6 +106,24 @@ class DurabilityGate:
                 release()
         finally:
             self.waiting_since = None
+
+    def hold_while_paused(self, release: Callable[[], None], stop: Callable[[], bool], poll_s: float = 0.02) -> None:
+        """On a pause request: release until nothing is in flight, say so (``paused``), and wait until
+        the request is withdrawn."""
+        if not self.pause_requested.is_set():
+            return
+        release()
+        while self._pending and self.pause_requested.is_set() and not stop():
+            self._sleep(poll_s)
+            release()
+        if self._pending or not self.pause_requested.is_set():
+            return  # stopping, or the pause was called off
+        self.paused.set()
+        try:
+            while self.pause_requested.is_set() and not stop():
+                self._sleep(poll_s)
+        finally:
+            self.paused.clear()
 
     def wait_drained(self, release: Callable[[], None], stop: Callable[[], bool], poll_s: float = 0.05) -> None:
         """While draining: release batches as the lanes catch up, until none is pending (or ``stop``)."""

@@ -18,6 +18,7 @@ class WorkerConfig:
     topics: tuple[str, ...]
     translators: tuple[str, ...]
     niceness: int = 10
+    epoch: int = 0  # the broker truncations that happened before the worker started
 
 
 @dataclass
@@ -28,4 +29,5 @@ class WorkerReport:
     translated: int = 0
     stored: int = 0
     error: str | None = None
+    epoch: int = 0  # the broker truncations the worker has rewound for
     at: float = field(default_factory=time.monotonic)  # when it was sent (one clock for all processes)

@@ -61,9 +61,15 @@ OpenLane = Callable[[WorkerConfig], Lane]
 
 
 def run_worker(
-    config: WorkerConfig, parent: int, reports: Any, stop: multiprocessing.synchronize.Event, open_lane: OpenLane
+    config: WorkerConfig,
+    parent: int,
+    reports: Any,
+    stop: multiprocessing.synchronize.Event,
+    open_lane: OpenLane,
+    epoch: Any,
 ) -> None:
-    """The child process: consume, translate, publish, store, report, until ``stop``."""
+    """The child process: consume, translate, publish, store, report, until ``stop``. When the bridge
+    raises ``epoch`` (it truncated the broker's topics) the lane reads from offset 0 again."""
     die_with_parent(parent)()  # the same death signal the broker and Dagster children get
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     with contextlib.suppress(OSError):
@@ -75,15 +81,26 @@ def run_worker(
         reports.put(WorkerReport(error=f"cannot start: {e}"))
         return
     lane.service.stop_on(stop)  # a warehouse retry ends as soon as the bridge says stop
-    backoff, last = Backoff(), 0.0
+    backoff, last, seen = Backoff(), 0.0, config.epoch
     error: str | None = None
     while not stop.is_set():
-        error = lane.service.run_once_or_back_off(backoff, stop, "events consumer")
+        if epoch.value != seen:
+            seen = epoch.value
+            lane.service.rewind()
+            last = 0.0  # tell the bridge at once
+        else:
+            error = lane.service.run_once_or_back_off(backoff, stop, "events consumer")
         if time.monotonic() - last >= _REPORT_EVERY_S:
-            reports.put(lane.report(error))
+            reports.put(_report(lane, error, seen))
             last = time.monotonic()
-    reports.put(lane.report(error))
+    reports.put(_report(lane, error, seen))
     lane.close()
+
+
+def _report(lane: Lane, error: str | None, epoch: int) -> WorkerReport:
+    report = lane.report(error)
+    report.epoch = epoch
+    return report
 
 
 class EventsWorker:
@@ -93,19 +110,10 @@ class EventsWorker:
         ctx = multiprocessing.get_context("spawn")  # no JVM, chDB or threads inherited
         self._reports: Any = ctx.Queue()
         self._stop = ctx.Event()
-        self._process = ctx.Process(
-            target=run_worker,
-            name=f"cdc-events-{config.source}",
-            daemon=True,
-            args=(
-                config,
-                os.getpid(),
-                self._reports,
-                self._stop,
-                open_lane,
-            ),  # a module-level function: pickled by name
-        )
-        self.report = WorkerReport()
+        self._epoch: Any = ctx.Value("q", config.epoch)
+        args = (config, os.getpid(), self._reports, self._stop, open_lane, self._epoch)  # open_lane: pickled by name
+        self._process = ctx.Process(target=run_worker, name=f"cdc-events-{config.source}", daemon=True, args=args)
+        self.report = WorkerReport(epoch=config.epoch)
         self._reader = threading.Thread(target=self._read, name="events-worker-reports", daemon=True)
         self._log = Path(config.state_dir) / "logs" / "events.log"
 
@@ -137,6 +145,15 @@ class EventsWorker:
             raise StackError(
                 f"the domain-event consumer stopped (exit code {self._process.exitcode}){cause}; see {self._log}"
             )
+
+    def rewind(self, epoch: int) -> None:
+        """The broker truncated the topics (its ``epoch``-th truncation): read them from offset 0."""
+        self._epoch.value = epoch
+
+    @property
+    def epoch(self) -> int:
+        """The truncations the worker has rewound for (its latest report)."""
+        return self.report.epoch
 
     def alive(self) -> bool:
         return self._process.is_alive()

@@ -39,6 +39,8 @@ def split_list(value: Any) -> tuple[str, ...]:
 
 
 def _positive(value: Any) -> int:
+    if isinstance(value, str) and value.strip().isdigit():  # from the environment
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ValueError("must be a positive integer")
     return value
@@ -120,6 +122,8 @@ class Guardrails(_Section):
     heartbeat_interval_ms: Positive = 1_000  # Debezium heartbeats: an idle database still lets the slot advance
     # records Debezium may have produced that are not yet durable in every lane; past it, capture waits
     max_in_flight_records: Positive = 200_000
+    # the embedded broker (memory only) is emptied after this many records, once every lane stored them
+    broker_buffer_records: Positive = 100_000
 
 
 class Projections(_Section):
@@ -130,7 +134,8 @@ class Projections(_Section):
 class Settings(BaseSettings):
     """Everything the bridge reads once at start; see :func:`cdc.settings.load` for how."""
 
-    model_config = SettingsConfigDict(env_prefix="CDC_", extra="forbid", frozen=True)
+    # CDC_GUARDRAILS__HEARTBEAT_INTERVAL_MS and the like set a key of a file section from the environment
+    model_config = SettingsConfigDict(env_prefix="CDC_", extra="forbid", frozen=True, env_nested_delimiter="__")
 
     state_dir: Path = Path(DEFAULT_STATE_DIR)
     source_dsn: SecretStr | None = None

@@ -60,7 +60,9 @@ class SourceStatus:
 
     `dsn` must already be redacted. `freshness_s`: seconds since the newest applied change was
     captured (committed in PostgreSQL), `None` before any change was applied. `dead_letters`:
-    dead letters waiting for a replay.
+    dead letters waiting for a replay. `in_flight`: changes Debezium captured that are not yet
+    durable in every lane (the replication slot still holds them). `broker_truncations`: times the
+    embedded broker's topics were emptied after every lane stored them.
     """
 
     name: str
@@ -77,6 +79,8 @@ class SourceStatus:
     topics: tuple[TopicLag, ...] = ()
     schema_notices: tuple[SchemaNotice, ...] = ()
     errors: tuple[str, ...] = ()
+    in_flight: int | None = None
+    broker_truncations: int | None = None
 
     @property
     def lag_messages(self) -> int:
@@ -100,6 +104,8 @@ class SourceStatus:
             "topics": [t.to_dict() for t in self.topics],
             "schema_notices": [n.to_dict() for n in self.schema_notices],
             "errors": list(self.errors),
+            "in_flight": self.in_flight,
+            "broker_truncations": self.broker_truncations,
         }
 
     @classmethod
@@ -123,6 +129,8 @@ class SourceStatus:
             topics=tuple(TopicLag.from_dict(t) for t in _list(data, "topics")),
             schema_notices=tuple(SchemaNotice.from_dict(n) for n in _list(data, "schema_notices")),
             errors=tuple(str(e) for e in _list(data, "errors")),
+            in_flight=_opt_int(data, "in_flight") if "in_flight" in data else None,
+            broker_truncations=_opt_int(data, "broker_truncations") if "broker_truncations" in data else None,
         )
 
 

@@ -64,6 +64,11 @@ class SourceView(Protocol):
 
     def errors(self, silent_after_s: float) -> list[str]: ...
 
+    def in_flight(self) -> int | None: ...
+
+    @property
+    def epoch(self) -> int: ...
+
 
 class BridgeView(Protocol):
     """What the observer reads of the bridge as a whole."""
@@ -84,6 +89,11 @@ class BridgeView(Protocol):
 
     def pending_dead_letters(self) -> dict[str, int]:
         """Dead letters not yet replayed, per change topic; raises CdcError when it cannot tell."""
+        ...
+
+    @property
+    def truncates(self) -> bool:
+        """Whether the bridge empties its (embedded) broker's topics once durable."""
         ...
 
 
@@ -143,6 +153,8 @@ class Observer:
                 if n.first_seen_at >= time.time() - NOTICES_SHOWN_FOR_S
             ),
             errors=tuple(c.errors(SILENT_AFTER_S)),
+            in_flight=c.in_flight(),
+            broker_truncations=c.epoch if self.bridge.truncates else None,
         )
 
     @staticmethod

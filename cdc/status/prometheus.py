@@ -61,6 +61,8 @@ def _families() -> dict[str, _Family]:
         ("committed_offset", "gauge", "the consumer group's committed offset in the topic"),
         ("end_offset", "gauge", "the topic's end offset (high watermark)"),
         ("events_stored_total", "counter", "domain events stored in ClickHouse"),
+        ("in_flight_records", "gauge", "captured changes not yet durable in every lane (the slot still holds them)"),
+        ("broker_truncations_total", "counter", "times the embedded broker's topics were emptied once durable"),
         ("dead_letters", "gauge", "dead letters waiting for a replay"),
         ("schema_notices", "gauge", "source schema changes that need a look"),
         ("source_errors", "gauge", "errors the bridge reports for the source"),
@@ -98,6 +100,8 @@ def _add_source(fam: dict[str, _Family], s: SourceStatus) -> None:
         fam["committed_offset"].add(t.committed, source=src, topic=t.topic)
         fam["end_offset"].add(t.end, source=src, topic=t.topic)
     fam["events_stored_total"].add(s.events_stored, source=src)
+    fam["in_flight_records"].add(s.in_flight, source=src)
+    fam["broker_truncations_total"].add(s.broker_truncations, source=src)
     fam["dead_letters"].add(s.dead_letters, source=src)
     fam["schema_notices"].add(len(s.schema_notices), source=src)
     fam["source_errors"].add(len(s.errors), source=src)

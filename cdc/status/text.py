@@ -35,6 +35,8 @@ def _source_block(source: SourceStatus) -> list[str]:
         f"rows/s (1 min) {source.rows_per_s_1m:,.1f}",
         f"  last change    {fresh}   lag {source.lag_messages:,} message(s)",
         f"  events stored  {_count(source.events_stored)}   dead letters {_count(source.dead_letters)}",
+        f"  in flight      {_count(source.in_flight)} captured, not yet durable in ClickHouse"
+        + ("" if source.broker_truncations is None else f"   broker emptied {source.broker_truncations:,} time(s)"),
     ]
     if source.topics:
         lines += ["", *_topic_table(source.topics)]
