@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
@@ -34,24 +34,34 @@ def _unreachable(bootstrap: str, e: Exception) -> BrokerError:
     )
 
 
-def ensure_topics(bootstrap: str, topics: Sequence[str], partitions: int = 1) -> None:
-    """Create missing topics (idempotent)."""
+@contextlib.contextmanager
+def _admin(bootstrap: str, doing: str) -> Iterator[KafkaAdminClient]:
+    """An admin client for one task; its driver errors become BrokerError saying what failed."""
     try:
         admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="cdc-admin", request_timeout_ms=15000)
     except (KafkaError, OSError) as e:
-        raise _unreachable(bootstrap, e) from None
+        raise _unreachable(bootstrap, e) from e
     try:
+        yield admin
+    except KafkaError as e:
+        raise BrokerError(f"Kafka at {bootstrap} refused to {doing}: {e}") from e
+    finally:
+        admin.close()
+
+
+def _create(admin: KafkaAdminClient, topics: Sequence[str], partitions: int) -> None:
+    with contextlib.suppress(TopicAlreadyExistsError):
+        admin.create_topics([NewTopic(t, num_partitions=partitions, replication_factor=1) for t in topics])
+
+
+def ensure_topics(bootstrap: str, topics: Sequence[str], partitions: int = 1) -> None:
+    """Create missing topics (idempotent)."""
+    with _admin(bootstrap, "create topics") as admin:
         existing = set(admin.list_topics())
         missing = [t for t in topics if t not in existing]
         if missing:
-            new = [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in missing]
-            with contextlib.suppress(TopicAlreadyExistsError):
-                admin.create_topics(new)
+            _create(admin, missing, partitions)
             log.info("created topics %s", ", ".join(missing))
-    except KafkaError as e:
-        raise BrokerError(f"Kafka at {bootstrap} refused to create topics: {e}") from None
-    finally:
-        admin.close()
 
 
 def truncate_topics(bootstrap: str, topics: Sequence[str], partitions: int = 1) -> None:
@@ -61,21 +71,12 @@ def truncate_topics(bootstrap: str, topics: Sequence[str], partitions: int = 1) 
     Only while nothing can produce to them: Tansu acknowledges writes to a deleted topic, and a
     record written between the delete and the create would be lost.
     """
-    try:
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="cdc-admin", request_timeout_ms=15000)
-    except (KafkaError, OSError) as e:
-        raise _unreachable(bootstrap, e) from e
-    try:
+    with _admin(bootstrap, "truncate topics") as admin:
         existing = set(admin.list_topics())
         doomed = [t for t in topics if t in existing]
         if doomed:
             admin.delete_topics(doomed)
-        with contextlib.suppress(TopicAlreadyExistsError):
-            admin.create_topics([NewTopic(t, num_partitions=partitions, replication_factor=1) for t in topics])
-    except KafkaError as e:
-        raise BrokerError(f"Kafka at {bootstrap} refused to truncate topics: {e}") from e
-    finally:
-        admin.close()
+        _create(admin, topics, partitions)
 
 
 class KafkaChangeStream:
