@@ -257,6 +257,11 @@ class SourceCapture:
                 f"nothing after its last commit was committed (see {self.options.state_dir / 'logs' / 'cdc.log'})"
             )
         now = time.monotonic()
+        if self.events is not None and not self.events.alive() and (fatal := self.events.last_report().fatal):
+            raise StackError(
+                f"the domain-event consumer of {self.name} stopped: {fatal}; nothing after its "
+                f"last commit was committed (see {self.options.state_dir / 'logs' / 'events.log'})"
+            )
         if self.events is not None and not self.events.alive() and now >= self._retry_at["events"]:
             self._restart("events", "the domain-event worker exited", self._start_events)
         runner = self.runner

@@ -34,9 +34,16 @@ class StackError(CdcError):
     """An embedded component (process or port) could not be started or stopped."""
 
 
-class DataRejected(CdcError):
+class BadMessage(CdcError):
+    """This one message cannot be applied, however often it is retried: it goes to the dead letters
+    and the stream goes on. Only the message itself raises it (a malformed envelope, an unknown
+    table, a value the warehouse refuses, a translator's own error). A bug in the bridge or a broken
+    dependency is never a BadMessage: it stops the lane, loudly, with nothing committed."""
+
+
+class DataRejected(BadMessage):
     """The warehouse refused the data itself (not an outage): retrying the same rows cannot help."""
 
 
-class UnknownTableError(CdcError):
+class UnknownTableError(BadMessage):
     """A change arrived for a table the source catalog does not know."""

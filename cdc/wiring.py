@@ -72,6 +72,8 @@ class EventsHandle(Protocol):
     @property
     def epoch(self) -> int: ...
 
+    def last_report(self, timeout: float = 2.0) -> WorkerReport: ...
+
 
 @dataclass(frozen=True)
 class CaptureWiring:

@@ -19,6 +19,13 @@ class FakeBroker:
     def produce(self, topic: str, key: bytes | None, value: bytes | None) -> None:
         self.logs[topic].append((key, value))
 
+    def truncate(self, topics: Sequence[str]) -> None:
+        """Like deleting and re-creating the topics: records and every group's offsets gone."""
+        for topic in topics:
+            self.logs[topic].clear()
+            for offsets in self.committed.values():
+                offsets.pop((topic, 0), None)
+
 
 class FakeStream:
     """A consumer-group member: starts at the group's committed offsets, like Kafka."""
@@ -47,6 +54,9 @@ class FakeStream:
 
     def highwater(self) -> dict[TopicPartition, int]:
         return {(t, 0): len(self.broker.logs[t]) for t in self.topics}
+
+    def rewind(self) -> None:
+        self.position = {tp: 0 for tp in self.position}
 
     def close(self) -> None:
         pass

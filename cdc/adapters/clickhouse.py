@@ -55,7 +55,7 @@ class ClickHouseWarehouse:
         try:
             self._client.command(sql)
         except (ClickHouseError, OSError) as e:
-            raise _translate(e, "running a statement") from None
+            raise _translate(e, "running a statement") from e
 
     def insert(
         self,
@@ -72,20 +72,20 @@ class ClickHouseWarehouse:
                 table, list(rows), column_names=list(columns), database=database, settings=dict(settings or {})
             )
         except (ClickHouseError, OSError) as e:
-            raise _translate(e, f"inserting into {database}.{table}") from None
+            raise _translate(e, f"inserting into {database}.{table}") from e
 
     def query(self, sql: str, parameters: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
         try:
             return [tuple(r) for r in self._client.query(sql, parameters=dict(parameters or {})).result_rows]
         except (ClickHouseError, OSError) as e:
-            raise _translate(e, "querying") from None
+            raise _translate(e, "querying") from e
 
     def query_formatted(self, sql: str, fmt: str) -> bytes:
         """The result of ``sql`` rendered by ClickHouse in output format ``fmt``."""
         try:
             return bytes(self._client.raw_query(sql, fmt=fmt))
         except (ClickHouseError, OSError) as e:
-            raise _translate(e, "querying") from None
+            raise _translate(e, "querying") from e
 
     def close(self) -> None:
         self._client.close()
@@ -127,7 +127,7 @@ def open_embedded(state_dir: Path) -> ClickHouseWarehouse:
         raise WarehouseError(
             f"cannot open the embedded ClickHouse store at {data_dir}: {_first_line(e)} "
             "(another process may own it; start `cdc run` or stop the other process)"
-        ) from None
+        ) from e
     return ClickHouseWarehouse(client, f"chDB store {data_dir}")
 
 
@@ -138,5 +138,5 @@ def _http(url: str) -> ClickHouseWarehouse:
         client = clickhouse_connect.get_client(dsn=url, connect_timeout=5, send_receive_timeout=300)
     except (ClickHouseError, OSError) as e:
         msg = f"cannot reach ClickHouse at {where}: {_first_line(e)}; check CDC_CLICKHOUSE_URL"
-        raise WarehouseError(msg) from None
+        raise WarehouseError(msg) from e
     return ClickHouseWarehouse(client, where)

@@ -99,14 +99,14 @@ class KafkaChangeStream:
         try:
             self._consumer = KafkaConsumer(**config)
         except (KafkaError, OSError) as e:
-            raise _unreachable(bootstrap, e) from None
+            raise _unreachable(bootstrap, e) from e
         self._consumer.subscribe(topics=list(topics))
 
     def poll(self, timeout_s: float, max_records: int) -> list[Message]:
         try:
             batches = self._consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
         except KafkaError as e:
-            raise BrokerError(f"reading from Kafka at {self.bootstrap} failed: {e}") from None
+            raise BrokerError(f"reading from Kafka at {self.bootstrap} failed: {e}") from e
         out: list[Message] = []
         for records in batches.values():
             out.extend(Message(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp) for r in records)
@@ -117,7 +117,7 @@ class KafkaChangeStream:
         try:
             self._consumer.commit(payload)
         except KafkaError as e:
-            raise BrokerError(f"committing offsets to Kafka at {self.bootstrap} failed: {e}") from None
+            raise BrokerError(f"committing offsets to Kafka at {self.bootstrap} failed: {e}") from e
 
     def lag(self) -> dict[tuple[str, int], int]:
         """Messages not yet committed, per assigned partition.
@@ -134,7 +134,7 @@ class KafkaChangeStream:
                 committed = self._consumer.committed(tp) or 0
                 out[(tp.topic, tp.partition)] = max(0, high - committed)
         except KafkaError as e:
-            raise BrokerError(f"reading offsets from Kafka at {self.bootstrap} failed: {e}") from None
+            raise BrokerError(f"reading offsets from Kafka at {self.bootstrap} failed: {e}") from e
         return out
 
     def rewind(self) -> None:
@@ -178,7 +178,7 @@ class KafkaPublisher:
         try:
             self._producer = KafkaProducer(**config)
         except (KafkaError, OSError) as e:
-            raise _unreachable(bootstrap, e) from None
+            raise _unreachable(bootstrap, e) from e
 
     def publish(self, records: Sequence[OutRecord]) -> None:
         try:
@@ -187,7 +187,13 @@ class KafkaPublisher:
             for future in futures:
                 future.get(timeout=30)
         except KafkaError as e:
-            raise BrokerError(f"publishing to Kafka at {self.bootstrap} failed: {e}") from None
+            raise BrokerError(f"publishing to Kafka at {self.bootstrap} failed: {e}") from e
 
     def close(self) -> None:
-        self._producer.close(timeout=5)
+        try:
+            self._producer.close(timeout=5)
+        except KafkaError:  # records a dead broker never acknowledged: their batch is retried, not lost
+            sender = getattr(self._producer, "_sender", None)
+            if sender is not None:
+                sender.force_close()
+            self._producer._closed = True  # else kafka-python closes again (and prints) when collected

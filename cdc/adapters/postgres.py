@@ -95,7 +95,7 @@ class PostgresSource:
             return psycopg.connect(self.dsn, autocommit=autocommit, connect_timeout=10, **extra)
         except psycopg.Error as e:
             msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise SourceError(f"cannot connect to PostgreSQL at {redact_dsn(self.dsn)}: {msg}") from None
+            raise SourceError(f"cannot connect to PostgreSQL at {redact_dsn(self.dsn)}: {msg}") from e
 
     def _read_only_options(self) -> str:
         """The DSN's own ``options`` (or PGOPTIONS) plus read-only: a keyword argument replaces them."""
@@ -107,14 +107,14 @@ class PostgresSource:
             try:
                 return conn.execute(sql, params).fetchall()
             except psycopg.Error as e:
-                raise SourceError(f"PostgreSQL refused a query: {str(e).strip()}") from None
+                raise SourceError(f"PostgreSQL refused a query: {str(e).strip()}") from e
 
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> None:
         with self._connect() as conn:
             try:
                 conn.execute(sql, params)
             except psycopg.Error as e:
-                raise SourceError(f"PostgreSQL refused a statement: {str(e).strip()}") from None
+                raise SourceError(f"PostgreSQL refused a statement: {str(e).strip()}") from e
 
     def connection_params(self) -> dict[str, Any]:
         """host/port/user/password/dbname as libpq resolves them (for Debezium)."""
@@ -260,7 +260,7 @@ class PostgresSession:
             cur = self._conn.execute(sql, params)
             return cur.fetchall() if cur.description else []
         except psycopg.Error as e:
-            raise SourceError(f"PostgreSQL refused a statement: {str(e).strip()}") from None
+            raise SourceError(f"PostgreSQL refused a statement: {str(e).strip()}") from e
 
     def transaction(self) -> Any:
         """``with session.transaction(): ...`` commits on success, rolls back on error."""

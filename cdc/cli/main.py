@@ -46,6 +46,9 @@ def _setup_logging(settings: Settings, verbose: bool) -> None:
     root.handlers[:] = [file_handler, console]
     for noisy in ("kafka", "urllib3", "clickhouse_connect"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # expected with the embedded broker's truncations (topics re-created) and on a busy machine
+    for expected in ("kafka.cluster", "kafka.net.selector"):
+        logging.getLogger(expected).setLevel(logging.ERROR)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

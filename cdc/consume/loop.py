@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from cdc.consume.backoff import Backoff, Stopping
 from cdc.consume.dead_letters import DeadLetters
 from cdc.debezium.envelope import is_tombstone
-from cdc.errors import CdcError, DataRejected, UnknownTableError
+from cdc.errors import BadMessage, CdcError, UnknownTableError
 from cdc.ports import ChangeStream, Message, Sink, TopicPartition
 
 log = logging.getLogger(__name__)
@@ -182,7 +182,8 @@ class ConsumerService:
         self.stats.dead_letters += 1
 
 
-_DATA_ERRORS = (UnknownTableError, DataRejected, ValueError, TypeError, OverflowError)
+# Only the message itself: anything else (a ValueError in our code, a broken driver) stops the lane.
+_DATA_ERRORS = (BadMessage,)
 
 
 def _next_offsets(messages: list[Message]) -> dict[TopicPartition, int]:

@@ -10,13 +10,16 @@ import json
 from typing import Any
 
 from cdc.domain.changes import Op, RowChange, SourcePosition, TableRef
-from cdc.errors import CdcError
+from cdc.errors import BadMessage
 
 _ROW_OPS = {"r": Op.SNAPSHOT, "c": Op.CREATE, "u": Op.UPDATE, "d": Op.DELETE}
 
 
-class EnvelopeError(CdcError):
+class EnvelopeError(BadMessage):
     """A change message that is not a valid Debezium row-change envelope."""
+
+
+_YEAR_10000_MS = 253_402_300_800_000
 
 
 def is_tombstone(value: bytes | None) -> bool:
@@ -77,5 +80,7 @@ def _position(source: dict[str, Any], doc: dict[str, Any]) -> SourcePosition:
     ts_ms = source.get("ts_ms", doc.get("ts_ms"))
     if not isinstance(ts_ms, int):
         raise EnvelopeError("'source.ts_ms' missing")
+    if not 0 <= ts_ms < _YEAR_10000_MS:
+        raise EnvelopeError(f"'source.ts_ms' {ts_ms} is not a commit time (milliseconds since 1970)")
     snapshot = source.get("snapshot") not in (None, False, "false")
     return SourcePosition(lsn=lsn, txid=txid if isinstance(txid, int) else None, commit_ts_ms=ts_ms, snapshot=snapshot)

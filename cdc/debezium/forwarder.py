@@ -34,7 +34,7 @@ def start_producer(bootstrap_servers: str, client_id: str, overrides: dict[str, 
     try:
         return producer_class(java_properties(settings))
     except jpype.JException as e:
-        raise CaptureError(f"cannot create Kafka producer for {bootstrap_servers}: {root_message(e)}") from None
+        raise CaptureError(f"cannot create Kafka producer for {bootstrap_servers}: {root_message(e)}") from e
 
 
 class CaptureStatus:

@@ -100,7 +100,7 @@ class KafkaConnectRunner:
             raise CaptureError(
                 f"Kafka Connect at {self.url} is unreachable ({self._scrub(str(reason))}); "
                 "is it up? (docker compose ps kafka-connect, or check CDC_KAFKA_CONNECT_URL)"
-            ) from None
+            ) from e
 
     def _scrub(self, text: str) -> str:
         return scrub(text, self._secrets)

@@ -89,6 +89,12 @@ class EmbeddedPostgres:
             raise StackError(f"could not stop PostgreSQL in {self._data_dir}: {_output(result)}")
         logger.info("postgres on port %d stopped", self._port)
 
+    def restart(self, mode: str = "fast") -> None:
+        """``pg_ctl restart -m <mode>``: ``immediate`` is a crash and its recovery (the fault tests use it)."""
+        result = self._pg_ctl("restart", "-m", mode, "-w", "-t", "60", "-l", str(self._log_path), timeout=90)
+        if result.returncode != 0 or not self._ready():
+            raise StackError(f"PostgreSQL in {self._data_dir} did not restart: {_output(result)}")
+
     def is_running(self) -> bool:
         """True when a postmaster serves this data directory (ready or not)."""
         if not self._has_cluster():

@@ -30,4 +30,5 @@ class WorkerReport:
     stored: int = 0
     error: str | None = None
     epoch: int = 0  # the broker truncations the worker has rewound for
+    fatal: str | None = None  # what stopped the worker for good (a bug, a broken dependency): not retried
     at: float = field(default_factory=time.monotonic)  # when it was sent (one clock for all processes)

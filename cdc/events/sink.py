@@ -14,16 +14,16 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from cdc.debezium.envelope import EnvelopeError, is_tombstone, parse_change
+from cdc.debezium.envelope import is_tombstone, parse_change
 from cdc.domain.changes import TableRef, TableSchema
 from cdc.domain.events import DomainEvent, EventRegistry
+from cdc.errors import BadMessage
 from cdc.events.store import ClickHouseEventStore, payload_json
 from cdc.ports import Catalog, Message, OutRecord, Publisher, Rejected
-from cdc.translate import TranslationError, translate
+from cdc.translate import translate
 
 log = logging.getLogger(__name__)
 _COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))  # built once: json.dumps builds one per call
-_BAD_INPUT = (EnvelopeError, TranslationError, ValueError, TypeError, KeyError, AttributeError, LookupError)
 
 
 @dataclass
@@ -67,6 +67,14 @@ def event_record(e: DomainEvent, payload_text: str | None = None) -> OutRecord:
     return OutRecord(e.topic, e.aggregate_id.encode(), value.encode(), headers)
 
 
+def _payloads(events: Sequence[DomainEvent]) -> list[str]:
+    """Each event's payload as JSON; a value JSON cannot carry is the message's problem."""
+    try:
+        return [payload_json(e) for e in events]
+    except (TypeError, ValueError) as e:
+        raise BadMessage(f"an event payload cannot be written as JSON: {e}") from e
+
+
 class DomainEventSink:
     """Translates with ``registry``; publishes with ``publisher``; stores in ``store``."""
 
@@ -101,11 +109,11 @@ class DomainEventSink:
                 continue
             try:
                 produced = self._translate(msg)
-                texts = [payload_json(e) for e in produced]  # serialises: a bad value fails here, per message
-                out = [event_record(e, text) for e, text in zip(produced, texts, strict=True)]
-            except _BAD_INPUT as e:
+                texts = _payloads(produced)
+            except BadMessage as e:  # only the message itself; a bug in here stops the lane
                 rejected.append(Rejected(msg, e))
                 continue
+            out = [event_record(e, text) for e, text in zip(produced, texts, strict=True)]
             if not produced:
                 self.counts.skipped += 1
             events.extend(produced)

@@ -18,6 +18,7 @@ import multiprocessing.synchronize
 import os
 import queue
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -44,6 +45,9 @@ def _log_to(state_dir: str) -> None:
     root.setLevel(logging.INFO)
     for noisy in ("kafka", "urllib3", "clickhouse_connect"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # expected with the embedded broker's truncations (topics re-created) and on a busy machine
+    for expected in ("kafka.cluster", "kafka.net.selector"):
+        logging.getLogger(expected).setLevel(logging.ERROR)
 
 
 class Lane(Protocol):
@@ -81,7 +85,20 @@ def run_worker(
         reports.put(WorkerReport(error=f"cannot start: {e}"))
         return
     lane.service.stop_on(stop)  # a warehouse retry ends as soon as the bridge says stop
-    backoff, last, seen = Backoff(), 0.0, config.epoch
+    try:
+        _consume(lane, reports, stop, epoch, config.epoch)
+    except Exception as e:  # not an outage: a bug or a broken dependency; nothing of the batch was committed
+        log.exception("the domain-event consumer stopped")
+        report = _report(lane, None, -1)
+        report.fatal = f"{type(e).__name__}: {e}"
+        reports.put(report)
+        lane.close()
+        sys.exit(3)
+    lane.close()
+
+
+def _consume(lane: Lane, reports: Any, stop: multiprocessing.synchronize.Event, epoch: Any, seen: int) -> None:
+    backoff, last = Backoff(), 0.0
     error: str | None = None
     while not stop.is_set():
         if epoch.value != seen:
@@ -94,7 +111,6 @@ def run_worker(
             reports.put(_report(lane, error, seen))
             last = time.monotonic()
     reports.put(_report(lane, error, seen))
-    lane.close()
 
 
 def _report(lane: Lane, error: str | None, epoch: int) -> WorkerReport:
@@ -145,6 +161,11 @@ class EventsWorker:
             raise StackError(
                 f"the domain-event consumer stopped (exit code {self._process.exitcode}){cause}; see {self._log}"
             )
+
+    def last_report(self, timeout: float = 2.0) -> WorkerReport:
+        """After the process ended: its final report (read what it sent before it exited)."""
+        self._reader.join(timeout)
+        return self.report
 
     def rewind(self, epoch: int) -> None:
         """The broker truncated the topics (its ``epoch``-th truncation): read them from offset 0."""

@@ -61,7 +61,7 @@ class MetricsServer:
         except OSError as e:
             raise StackError(
                 f"cannot serve status on {self._address[0]}:{self._address[1]}: {e.strerror or e}; choose another port"
-            ) from None
+            ) from e
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.2}, name="cdc-metrics", daemon=True
         )

@@ -16,14 +16,14 @@ from typing import Any
 
 from cdc.domain.changes import Column, Op, Row, RowChange, TableSchema
 from cdc.domain.events import DomainEvent, EventRegistry, correlation_id, event_id, payload_dict, to_json_value
-from cdc.errors import CdcError
+from cdc.errors import BadMessage
 
 UNAVAILABLE = "__debezium_unavailable_value"  # Debezium's stand-in for an unchanged TOASTed value
 _EPOCH = dt.datetime(1970, 1, 1)
 _OP_NAMES = {Op.SNAPSHOT: "snapshot", Op.CREATE: "create", Op.UPDATE: "update", Op.DELETE: "delete"}
 
 
-class TranslationError(CdcError):
+class TranslationError(BadMessage):
     """A translator raised, or returned something that is not a declared event."""
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from kafka import KafkaProducer
 
-from cdc.adapters.kafka import KafkaChangeStream, ensure_topics
+from cdc.adapters.kafka import KafkaChangeStream, ensure_topics, truncate_topics
 from cdc.embedded.broker import TansuBroker
 from cdc.embedded.net import free_port
 from cdc.ports import ChangeStream, Message
@@ -23,6 +23,7 @@ class Harness:
     produce: Callable[[str, bytes, bytes], None]
     open: Callable[[str, list[str]], ChangeStream]
     create: Callable[[list[str]], None]
+    truncate: Callable[[list[str]], None]
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +38,7 @@ def tansu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TansuBroker]:
 def harness(request: pytest.FixtureRequest) -> Iterator[Harness]:
     if request.param == "fake":
         fake = FakeBroker()
-        yield Harness(fake.produce, lambda g, t: FakeStream(fake, g, t), lambda topics: None)
+        yield Harness(fake.produce, lambda g, t: FakeStream(fake, g, t), lambda topics: None, fake.truncate)
         return
     broker: TansuBroker = request.getfixturevalue("tansu")
     producer = KafkaProducer(bootstrap_servers=broker.bootstrap_servers, linger_ms=0)
@@ -49,7 +50,12 @@ def harness(request: pytest.FixtureRequest) -> Iterator[Harness]:
     def open_stream(group: str, topics: list[str]) -> ChangeStream:
         return KafkaChangeStream(broker.bootstrap_servers, group, topics)
 
-    yield Harness(produce, open_stream, lambda topics: ensure_topics(broker.bootstrap_servers, topics))
+    yield Harness(
+        produce,
+        open_stream,
+        lambda topics: ensure_topics(broker.bootstrap_servers, topics),
+        lambda topics: truncate_topics(broker.bootstrap_servers, topics),
+    )
     producer.close()
 
 
@@ -95,3 +101,20 @@ def test_committed_offsets_survive_a_new_member_and_uncommitted_ones_are_redeliv
     assert [m.value for m in again] == [b"v4", b"v5"]
     assert second.lag() == {(topic, got[0].partition): 2}
     second.close()
+
+
+def test_after_a_truncation_a_rewound_member_reads_the_new_records_from_offset_zero(harness: Harness) -> None:
+    topic, group = _names()
+    harness.create([topic])
+    for i in range(3):
+        harness.produce(topic, b"k", f"old{i}".encode())
+    stream = harness.open(group, [topic])
+    got = _drain(stream, 3)
+    stream.commit({(topic, got[0].partition): 3})
+    harness.truncate([topic])  # nothing produces meanwhile, as the bridge guarantees
+    stream.rewind()
+    for i in range(2):
+        harness.produce(topic, b"k", f"new{i}".encode())
+    again = _drain(stream, 2)
+    assert [(m.value, m.offset) for m in again] == [(b"new0", 0), (b"new1", 1)]
+    stream.close()
