@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 
-from cdc.adapters.clickhouse import ClickHouseWarehouse, connect_warehouse, open_embedded, warm_up
+from cdc.adapters.clickhouse import ClickHouseWarehouse, connect_warehouse, open_embedded, redact_url, warm_up
 from cdc.adapters.kafka import KafkaChangeStream, KafkaPublisher, ensure_topics, truncate_topics
 from cdc.adapters.postgres import PostgresSource
 from cdc.adapters.postgres import redact_dsn as _redact_dsn
@@ -94,7 +94,7 @@ def build_bridge(settings: Settings, specs: Sequence[SourceSpec], say: Say = pri
         remember_translators=partial(remember_translators, settings.state_dir),
         mask_salt=lambda: mask_salt(settings.state_dir, settings.salt_env).get_secret_value(),
         max_retained_wal_bytes=settings.max_retained_wal_bytes,
-        redact=_redact_dsn,
+        redact=redact_url,
         truncate_topics=None if settings.kafka_bootstrap_servers else truncate_topics,
         broker_buffer_records=settings.guardrails.broker_buffer_records,
     )

@@ -91,6 +91,17 @@ class ClickHouseWarehouse:
         self._client.close()
 
 
+def redact_url(url: str) -> str:
+    """A ClickHouse URL safe to print: the password, if any, replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return parts._replace(netloc=netloc).geturl()
+
+
 def warm_up() -> None:
     """Import in the background what clickhouse-connect loads on the first insert (pandas, ~1-4 s),
     so the first batch of a starting bridge does not stall on it."""

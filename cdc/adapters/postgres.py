@@ -10,42 +10,21 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import psycopg
 
-from cdc.domain.changes import Column, TableRef, TableSchema
+from cdc.adapters.postgres_catalog import CATALOG_SQL, NO_IDENTITY, qualify, schemas_from_rows, with_source
+from cdc.domain.changes import TableRef, TableSchema
 from cdc.errors import SourceError
 from cdc.ports import SlotInfo
 
 __all__ = ["Excluded", "PostgresSession", "PostgresSource", "SlotInfo", "redact_dsn"]
 
 log = logging.getLogger(__name__)
-
-_CATALOG_SQL = """
-SELECT n.nspname, c.relname, c.relreplident, a.attname, a.attnotnull,
-       bt.typname, bt.typtype, et.typname AS elem, et.typtype AS elem_typtype,
-       CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE a.atttypmod END AS typmod,
-       COALESCE(pk.is_pk, false), COALESCE(ri.is_ri, false), pk.exists_pk
-FROM pg_class c
-JOIN pg_namespace n ON n.oid = c.relnamespace
-JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-JOIN pg_type t ON t.oid = a.atttypid
-JOIN pg_type bt ON bt.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
-LEFT JOIN pg_type et ON et.oid = bt.typelem AND bt.typcategory = 'A'
-LEFT JOIN LATERAL (
-    SELECT a.attnum = ANY(con.conkey) AS is_pk, true AS exists_pk FROM pg_constraint con
-    WHERE con.conrelid = c.oid AND con.contype = 'p') pk ON true
-LEFT JOIN LATERAL (
-    SELECT a.attnum = ANY(i.indkey::int2[]) AS is_ri FROM pg_index i
-    WHERE i.indrelid = c.oid AND i.indisreplident) ri ON true
-WHERE c.relkind = 'r' AND NOT c.relispartition
-  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%%'
-  {only}
-ORDER BY n.nspname, c.relname, a.attnum
-"""
 
 # WAL position: on a standby pg_current_wal_lsn() fails, the replayed position stands in for it
 SLOTS_SQL = """
@@ -56,12 +35,33 @@ SELECT slot_name::text, plugin::text, database::text, active,
 FROM pg_replication_slots ORDER BY slot_name
 """
 
-_PASSWORD_RE = re.compile(r"(://[^:/@]+:)[^@]*@|(password\s*=\s*)\S+", re.IGNORECASE)
+_SECRET_PARAMS = ("password", "sslpassword")
+_QUOTED = re.compile(r'"[^"]*"')
 
 
 def redact_dsn(dsn: str) -> str:
-    """The DSN with any password replaced, safe to print."""
-    return _PASSWORD_RE.sub(lambda m: (m.group(1) or m.group(2)) + "***" + ("@" if m.group(1) else ""), dsn)
+    """The DSN as libpq reads it (URL or key=value, quoting and escapes included) with the password
+    replaced by ``***``: no part of a password is ever in the result. A DSN libpq cannot parse is
+    not shown at all."""
+    try:
+        params = psycopg.conninfo.conninfo_to_dict(dsn)
+    except psycopg.Error:
+        return "(a DSN that libpq cannot parse)"
+    secret = any(params.pop(name, None) for name in _SECRET_PARAMS)
+    if not dsn.lstrip().lower().startswith(("postgresql://", "postgres://")):
+        return psycopg.conninfo.make_conninfo("", **params, **({"password": "***"} if secret else {}))
+    user, host, port, dbname = (str(params.pop(k, "") or "") for k in ("user", "host", "port", "dbname"))
+    auth = (quote(user, safe="") + (":***" if secret else "") + "@") if user or secret else ""
+    where = quote(host, safe=",") + (f":{port}" if port and "," not in host else "")
+    query = ("?" + urlencode(params)) if params else ""
+    return f"postgresql://{auth}{where}/{quote(dbname, safe='')}{query}"
+
+
+def _driver_message(error: psycopg.Error) -> str:
+    """The first line of a driver error, with anything libpq quoted from the DSN left out."""
+    text = str(error).strip()
+    first = text.splitlines()[0] if text else type(error).__name__
+    return _QUOTED.sub('"…"', first) if isinstance(error, psycopg.ProgrammingError) else first
 
 
 @dataclass(frozen=True)
@@ -94,8 +94,7 @@ class PostgresSource:
             extra: dict[str, Any] = {"options": self._read_only_options()} if self.read_only else {}
             return psycopg.connect(self.dsn, autocommit=autocommit, connect_timeout=10, **extra)
         except psycopg.Error as e:
-            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise SourceError(f"cannot connect to PostgreSQL at {redact_dsn(self.dsn)}: {msg}") from e
+            raise SourceError(f"cannot connect to PostgreSQL at {redact_dsn(self.dsn)}: {_driver_message(e)}") from e
 
     def _read_only_options(self) -> str:
         """The DSN's own ``options`` (or PGOPTIONS) plus read-only: a keyword argument replaces them."""
@@ -158,94 +157,36 @@ class PostgresSource:
 
     def tables(self) -> list[TableSchema]:
         """Every ordinary table outside the system schemas."""
-        return _schemas_from_rows(self.query(_CATALOG_SQL.format(only="")))
+        return schemas_from_rows(self.query(CATALOG_SQL.format(only="")))
 
     def select_tables(self, include: Sequence[str] | None, source: str) -> tuple[list[TableSchema], list[Excluded]]:
         """The tables to capture, and those left out (with the reason and the fix)."""
         found = {s.ref.qualified: s for s in self.tables()}
         wanted = list(include) if include else sorted(found)
-        missing = [t for t in wanted if _qualify(t) not in found]
+        missing = [t for t in wanted if qualify(t) not in found]
         if missing:
             raise SourceError(f"table(s) not found in {redact_dsn(self.dsn)}: {', '.join(missing)}")
         chosen: list[TableSchema] = []
         excluded: list[Excluded] = []
         for name in wanted:
-            schema = found[_qualify(name)]
+            schema = found[qualify(name)]
             if not schema.key:
-                excluded.append(Excluded(schema.ref.qualified, _NO_IDENTITY.format(t=schema.ref.qualified)))
+                excluded.append(Excluded(schema.ref.qualified, NO_IDENTITY.format(t=schema.ref.qualified)))
             else:
-                chosen.append(_with_source(schema, source))
+                chosen.append(with_source(schema, source))
         return chosen, excluded
 
     def table_schema(self, ref: TableRef) -> TableSchema | None:
         """One table's definition (the mirror re-reads it every few seconds: only that table is queried)."""
-        rows = self.query(_CATALOG_SQL.format(only="AND n.nspname = %s AND c.relname = %s"), (ref.schema, ref.table))
-        schemas = _schemas_from_rows(rows)
-        return _with_source(schemas[0], ref.source) if schemas else None
+        rows = self.query(CATALOG_SQL.format(only="AND n.nspname = %s AND c.relname = %s"), (ref.schema, ref.table))
+        schemas = schemas_from_rows(rows)
+        return with_source(schemas[0], ref.source) if schemas else None
 
 
 def slot_info(row: Sequence[Any]) -> SlotInfo:
     name, plugin, database, active, retained, slot_type, wal_status = row
     return SlotInfo(
         name, plugin, database, bool(active), None if retained is None else int(retained), slot_type, wal_status
-    )
-
-
-_NO_IDENTITY = (
-    "{t} has no primary key and no usable replica identity: left out of the publication, because PostgreSQL "
-    "would then reject UPDATE and DELETE on it in your application. Fix: add a primary key, or run "
-    "ALTER TABLE {t} REPLICA IDENTITY FULL"
-)
-
-
-def _qualify(name: str) -> str:
-    return name if "." in name else f"public.{name}"
-
-
-def _with_source(schema: TableSchema, source: str) -> TableSchema:
-    ref = TableRef(source, schema.ref.schema, schema.ref.table)
-    return TableSchema(ref, schema.columns, schema.key, schema.replica_identity, schema.has_primary_key)
-
-
-def _schemas_from_rows(rows: Iterable[tuple[Any, ...]]) -> list[TableSchema]:
-    grouped: dict[tuple[str, str], list[tuple[Any, ...]]] = {}
-    for r in rows:
-        grouped.setdefault((r[0], r[1]), []).append(r)
-    return [_schema(ns, rel, cols) for (ns, rel), cols in grouped.items()]
-
-
-def _schema(ns: str, rel: str, rows: list[tuple[Any, ...]]) -> TableSchema:
-    columns = tuple(_column(r) for r in rows)
-    ident = rows[0][2]
-    has_pk = bool(rows[0][12])
-    pk = tuple(r[3] for r in rows if r[10])
-    ri = tuple(r[3] for r in rows if r[11])
-    if has_pk and ident in ("d", "f"):
-        key = pk
-    elif ident == "i":
-        key = ri
-    elif ident == "f":
-        key = tuple(c.name for c in columns)
-    else:
-        key = ()
-    return TableSchema(TableRef("", ns, rel), columns, key, ident, has_pk)
-
-
-def _column(r: tuple[Any, ...]) -> Column:
-    _, _, _, name, notnull, typname, typtype, elem, elem_typtype, typmod, *_ = r
-    is_array = elem is not None
-    base, base_kind = (elem, elem_typtype) if is_array else (typname, typtype)
-    precision = scale = None
-    if base == "numeric" and typmod is not None and typmod >= 4:
-        precision, scale = ((typmod - 4) >> 16) & 0xFFFF, (typmod - 4) & 0xFFFF
-    return Column(
-        name,
-        base,
-        nullable=not notnull,
-        is_array=is_array,
-        is_enum=base_kind == "e",
-        numeric_precision=precision,
-        numeric_scale=scale,
     )
 
 
