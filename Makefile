@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: install system-deps demo run test unit lint bench clean
+.PHONY: install system-deps demo run test unit lint bench soak clean
 
 # Java 17 (Debezium's JVM) and PostgreSQL 15's server binaries (the embedded demo/test database)
 system-deps:
@@ -45,6 +45,10 @@ lint: install
 
 bench: install           ## make bench ARGS="--quick"
 	$(PY) -m bench.run $(ARGS)
+
+DURATION ?= 900
+soak: install            ## load + faults at random moments, then parity, memory and lag: make soak DURATION=900
+	$(PY) -m bench.soak --duration $(DURATION) $(ARGS)
 
 clean:
 	rm -rf .cdc bench/results

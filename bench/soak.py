@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import shutil
 import sys
 import tempfile
 import time
@@ -51,6 +52,7 @@ class Run:
     seed: int = 7
     env: dict[str, str] = field(default_factory=dict)
     converge_timeout: float = 900.0
+    keep: bool = False  # keep the state (PostgreSQL, logs) even when parity holds
     root: Path = field(default_factory=lambda: _tempdir("cdc-soak-"))
     injected: list[tuple[float, str, bool]] = field(default_factory=list)
     memory: list[tuple[float, int, dict[str, float]]] = field(default_factory=list)  # (t, bridge generation, roles)
@@ -188,6 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         rate=args.rate,
         seed=args.seed,
         env={"CDC_GUARDRAILS__BROKER_BUFFER_RECORDS": str(args.broker_buffer)} if args.broker_buffer else {},
+        keep=args.keep,
     )
     return report(execute(run), args.json)
 
@@ -204,6 +207,9 @@ def execute(run: Run, progress: Callable[[str], None] = say) -> dict[str, Any]:
         verdict, repeats, converge_s = soak.converge()
     finally:
         exit_code = soak.close()
+    exact = verdict.exact and not repeats
+    if exact and not run.keep:
+        shutil.rmtree(run.root, ignore_errors=True)
     c = soak.app.counts
     return {
         "duration_s": run.duration,
@@ -220,9 +226,9 @@ def execute(run: Run, progress: Callable[[str], None] = say) -> dict[str, Any]:
         "converged_after_s": converge_s,
         "rows": verdict.rows,
         "problems": verdict.problems + repeats,
-        "exact": verdict.exact and not repeats,
+        "exact": exact,
         "bridge_exit_code": exit_code,
-        "state": str(run.root),
+        "state": str(run.root) if run.root.exists() else "removed (parity held)",
     }
 
 
@@ -255,6 +261,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--rate", type=float, default=0.0, help="transactions/s per writer (default 0: unthrottled)")
     p.add_argument("--seed", type=int, default=7, help="random seed of faults and load")
     p.add_argument("--broker-buffer", type=int, help="records the embedded broker keeps between truncations")
+    p.add_argument("--keep", action="store_true", help="keep the state directory even when parity holds")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     return p.parse_args(argv)
 

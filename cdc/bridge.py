@@ -245,6 +245,10 @@ class Bridge:
         if self.truncator is not None:
             step(self.say, "stopping the broker's truncation", self.truncator.stop)
             self.truncator = None
+        outages = [o for c in self.captures if (o := c.outage())]
+        if drain and outages:  # nothing can become durable now: what is in flight stays in the slot
+            self.say(f"warning: stopping during an outage ({outages[0][:120]}); not waiting for it to end")
+            drain_timeout = min(drain_timeout, 5.0)
         deadline = time.monotonic() + drain_timeout
         left = 0
         for c in self.captures:

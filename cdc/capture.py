@@ -230,6 +230,12 @@ class SourceCapture:
         partitions = set().union(*lanes)
         return {tp: min(lane.get(tp, 0) for lane in lanes) for tp in partitions}
 
+    def outage(self) -> str | None:
+        """The outage a lane is retrying right now (the warehouse or the broker down), if any."""
+        lane_error = (self.lane.error or self.lane.service.stats.last_error) if self.lane is not None else None
+        events_error = self.events.report.stats.last_error if self.events is not None else None
+        return lane_error or events_error
+
     def caught_up_to(self, target: int) -> bool:
         """Every change committed at or before ``target`` (an LSN) is queryable in ClickHouse."""
         if self.runner is None:

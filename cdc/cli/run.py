@@ -123,7 +123,7 @@ def _demo_bridge(
         return code
     except KeyboardInterrupt:
         status.end()
-        say("Stopping (draining what is already in Kafka) ...")
+        say("Stopping (ClickHouse first stores what was captured; the rest stays in the slot) ...")
         return 0
     finally:
         load.stop()
@@ -232,7 +232,7 @@ def _run_bridge(settings: Settings, specs: tuple[SourceSpec, ...], until_caught_
         return 0
     except KeyboardInterrupt:
         status.end()
-        say("Stopping (draining what is already in Kafka) ...")
+        say("Stopping (ClickHouse first stores what was captured; the rest stays in the slot) ...")
         return 0
     finally:
         bridge.stop()
