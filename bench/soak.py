@@ -20,6 +20,7 @@ import shutil
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,8 @@ from cdc.embedded.net import free_port
 from cdc.embedded.pg_cluster import EmbeddedPostgres
 
 FAULTS = ("kill-bridge", "kill-broker", "kill-worker", "restart-postgres")
+# what `cdc status` must say after each fault (the bridge restarted by kill-bridge has nothing to report)
+REPORTED = {"kill-broker": "broker stopped", "kill-worker": "worker exited", "restart-postgres": "PostgreSQL"}
 DATABASE = "soak"
 SAMPLE_EVERY_S = 10.0
 
@@ -54,7 +57,7 @@ class Run:
     converge_timeout: float = 900.0
     keep: bool = False  # keep the state (PostgreSQL, logs) even when parity holds
     root: Path = field(default_factory=lambda: _tempdir("cdc-soak-"))
-    injected: list[tuple[float, str, bool]] = field(default_factory=list)
+    injected: list[tuple[float, str, bool, bool | None]] = field(default_factory=list)  # (t, fault, done, reported)
     memory: list[tuple[float, int, dict[str, float]]] = field(default_factory=list)  # (t, bridge generation, roles)
 
 
@@ -98,9 +101,26 @@ class Soak:
             "kill-worker": lambda: soak_procs.kill9(soak_procs.events_worker_pid(pid)),
             "restart-postgres": lambda: self.pg.restart("immediate") is None,
         }[fault]()
-        self.run.injected.append((round(time.monotonic() - self.started, 1), fault, bool(done)))
-        say(f"fault: {fault} ({'done' if done else 'nothing to do'})")
+        at = round(time.monotonic() - self.started, 1)
+        reported = self._reported(REPORTED[fault]) if fault in REPORTED and done else None
+        self.run.injected.append((at, fault, bool(done), reported))
+        say(f"fault: {fault} ({'done' if done else 'nothing to do'}{', reported by cdc status' if reported else ''})")
         return bool(done)
+
+    def _reported(self, text: str, timeout: float = 60.0) -> bool:
+        """Whether the bridge's /status lists an error saying ``text`` within ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                url = (self.state_dir / "status.url").read_text().strip()
+                with urllib.request.urlopen(f"{url}/status", timeout=10) as response:  # noqa: S310 - loopback
+                    errors = [e for s in json.loads(response.read())["sources"] for e in s["errors"]]
+                if any(text in e for e in errors):
+                    return True
+            except (OSError, ValueError, KeyError):
+                pass  # the status server may be restarting with the parts
+            time.sleep(1.0)
+        return False
 
     def _kill_bridge(self) -> bool:
         assert self.bridge is not None
@@ -176,7 +196,13 @@ def memory_report(samples: Sequence[tuple[float, int, dict[str, float]]], warm_s
             growth = max(growth, max(warm) - warm[0])
     peak = max((v for _, _, v in totals), default=0.0)
     last = samples[-1][2] if samples else {}
-    return {"peak_total_mb": round(peak, 1), "growth_after_warmup_mb": round(growth, 1), "last_by_role_mb": last}
+    minutes = [(t, roles) for t, _, roles in samples if int(t) % 60 < SAMPLE_EVERY_S]  # about one a minute
+    return {
+        "peak_total_mb": round(peak, 1),
+        "growth_after_warmup_mb": round(growth, 1),
+        "last_by_role_mb": last,
+        "by_minute_mb": [{"t_s": t, **roles} for t, roles in minutes],
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -221,7 +247,7 @@ def execute(run: Run, progress: Callable[[str], None] = say) -> dict[str, Any]:
             "failed_transactions": c.errors,
         },  # fmt: skip
         "rows_per_s": round((c.inserted + c.updated + c.deleted) / run.duration, 1),
-        "faults": [{"at_s": t, "fault": f, "done": d} for t, f, d in run.injected],
+        "faults": [{"at_s": t, "fault": f, "done": d, "reported": r} for t, f, d, r in run.injected],
         "memory": memory_report(run.memory, warm_s=min(60.0, run.duration / 4)),
         "converged_after_s": converge_s,
         "rows": verdict.rows,

@@ -155,7 +155,7 @@ def open_events_lane(config: WorkerConfig) -> EventsLane:
         raise ConfigError(f"translators: {e}") from e
     warehouse = connect_warehouse(config.clickhouse_url, Path(config.state_dir))
     publisher = KafkaPublisher(config.bootstrap, f"cdc-events-{config.source}")
-    stream = KafkaChangeStream(config.bootstrap, f"cdc-events-{config.source}", config.topics)
+    stream = KafkaChangeStream(config.bootstrap, config.group or f"cdc-events-{config.source}", config.topics)
     sink = DomainEventSink(registry, PostgresSource(config.source_dsn), publisher, ClickHouseEventStore(warehouse))
     service = ConsumerService(stream, sink, DeadLetters(warehouse, publisher), "events")
     return EventsLane(service, sink, stream, publisher, warehouse)

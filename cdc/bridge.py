@@ -21,13 +21,14 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 
-from cdc.capture import SourceCapture, step
+from cdc.capture import SourceCapture
 from cdc.consume.dead_letters import DEAD_LETTER_TOPIC, DeadLetters
 from cdc.consume.loop import Stats
 from cdc.errors import CdcError, ConfigError
 from cdc.ports import Publisher
 from cdc.status import Thresholds
 from cdc.status.observer import PENDING_DEAD_LETTERS, Observer, SourceView
+from cdc.supervision import step
 from cdc.truncation import Truncator
 from cdc.wiring import BridgeWiring, ClosableWarehouse, Service, StatusServer
 
@@ -53,6 +54,7 @@ class Bridge:
         self._status: StatusServer | None = None
         self._started: list[Service] = []
         self.truncator: Truncator | None = None
+        self.generation = 0  # embedded brokers replaced so far
         self.observer = Observer(self)
 
     # -- the first (often only) source, for the single-source callers --------------------------------
@@ -115,7 +117,7 @@ class Bridge:
         self._publisher = self.wiring.publisher(self.bootstrap, "cdc-bridge")  # events and dead letters
         dead_letters = DeadLetters(self.warehouse, self._publisher)
         for capture in self.captures:
-            capture.start_consumers(self.bootstrap, self.clickhouse_url, dead_letters)
+            capture.start_consumers(self.bootstrap, self.clickhouse_url, dead_letters, self.generation)
         hashed = any(r.method == "hash" for c in self.captures for r in c.spec.mask)
         salt = self.wiring.mask_salt() if hashed else ""
         for capture in self.captures:
@@ -157,8 +159,9 @@ class Bridge:
         lanes and Debezium anew; Debezium re-streams from the last durable position."""
         for capture in self.captures:
             capture.note("the Kafka broker stopped; restarting it and re-streaming from the last durable position")
-            capture.stop_debezium(self.say)
-            capture.stop_consumers(self.say)
+            capture.stop_debezium(self.say, timeout=5.0)  # what it sent is lost with the broker anyway
+            capture.stop_consumers(self.say, timeout=5.0)
+        self.generation += 1
         step(self.say, "closing the Kafka producer", self._publisher.close if self._publisher else lambda: None)
         self.wiring.broker.stop()
         self.wiring.broker.start()

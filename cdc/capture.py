@@ -15,11 +15,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
-from cdc.consume.backoff import Backoff
 from cdc.consume.dead_letters import DeadLetters
 from cdc.consume.lane import Lane
 from cdc.consume.loop import ConsumerService, Stats
@@ -27,17 +25,17 @@ from cdc.debezium.config import HEARTBEAT_QUERY, ConnectorSettings, default_slot
 from cdc.debezium.gate import DurabilityGate
 from cdc.domain.changes import TableSchema
 from cdc.domain.events import EventDefinitionError, EventRegistry, load_modules
-from cdc.errors import CdcError, ConfigError, StackError
+from cdc.errors import CdcError, ConfigError
 from cdc.events.reports import WorkerConfig, WorkerReport
 from cdc.mirror.rules import ColumnRules
 from cdc.ports import SlotInfo, SourceDatabase, TopicPartition, Warehouse
 from cdc.settings import SourceSpec
+from cdc.supervision import Supervisor, failure_of, step
 from cdc.translate import generic_names
 from cdc.wiring import CaptureOptions, CaptureRunner, CaptureWiring, EventsHandle, MirrorSink
 
 log = logging.getLogger(__name__)
 Say = Callable[[str], None]
-INCIDENTS_SHOWN_FOR_S = 600.0  # `cdc status` lists what the bridge recovered from in the last ten minutes
 
 
 class SourceCapture:
@@ -61,13 +59,12 @@ class SourceCapture:
         self.lane: Lane | None = None
         self.runner: CaptureRunner | None = None
         self.events: EventsHandle | None = None
-        self.incidents: deque[tuple[float, str]] = deque(maxlen=20)
         self._worker_config: WorkerConfig | None = None
         self._debezium: tuple[str, str] | None = None  # (bootstrap, salt) of the running capture
-        self._backoff = {"events": Backoff(2.0, 60.0), "debezium": Backoff(2.0, 60.0)}
-        self._retry_at = {"events": 0.0, "debezium": 0.0}
+        self.supervisor = Supervisor(lambda: self.name, say, options.state_dir / "logs")
         self._flushed_at: float | None = None
         self.epoch = 0  # truncations of the embedded broker's topics so far
+        self.generation = 0  # brokers started before the current one (a dead embedded broker is replaced)
         self.hold = threading.Event()  # set during a truncation: Debezium sends nothing (cdc.truncation)
 
     @property
@@ -123,10 +120,16 @@ class SourceCapture:
         }
         return sorted(f"events.{a}" for a in aggregates)
 
-    def start_consumers(self, bootstrap: str, clickhouse_url: str, dead_letters: DeadLetters) -> None:
+    def group(self, lane: str) -> str:
+        """The lane's consumer group: ``cdc-mirror-<name>``; a new broker (``generation``) gets new
+        groups, so a consumer of the previous broker still shutting down cannot commit into them."""
+        return f"cdc-{lane}-{self.name}" + (f"-r{self.generation}" if self.generation else "")
+
+    def start_consumers(self, bootstrap: str, clickhouse_url: str, dead_letters: DeadLetters, generation: int) -> None:
         """The mirror lane (a thread here) and the domain-event worker (its own process)."""
         assert self.sink is not None
-        stream = self.wiring.change_stream(bootstrap, f"cdc-mirror-{self.name}", self.topics)
+        self.generation = generation
+        stream = self.wiring.change_stream(bootstrap, self.group("mirror"), self.topics)
         service = ConsumerService(stream, self.sink, dead_letters, "apply")  # type: ignore[arg-type]
         self.lane = Lane(f"mirror {self.name}", stream, service)
         self.lane.epoch = self.lane.wanted_epoch = self.epoch  # a new consumer starts past the truncations
@@ -140,6 +143,7 @@ class SourceCapture:
                 state_dir=str(self.options.state_dir),
                 topics=tuple(self.topics),
                 translators=self.translators,
+                group=self.group("events"),
             )
             self._start_events()
 
@@ -162,7 +166,7 @@ class SourceCapture:
         """Debezium sends nothing: it holds (``hold`` is set) with nothing it sent still in flight, or
         it is not running at all (a restart starts paused while ``hold`` is set)."""
         if self.runner is None or not getattr(self.runner, "running", True):
-            return self.runner is None or _failure(self.runner) is not None
+            return self.runner is None or failure_of(self.runner) is not None
         gate = getattr(self.runner, "gate", None)
         return gate is not None and gate.paused.is_set()
 
@@ -172,13 +176,13 @@ class SourceCapture:
         events_done = self.events is None or self.events.epoch == self.epoch
         return lane_done and events_done
 
-    def stop_consumers(self, say: Say) -> None:
+    def stop_consumers(self, say: Say, timeout: float = 30.0) -> None:
         """Stop the mirror lane (its current batch finishes) and the events worker."""
         lane, events, self.lane, self.events = self.lane, self.events, None, None
         if lane is not None:
-            step(say, f"stopping the {lane.name} consumer", lane.stop)
+            step(say, f"stopping the {lane.name} consumer", lambda: lane.stop(timeout))
         if events is not None:
-            step(say, f"stopping the domain-event consumer ({self.name})", events.stop)
+            step(say, f"stopping the domain-event consumer ({self.name})", lambda: events.stop(timeout))
 
     def start_debezium(self, bootstrap: str, salt: str) -> None:
         params = self.source.connection_params()
@@ -200,26 +204,33 @@ class SourceCapture:
             mask_redact=tuple(r.column for r in self.spec.mask if r.method == "redact"),
             mask_salt=salt,
         )
+        generation = self.generation
         gate = DurabilityGate(
-            self.durable_offsets, lambda: set(self.topics), self.options.max_in_flight, pause=self.hold
+            lambda: self.durable_offsets(generation),
+            lambda: set(self.topics),
+            self.options.max_in_flight,
+            pause=self.hold,
         )
         self._debezium = (bootstrap, salt)
         self.runner = self.wiring.runner(conn, bootstrap, gate)
         self.runner.start()
 
-    def stop_debezium(self, say: Say, drain_timeout: float | None = None) -> int:
+    def stop_debezium(self, say: Say, drain_timeout: float | None = None, timeout: float = 30.0) -> int:
         """Stop capturing; with ``drain_timeout`` first wait that long for what was sent to become
         durable. Returns the records that were not (they stay in the slot: re-read at the next start)."""
         runner, self.runner = self.runner, None
         if runner is None:
             return 0
         left = runner.drain(drain_timeout) if drain_timeout is not None else 0
-        step(say, f"stopping Debezium ({self.name})", runner.stop)
+        step(say, f"stopping Debezium ({self.name})", lambda: runner.stop(timeout))
         return left
 
-    def durable_offsets(self) -> dict[TopicPartition, int]:
+    def durable_offsets(self, generation: int) -> dict[TopicPartition, int]:
         """Per partition, the next offset every lane of this source has committed: below it, every
-        change is in ClickHouse (mirror and event store). Read by Debezium's polling thread."""
+        change is in ClickHouse (mirror and event store). Read by Debezium's polling thread. Empty for
+        a Debezium of an earlier broker: the offsets of the lanes now running are not its offsets."""
+        if generation != self.generation:
+            return {}
         lanes = []
         if self.lane is not None:
             lanes.append(dict(self.lane.service.stats.committed))  # a copy: the lane thread updates it
@@ -255,36 +266,8 @@ class SourceCapture:
 
     # -- supervise --------------------------------------------------------------------------------
     def supervise(self) -> None:
-        """Raise when a lane stopped for good (a bug); restart a dead events worker or a failed
-        Debezium, with backoff. Called several times a second by the bridge's supervisor."""
-        if self.lane is not None and self.lane.failure is not None:
-            raise StackError(
-                f"the {self.lane.name} consumer stopped: {type(self.lane.failure).__name__}: {self.lane.failure}; "
-                f"nothing after its last commit was committed (see {self.options.state_dir / 'logs' / 'cdc.log'})"
-            )
-        now = time.monotonic()
-        if self.events is not None and not self.events.alive() and (fatal := self.events.last_report().fatal):
-            raise StackError(
-                f"the domain-event consumer of {self.name} stopped: {fatal}; nothing after its "
-                f"last commit was committed (see {self.options.state_dir / 'logs' / 'events.log'})"
-            )
-        if self.events is not None and not self.events.alive() and now >= self._retry_at["events"]:
-            self._restart("events", "the domain-event worker exited", self._start_events)
-        runner = self.runner
-        failure = _failure(runner)
-        if runner is not None and failure is not None and now >= self._retry_at["debezium"]:
-            self._restart("debezium", f"Debezium stopped ({failure})", self._restart_debezium)
-
-    def _restart(self, part: str, why: str, start: Callable[[], None]) -> None:
-        delay = self._backoff[part].next_delay()
-        self._retry_at[part] = time.monotonic() + delay
-        self.note(f"{why}; restarting it (re-reads from the last durable position)")
-        try:
-            start()
-        except CdcError as e:
-            self.note(f"restarting {part} failed: {e}; next attempt in {delay:.0f} s")
-            return
-        self._backoff[part].reset()
+        """Raise when a lane stopped for good (a bug); restart a dead events worker or a failed Debezium."""
+        self.supervisor.check(self.lane, self.events, self.runner, self._start_events, self._restart_debezium)
 
     def _restart_debezium(self) -> None:
         assert self._debezium is not None
@@ -292,10 +275,7 @@ class SourceCapture:
         self.start_debezium(*self._debezium)
 
     def note(self, text: str) -> None:
-        """An incident worth a person's attention: logged, said, and shown by `cdc status` for a while."""
-        log.warning("source %s: %s", self.name, text)
-        self.say(f"warning: source {self.name}: {text}")
-        self.incidents.append((time.time(), text))
+        self.supervisor.note(text)
 
     # -- observe (the status observer's SourceView) ----------------------------------------------
     def mirror_stats(self) -> Stats | None:
@@ -338,14 +318,7 @@ class SourceCapture:
                 f"events {self.name}: the consumer has not reported for {self.events.silent_for():.0f} s "
                 f"(see {self.options.state_dir / 'logs' / 'events.log'})"
             )
-        failure = _failure(self.runner)
-        if failure:
-            errors.append(f"debezium {self.name}: {failure}")
-        recent = time.time() - INCIDENTS_SHOWN_FOR_S
-        errors += [
-            f"{time.strftime('%H:%M:%S', time.localtime(t))} {text}" for t, text in self.incidents if t >= recent
-        ]
-        return errors
+        return errors + self.supervisor.errors(self.runner)
 
 
 def _fetched_all(stats: Stats, topics: list[str], since: float) -> bool:
@@ -356,23 +329,4 @@ def _fetched_all(stats: Stats, topics: list[str], since: float) -> bool:
     return all(stats.committed.get(tp, 0) >= end for tp, end in stats.highwater.items() if end > 0)
 
 
-def _failure(runner: CaptureRunner | None) -> str | None:
-    if runner is None:
-        return None
-    try:
-        runner.raise_if_failed()
-    except CdcError as e:
-        return str(e)
-    return None
-
-
-def step(say: Say, what: str, action: Callable[[], object]) -> None:
-    """One step of a stop: a failure is logged and said, and the next steps still run."""
-    try:
-        action()
-    except (Exception, KeyboardInterrupt) as e:
-        log.error("%s failed: %s", what, e, exc_info=True)
-        say(f"warning: {what} failed: {e}")
-
-
-__all__ = ["SourceCapture", "step"]
+__all__ = ["SourceCapture"]

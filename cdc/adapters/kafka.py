@@ -93,6 +93,7 @@ class KafkaChangeStream:
             "max_partition_fetch_bytes": 8 * 1024 * 1024,
             "fetch_max_wait_ms": 50,
             "metadata_max_age_ms": 10000,
+            "request_timeout_ms": 15000,  # a dead broker is noticed in seconds, not minutes
             **GROUP_TIMEOUTS,
             **overrides,
         }

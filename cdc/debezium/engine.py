@@ -196,6 +196,12 @@ class DebeziumRunner:
             return rows is not None and sum(int(row.get("value")) for row in rows.values()) == 0
         return False
 
+    def connected(self) -> bool | None:
+        """Streaming from the slot now; None during the snapshot (nothing streams yet)."""
+        if not self._status.snapshot_delivered and not self.snapshot_completed():
+            return None
+        return self.streaming_connected()
+
     def streaming_connected(self) -> bool:
         """True while the streaming source is connected to the replication slot."""
         return bool(self._metrics("streaming", "Connected").get("Connected"))

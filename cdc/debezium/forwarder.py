@@ -164,6 +164,8 @@ def make_forwarder(status: CaptureStatus, producer: Any, gate: DurabilityGate | 
 
     def release(committer: Any) -> None:
         assert gate is not None
+        if status.closing.is_set():
+            return  # the engine is closing (a broker restart among others): store no further position
         batch = gate.releasable()
         if batch is not None:
             committer.markProcessed(batch.last_record)

@@ -190,6 +190,9 @@ class KafkaConnectRunner:
         """Nothing to hold back: the external Kafka keeps what the lanes have not read yet."""
         return 0
 
+    def connected(self) -> bool | None:
+        return None  # Kafka Connect's REST API reports task state, which raise_if_failed reads
+
     def stop(self, timeout: float = 30) -> None:
         """Leave the connector running in Connect (a shared service), or stop it if built to."""
         self._started = False

@@ -17,6 +17,7 @@ class WorkerConfig:
     state_dir: str
     topics: tuple[str, ...]
     translators: tuple[str, ...]
+    group: str = ""  # the consumer group (cdc-events-<source>, a suffix after a broker restart)
     niceness: int = 10
     epoch: int = 0  # the broker truncations that happened before the worker started
 

@@ -130,7 +130,7 @@ class Observer:
 
     def _source(self, c: SourceView, dead: dict[str, int] | None) -> SourceStatus:
         stats = c.mirror_stats() or Stats()
-        active, retained = self._slot(c)
+        active, retained, unreachable = self._slot(c)
         report = c.events_report
         freshness = None if not stats.last_captured_ms else max(0.0, time.time() - stats.last_captured_ms / 1000)
         rate = self._rates.get(c.name)
@@ -152,19 +152,19 @@ class Observer:
                 for n in c.schema_notices()
                 if n.first_seen_at >= time.time() - NOTICES_SHOWN_FOR_S
             ),
-            errors=tuple(c.errors(SILENT_AFTER_S)),
+            errors=tuple(c.errors(SILENT_AFTER_S)) + ((unreachable,) if unreachable else ()),
             in_flight=c.in_flight(),
             broker_truncations=c.epoch if self.bridge.truncates else None,
         )
 
     @staticmethod
-    def _slot(c: SourceView) -> tuple[bool | None, int | None]:
+    def _slot(c: SourceView) -> tuple[bool | None, int | None, str | None]:
         try:
             slot = c.slot_info()
         except CdcError as e:
             log.warning("cannot read the replication slot of %s: %s", c.name, e)
-            return None, None
-        return (slot.active, slot.retained_wal_bytes) if slot is not None else (None, None)
+            return None, None, f"cannot read the replication slot: {e}"
+        return (slot.active, slot.retained_wal_bytes, None) if slot is not None else (None, None, None)
 
     def _pending_dead_letters(self) -> dict[str, int] | None:
         try:

@@ -22,6 +22,7 @@ def test_every_fault_under_unthrottled_load_ends_exact() -> None:
     result = execute(run, progress=print)
     assert [f["fault"] for f in result["faults"]] == list(FAULTS)
     assert all(f["done"] for f in result["faults"]), result["faults"]
+    assert all(f["reported"] for f in result["faults"] if f["fault"] != "kill-bridge"), result["faults"]
     assert result["written"]["inserted"] > 10_000  # the load was real
     assert result["exact"], result["problems"]
     assert result["bridge_exit_code"] == 0
