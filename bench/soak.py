@@ -49,8 +49,8 @@ class Run:
     duration: float
     faults: Sequence[str]  # in order; with ``random_faults`` the kinds to pick from
     random_faults: bool = False
-    threads: int = 2
-    batch: int = 200  # rows per insert transaction, at most
+    threads: int = 1
+    batch: int = 10  # rows per insert transaction, at most
     rate: float = 0.0
     seed: int = 7
     env: dict[str, str] = field(default_factory=dict)
@@ -282,8 +282,8 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--duration", type=float, default=900.0, help="seconds of load (default 900: 15 minutes)")
     p.add_argument("--faults", help=f"comma-separated, in this order: {', '.join(FAULTS)} (default: random)")
     p.add_argument("--no-faults", action="store_true", help="load only (for memory and throughput figures)")
-    p.add_argument("--threads", type=int, default=2, help="writer threads (default 2)")
-    p.add_argument("--batch", type=int, default=200, help="rows per insert transaction, at most (default 200)")
+    p.add_argument("--threads", type=int, default=1, help="writer threads (default 1)")
+    p.add_argument("--batch", type=int, default=10, help="rows per insert transaction, at most (default 10)")
     p.add_argument("--rate", type=float, default=0.0, help="transactions/s per writer (default 0: unthrottled)")
     p.add_argument("--seed", type=int, default=7, help="random seed of faults and load")
     p.add_argument("--broker-buffer", type=int, help="records the embedded broker keeps between truncations")

@@ -123,7 +123,7 @@ class Guardrails(_Section):
     # records Debezium may have produced that are not yet durable in every lane; past it, capture waits
     max_in_flight_records: Positive = 200_000
     # the embedded broker (memory only) is emptied after this many records, once every lane stored them
-    broker_buffer_records: Positive = 100_000
+    broker_buffer_records: Positive = 250_000
 
 
 class Projections(_Section):
