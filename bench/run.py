@@ -72,7 +72,7 @@ class Run:
     @property
     def stats(self) -> Stats:
         """The mirror lane's counters."""
-        stats = self.b.primary.mirror_stats()
+        stats = self.b.views[0].mirror_stats()
         assert stats is not None
         return stats
 
@@ -83,7 +83,7 @@ class Run:
 
     @property
     def events(self) -> WorkerReport | None:
-        return self.b.primary.events_report
+        return self.b.views[0].events_report
 
     @property
     def broker_pid(self) -> int | None:

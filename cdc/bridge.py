@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from cdc.capture import SourceCapture
+from cdc.capture_view import CaptureView
 from cdc.consume.dead_letters import DEAD_LETTER_TOPIC, DeadLetters
 from cdc.consume.loop import Stats
 from cdc.errors import CdcError, ConfigError
@@ -46,6 +47,7 @@ class Bridge:
             raise ConfigError("no source to capture")
         self.wiring = wiring
         self.captures = list(captures)
+        self.views = [CaptureView(c) for c in self.captures]
         self.say = say
         self.clickhouse_url = ""
         self.bootstrap = ""
@@ -179,7 +181,7 @@ class Bridge:
 
     @property
     def sources(self) -> Sequence[SourceView]:
-        return self.captures
+        return self.views
 
     @property
     def truncates(self) -> bool:
@@ -191,16 +193,16 @@ class Bridge:
     @property
     def services(self) -> list[Stats]:
         """The mirror lanes' counters."""
-        return [s for c in self.captures if (s := c.mirror_stats()) is not None]
+        return [s for v in self.views if (s := v.mirror_stats()) is not None]
 
     @property
     def consumer_error(self) -> str | None:
-        errors = [e for c in self.captures for e in c.errors(SILENT_AFTER_S)]
+        errors = [e for v in self.views for e in v.errors(SILENT_AFTER_S)]
         return "; ".join(errors) or None
 
     @property
     def records_produced(self) -> int:
-        return sum(c.captured() for c in self.captures)
+        return sum(v.captured() for v in self.views)
 
     @property
     def warehouse(self) -> ClosableWarehouse:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import replace
 
 from cdc.consume.dead_letters import DeadLetters
@@ -26,9 +26,9 @@ from cdc.debezium.gate import DurabilityGate
 from cdc.domain.changes import TableSchema
 from cdc.domain.events import EventDefinitionError, EventRegistry, load_modules
 from cdc.errors import CdcError, ConfigError
-from cdc.events.reports import WorkerConfig, WorkerReport
+from cdc.events.reports import WorkerConfig
 from cdc.mirror.rules import ColumnRules
-from cdc.ports import SlotInfo, SourceDatabase, TopicPartition, Warehouse
+from cdc.ports import SourceDatabase, TopicPartition, Warehouse
 from cdc.settings import SourceSpec
 from cdc.supervision import Supervisor, failure_of, step
 from cdc.translate import generic_names
@@ -261,7 +261,8 @@ class SourceCapture:
             return True  # the slot confirms only what every lane made durable
         # Kafka Connect moves the slot once Kafka has a record: the lanes must also reach the log ends
         since = self._flushed_at = self._flushed_at or time.monotonic()
-        reports = [self.mirror_stats()] + ([self.events.report.stats] if self.events is not None else [])
+        mirror = self.lane.service.stats if self.lane is not None else None
+        reports = [mirror] + ([self.events.report.stats] if self.events is not None else [])
         return all(st is not None and _fetched_all(st, self.topics, since) for st in reports)
 
     # -- supervise --------------------------------------------------------------------------------
@@ -276,49 +277,6 @@ class SourceCapture:
 
     def note(self, text: str) -> None:
         self.supervisor.note(text)
-
-    # -- observe (the status observer's SourceView) ----------------------------------------------
-    def mirror_stats(self) -> Stats | None:
-        return self.lane.service.stats if self.lane is not None else None
-
-    @property
-    def events_report(self) -> WorkerReport | None:
-        return self.events.report if self.events is not None else None
-
-    def captured(self) -> int:
-        """Change records Debezium produced to Kafka (Kafka Connect: as the mirror's last fetch saw them)."""
-        if self.runner is None:
-            return 0
-        produced = self.runner.records_produced
-        if produced < 0 and self.lane is not None:  # Kafka Connect does not count what a connector produced
-            return sum(dict(self.lane.service.stats.highwater).values())
-        return max(0, produced)
-
-    def in_flight(self) -> int | None:
-        """Changes Debezium produced that are not yet durable in every lane (None: not known)."""
-        gate = getattr(self.runner, "gate", None)
-        return gate.in_flight if gate is not None else None
-
-    def slot_info(self) -> SlotInfo | None:
-        """This source's replication slot as PostgreSQL shows it (None: not created yet)."""
-        return next((s for s in self.source.slots() if s.slot_name == self.slot), None)
-
-    def schema_notices(self) -> Sequence[object]:
-        return self.sink.schema_notices() if self.sink is not None else ()
-
-    def errors(self, silent_after_s: float) -> list[str]:
-        errors = []
-        if self.lane is not None and (self.lane.error or self.lane.service.stats.last_error):
-            errors.append(f"{self.lane.name}: {self.lane.error or self.lane.service.stats.last_error}")
-        report = self.events_report
-        if report is not None and (report.error or report.stats.last_error):
-            errors.append(f"events {self.name}: {report.error or report.stats.last_error}")
-        if self.events is not None and self.events.alive() and self.events.silent_for() > silent_after_s:
-            errors.append(
-                f"events {self.name}: the consumer has not reported for {self.events.silent_for():.0f} s "
-                f"(see {self.options.state_dir / 'logs' / 'events.log'})"
-            )
-        return errors + self.supervisor.errors(self.runner)
 
 
 def _fetched_all(stats: Stats, topics: list[str], since: float) -> bool:

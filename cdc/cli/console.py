@@ -40,7 +40,7 @@ class StatusLine:
         if now - self._dead[0] >= 5.0:
             self._dead = (now, self.bridge.dead_letter_count())
         dead = "?" if self._dead[1] is None else f"{self._dead[1]:,}"
-        reports = [c.events_report for c in self.bridge.captures if c.events_report is not None]
+        reports = [v.events_report for v in self.bridge.views if v.events_report is not None]
         events = f" | events {sum(r.stored for r in reports):,}" if reports else ""
         line = (
             f"{time.strftime('%H:%M:%S')} captured {captured:,} | applied {applied:,} ({rate:,.0f}/s)"

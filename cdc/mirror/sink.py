@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from cdc.consume.dead_letters import DEAD_LETTERS_DDL
 from cdc.domain.changes import TableRef, TableSchema
 from cdc.errors import CdcError, DataRejected, UnknownTableError, WarehouseError
-from cdc.mirror.evolution import MirrorModel, SchemaNotice, Shape, reconcile, shape_of
+from cdc.mirror.evolution import Shape, reconcile, shape_of
+from cdc.mirror.model import MirrorModel, SchemaNotice
 from cdc.mirror.table import DRIFT_MARK, INGEST_COLUMNS, MirrorTable, mirror_name
 from cdc.mirror.toast import any_placeholder, has_placeholder, message_lsn, repair_sql
 from cdc.ports import Catalog, Message, Rejected, Warehouse

@@ -27,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cdc.domain.changes import Column, TableRef, TableSchema
-from cdc.mirror.evolution import MirrorModel
+from cdc.mirror.model import MirrorModel
 from cdc.mirror.typemap import ColumnPlan, clickhouse_element_type, extract_type, is_raw, plan_column, value_sql
 
 STATE_META = (

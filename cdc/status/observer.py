@@ -40,7 +40,8 @@ class EventsView(Protocol):
 class SourceView(Protocol):
     """What the observer reads of one source."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
     @property
     def where(self) -> str: ...

@@ -7,7 +7,8 @@ from dataclasses import replace
 import pytest
 
 from cdc.domain.changes import Column, TableRef, TableSchema
-from cdc.mirror.evolution import MirrorModel, reconcile, shape_of, widens
+from cdc.mirror.evolution import reconcile, shape_of, widens
+from cdc.mirror.model import MirrorModel
 from cdc.mirror.table import MirrorTable
 from cdc.mirror.toast import has_placeholder, message_lsn, repair_sql
 
