@@ -91,7 +91,8 @@ def test_a_warehouse_outage_is_reported_retried_and_ends_exact(
                                f" (SELECT n FROM {db}.totals)").result_rows  # fmt: skip
             except Exception:
                 return False
-            return [tuple(int(v) for v in r) for r in got] == [tuple(int(v) for v in r) for r in pg]  # type: ignore[call-overload]
+            # a scalar subquery over a table ClickHouse has not loaded yet reads NULL: not equal yet
+            return [tuple(_int(v) for v in r) for r in got] == [tuple(_int(v) for v in r) for r in pg]
 
         wait_until(exact, 300, "ClickHouse equal to PostgreSQL after the outage")
         wait_until(lambda: not [e for e in _errors(state_dir) if "retrying" in e.lower()], 120, "errors cleared")
@@ -112,3 +113,7 @@ def test_a_warehouse_outage_is_reported_retried_and_ends_exact(
     finally:
         if server.proc is not None and server.proc.poll() is None:
             server.kill()
+
+
+def _int(value: object) -> int | None:
+    return None if value is None else int(value)  # type: ignore[call-overload]
