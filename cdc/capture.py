@@ -25,9 +25,12 @@ from cdc.debezium.config import HEARTBEAT_QUERY, ConnectorSettings, default_slot
 from cdc.debezium.gate import DurabilityGate
 from cdc.domain.changes import TableSchema
 from cdc.domain.events import EventDefinitionError, EventRegistry, load_modules
+from cdc.domain.names import events_topic, parse_table
 from cdc.errors import CdcError, ConfigError
 from cdc.events.reports import WorkerConfig
+from cdc.mirror.placeholders import toast_warnings
 from cdc.mirror.rules import ColumnRules
+from cdc.mirror.table import unmirrorable
 from cdc.ports import SourceDatabase, TopicPartition, Warehouse
 from cdc.settings import SourceSpec
 from cdc.supervision import Supervisor, failure_of, step
@@ -84,12 +87,26 @@ class SourceCapture:
         schemas, excluded = self.source.select_tables(self.spec.tables or None, self.name)
         for ex in excluded:
             self.say(f"warning: {ex.reason}")
-        skip = set(self.spec.exclude_tables)
-        schemas = [s for s in schemas if s.ref.qualified not in skip]
+        try:
+            skip = {parse_table(t) for t in self.spec.exclude_tables}
+        except ValueError as e:
+            raise ConfigError(f"exclude_tables: {e}") from e
+        schemas = [s for s in schemas if (s.ref.schema, s.ref.table) not in skip]
         if not schemas:
             raise ConfigError(f"nothing to capture in {self.where}: no table with a usable key")
         self.rules.check(schemas)
-        self.schemas = [self.rules.apply(s) for s in schemas]
+        self.schemas = []
+        for schema in map(self.rules.apply, schemas):
+            why = unmirrorable(schema)
+            if why:  # one table that cannot be mirrored does not stop the others
+                self.say(f"warning: {schema.ref.display} is left out: {why}")
+            else:
+                self.schemas.append(schema)
+        if not self.schemas:
+            raise ConfigError(f"nothing to capture in {self.where}: every table was left out (see the warnings)")
+        for warning in toast_warnings(self.schemas):
+            self.say(f"warning: {warning}")
+        self.source.ensure_publication(self.slot, [(s.ref.schema, s.ref.table) for s in self.schemas])
         if self.events_enabled:
             try:
                 self.registry = load_modules(self.translators)
@@ -100,7 +117,7 @@ class SourceCapture:
 
     @property
     def topics(self) -> list[str]:
-        return [s.ref.topic for s in self.schemas]
+        return list(dict.fromkeys(s.ref.topic for s in self.schemas))  # tables may share one
 
     @property
     def heartbeat_topic(self) -> str:
@@ -113,12 +130,8 @@ class SourceCapture:
         if self.registry is None:
             return []
         aggregates = {spec.aggregate for name in self.registry.names() for spec in self.registry.versions(name)}
-        aggregates |= {
-            generic_names(s.ref.schema, s.ref.table)[0]
-            for s in self.schemas
-            if s.ref.qualified not in self.registry.translators
-        }
-        return sorted(f"events.{a}" for a in aggregates)
+        aggregates |= {generic_names(s.ref.schema, s.ref.table)[0] for s in self.schemas}  # TRUNCATE: every table
+        return sorted({events_topic(a) for a in aggregates})
 
     def group(self, lane: str) -> str:
         """The lane's consumer group: ``cdc-mirror-<name>``; a new broker (``generation``) gets new
@@ -195,11 +208,13 @@ class SourceCapture:
             user=str(params["user"]),
             password=str(params["password"]),
             dbname=str(params["dbname"]),
-            tables=tuple(s.ref.qualified for s in self.schemas),
+            tables=tuple(s.ref.display for s in self.schemas),
             offset_file=offsets,
             heartbeat_interval_ms=self.options.heartbeat_interval_ms,
             heartbeat_action_query=HEARTBEAT_QUERY,
             exclude_columns=self.spec.exclude_columns,
+            publication_autocreate="disabled",  # made in prepare()
+            generated_columns=tuple((s.ref.schema, s.ref.table, c) for s in self.schemas for c in s.generated),
             mask_hash=tuple(r.column for r in self.spec.mask if r.method == "hash"),
             mask_redact=tuple(r.column for r in self.spec.mask if r.method == "redact"),
             mask_salt=salt,

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from cdc.capture import SourceCapture
 from cdc.consume.loop import Stats
 from cdc.events.reports import WorkerReport
+from cdc.mirror.table import mirror_name
 from cdc.ports import SlotInfo
 
 
@@ -53,6 +54,9 @@ class CaptureView:
         if produced < 0 and self.c.lane is not None:  # Kafka Connect does not count what a connector produced
             return sum(dict(self.c.lane.service.stats.highwater).values())
         return max(0, produced)
+
+    def table_names(self) -> list[tuple[str, str, str]]:
+        return [(s.ref.display, s.ref.topic, f"{self.c.name}.{mirror_name(s.ref)}") for s in self.c.schemas]
 
     def in_flight(self) -> int | None:
         """Changes Debezium produced that are not yet durable in every lane (None: not known)."""

@@ -68,8 +68,12 @@ class ClickHouseWarehouse:
         if not rows:
             return
         try:
+            # quoted here: clickhouse-connect leaves a name with a dot in it unquoted (it reads it as db.table)
             self._client.insert(
-                table, list(rows), column_names=list(columns), database=database, settings=dict(settings or {})
+                f"{_quote(database)}.{_quote(table)}",
+                list(rows),
+                column_names=list(columns),
+                settings=dict(settings or {}),
             )
         except (ClickHouseError, OSError) as e:
             raise _translate(e, f"inserting into {database}.{table}") from e
@@ -151,3 +155,7 @@ def _http(url: str) -> ClickHouseWarehouse:
         msg = f"cannot reach ClickHouse at {where}: {_first_line(e)}; check CDC_CLICKHOUSE_URL"
         raise WarehouseError(msg) from e
     return ClickHouseWarehouse(client, where)
+
+
+def _quote(identifier: str) -> str:
+    return "`" + identifier.replace("\\", "\\\\").replace("`", "\\`") + "`"

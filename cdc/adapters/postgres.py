@@ -17,8 +17,9 @@ from urllib.parse import quote, urlencode
 
 import psycopg
 
-from cdc.adapters.postgres_catalog import CATALOG_SQL, NO_IDENTITY, qualify, schemas_from_rows, with_source
+from cdc.adapters.postgres_catalog import CATALOG_SQL, NO_IDENTITY, schemas_from_rows, with_source
 from cdc.domain.changes import TableRef, TableSchema
+from cdc.domain.names import display_table, parse_table, sql_table
 from cdc.errors import SourceError
 from cdc.ports import SlotInfo
 
@@ -139,6 +140,40 @@ class PostgresSource:
         (lsn,) = self.query("SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint")[0]
         return int(lsn)
 
+    def ensure_publication(self, publication: str, tables: Sequence[tuple[str, str]]) -> None:
+        """The bridge makes its publication itself rather than Debezium, whose statement does not quote a
+        name holding a double quote, and which leaves an existing publication's options alone: this one
+        sends a partitioned table's changes as its root's (``publish_via_partition_root``), partitions
+        created or attached later included. A publication FOR ALL TABLES is refused, as before (it would
+        decode every table's changes), and one that lists exactly the captured tables needs no ownership."""
+        name = '"' + publication.replace('"', '""') + '"'
+        listed = ", ".join(sql_table(schema, table) for schema, table in tables)
+        try:
+            rows = self.query("SELECT puballtables, pubviaroot FROM pg_publication WHERE pubname = %s", (publication,))
+            if not rows:
+                self.execute(f"CREATE PUBLICATION {name} FOR TABLE {listed} WITH (publish_via_partition_root = true)")
+                return
+            if rows[0][0]:
+                raise SourceError(
+                    f"publication {publication} exists FOR ALL TABLES and the bridge does not change it; fix: DROP"
+                    f" PUBLICATION {name}; (the bridge then creates it for the captured tables), or use another"
+                    " --source-name"
+                )
+            have = self.query(
+                "SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = %s", (publication,)
+            )
+            if not rows[0][1]:
+                self.execute(f"ALTER PUBLICATION {name} SET (publish_via_partition_root = true)")
+            if {(str(s), str(t)) for s, t in have} != set(tables):  # the same tables: nothing to own or change
+                self.execute(f"ALTER PUBLICATION {name} SET TABLE {listed}")
+        except SourceError as e:
+            if "FOR ALL TABLES" in str(e):
+                raise
+            raise SourceError(
+                f"cannot create or update publication {publication}: {e}. The role needs CREATE on the database "
+                "and to own the captured tables; `cdc preflight` shows the grants"
+            ) from e
+
     def slot_flushed_lsn(self, slot: str) -> int | None:
         rows = self.query(
             "SELECT (confirmed_flush_lsn - '0/0'::pg_lsn)::bigint FROM pg_replication_slots WHERE slot_name = %s",
@@ -160,18 +195,22 @@ class PostgresSource:
         return schemas_from_rows(self.query(CATALOG_SQL.format(only="")))
 
     def select_tables(self, include: Sequence[str] | None, source: str) -> tuple[list[TableSchema], list[Excluded]]:
-        """The tables to capture, and those left out (with the reason and the fix)."""
-        found = {s.ref.qualified: s for s in self.tables()}
-        wanted = list(include) if include else sorted(found)
-        missing = [t for t in wanted if qualify(t) not in found]
+        """The tables to capture, and those left out (with the reason and the fix). ``include`` are
+        names as users write them (:func:`cdc.domain.names.parse_table`)."""
+        found = {(s.ref.schema, s.ref.table): s for s in self.tables()}
+        try:
+            wanted = [parse_table(t) for t in include] if include else sorted(found)
+        except ValueError as e:
+            raise SourceError(str(e)) from e
+        missing = [display_table(*t) for t in wanted if t not in found]
         if missing:
             raise SourceError(f"table(s) not found in {redact_dsn(self.dsn)}: {', '.join(missing)}")
         chosen: list[TableSchema] = []
         excluded: list[Excluded] = []
-        for name in wanted:
-            schema = found[qualify(name)]
+        for name in dict.fromkeys(wanted):
+            schema = found[name]
             if not schema.key:
-                excluded.append(Excluded(schema.ref.qualified, NO_IDENTITY.format(t=schema.ref.qualified)))
+                excluded.append(Excluded(schema.ref.qualified, NO_IDENTITY.format(t=schema.ref.display)))
             else:
                 chosen.append(with_source(schema, source))
         return chosen, excluded

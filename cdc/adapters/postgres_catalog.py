@@ -6,6 +6,7 @@ No driver here: the PostgreSQL adapter runs :data:`CATALOG_SQL` and hands the ro
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any
 
 from cdc.domain.changes import Column, TableRef, TableSchema
@@ -14,7 +15,7 @@ CATALOG_SQL = """
 SELECT n.nspname, c.relname, c.relreplident, a.attname, a.attnotnull,
        bt.typname, bt.typtype, et.typname AS elem, et.typtype AS elem_typtype,
        CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE a.atttypmod END AS typmod,
-       COALESCE(pk.is_pk, false), COALESCE(ri.is_ri, false), pk.exists_pk
+       COALESCE(pk.is_pk, false), COALESCE(ri.is_ri, false), pk.exists_pk, a.attgenerated <> '', c.relkind
 FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
@@ -27,7 +28,7 @@ LEFT JOIN LATERAL (
 LEFT JOIN LATERAL (
     SELECT a.attnum = ANY(i.indkey::int2[]) AS is_ri FROM pg_index i
     WHERE i.indrelid = c.oid AND i.indisreplident) ri ON true
-WHERE c.relkind = 'r' AND NOT c.relispartition
+WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
   AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%%'
   {only}
 ORDER BY n.nspname, c.relname, a.attnum
@@ -41,13 +42,8 @@ NO_IDENTITY = (
 )
 
 
-def qualify(name: str) -> str:
-    return name if "." in name else f"public.{name}"
-
-
 def with_source(schema: TableSchema, source: str) -> TableSchema:
-    ref = TableRef(source, schema.ref.schema, schema.ref.table)
-    return TableSchema(ref, schema.columns, schema.key, schema.replica_identity, schema.has_primary_key)
+    return replace(schema, ref=TableRef(source, schema.ref.schema, schema.ref.table))
 
 
 def schemas_from_rows(rows: Iterable[tuple[Any, ...]]) -> list[TableSchema]:
@@ -58,6 +54,9 @@ def schemas_from_rows(rows: Iterable[tuple[Any, ...]]) -> list[TableSchema]:
 
 
 def _schema(ns: str, rel: str, rows: list[tuple[Any, ...]]) -> TableSchema:
+    # PostgreSQL 15 does not send generated columns in logical replication: not mirrored (see README)
+    generated = tuple(r[3] for r in rows if r[13])
+    rows = [r for r in rows if not r[13]]
     columns = tuple(_column(r) for r in rows)
     ident = rows[0][2]
     has_pk = bool(rows[0][12])
@@ -71,16 +70,20 @@ def _schema(ns: str, rel: str, rows: list[tuple[Any, ...]]) -> TableSchema:
         key = tuple(c.name for c in columns)
     else:
         key = ()
-    return TableSchema(TableRef("", ns, rel), columns, key, ident, has_pk)
+    return TableSchema(
+        TableRef("", ns, rel), columns, key, ident, has_pk, generated=generated, partitioned=rows[0][14] == "p"
+    )
 
 
 def _column(r: tuple[Any, ...]) -> Column:
     _, _, _, name, notnull, typname, typtype, elem, elem_typtype, typmod, *_ = r
     is_array = elem is not None
     base, base_kind = (elem, elem_typtype) if is_array else (typname, typtype)
-    precision = scale = None
+    precision = scale = length = None
     if base == "numeric" and typmod is not None and typmod >= 4:
         precision, scale = ((typmod - 4) >> 16) & 0xFFFF, (typmod - 4) & 0xFFFF
+    if base == "bit" and typmod is not None and typmod > 0:
+        length = typmod
     return Column(
         name,
         base,
@@ -89,4 +92,5 @@ def _column(r: tuple[Any, ...]) -> Column:
         is_enum=base_kind == "e",
         numeric_precision=precision,
         numeric_scale=scale,
+        length=length,
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from cdc.adapters.postgres import SLOTS_SQL, PostgresSession, PostgresSource, slot_info
+from cdc.domain.values import standin_lost
 from cdc.preflight.facts import PublicationFacts, RoleFacts, SourceFacts, TableFacts
 
 _SERVER_SQL = """
@@ -37,6 +38,13 @@ SELECT n.nspname::text, c.relname::text, c.relkind::text, c.relreplident::text,
        has_table_privilege(c.oid, 'SELECT'),
        pg_has_role(c.relowner, 'USAGE'),
        ARRAY(SELECT a.attname::text FROM pg_attribute a
+             WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+               AND a.attlen = -1 AND a.attstorage IN ('x', 'e') ORDER BY a.attnum),
+       ARRAY(SELECT COALESCE(et.typname, bt.typname)::text || CASE WHEN et.oid IS NULL THEN '' ELSE '[]' END
+             FROM pg_attribute a
+             JOIN pg_type t ON t.oid = a.atttypid
+             JOIN pg_type bt ON bt.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
+             LEFT JOIN pg_type et ON et.oid = bt.typelem AND bt.typcategory = 'A'
              WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
                AND a.attlen = -1 AND a.attstorage IN ('x', 'e') ORDER BY a.attnum),
        ARRAY(SELECT a.attname::text FROM pg_attribute a
@@ -87,9 +95,22 @@ def _role(r: tuple[Any, ...]) -> RoleFacts:
 
 
 def _table(r: tuple[Any, ...]) -> TableFacts:
-    schema, name, kind, ident, pk, ri_index, select, owned, toastable, numeric = r
+    schema, name, kind, ident, pk, ri_index, select, owned, toastable, types, numeric = r
+    lost = tuple(
+        c for c, t in zip(toastable, types, strict=True) if standin_lost(t.removesuffix("[]"), t.endswith("[]"))
+    )
     return TableFacts(
-        schema, name, kind, ident, bool(pk), bool(ri_index), bool(select), bool(owned), tuple(toastable), tuple(numeric)
+        schema,
+        name,
+        kind,
+        ident,
+        bool(pk),
+        bool(ri_index),
+        bool(select),
+        bool(owned),
+        tuple(toastable),
+        tuple(numeric),
+        toast_lost=lost,
     )
 
 

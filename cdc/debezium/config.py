@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cdc.domain.names import parse_table
 from cdc.errors import ConfigError
 
 CONNECTOR_CLASS = "io.debezium.connector.postgresql.PostgresConnector"
@@ -83,6 +84,7 @@ class ConnectorSettings:
     offset_file: Path
     slot_name: str = ""
     publication_name: str = ""
+    publication_autocreate: str = "filtered"  # "disabled": the bridge made the publication itself
     snapshot_mode: str = "initial"
     poll_interval_ms: int = 20
     max_batch_size: int = 4096
@@ -92,6 +94,7 @@ class ConnectorSettings:
     tombstones_on_delete: bool = False
     binary_handling_mode: str = "base64"
     exclude_columns: tuple[str, ...] = ()  # schema.table.column: never read from the WAL
+    generated_columns: tuple[tuple[str, str, str], ...] = ()  # (schema, table, column): left out, see README
     mask_hash: tuple[str, ...] = ()  # schema.table.column: salted SHA-256 of the text, inside Debezium
     mask_redact: tuple[str, ...] = ()  # schema.table.column: replaced by asterisks, inside Debezium
     mask_salt: str = field(default="", repr=False)
@@ -118,12 +121,20 @@ def default_slot_name(source: str) -> str:
 
 
 def table_include_list(tables: tuple[str, ...]) -> str:
-    """Anchored, regex-escaped `schema\\.table` patterns, comma separated (Java regex syntax)."""
+    """Anchored, regex-escaped `schema\\.table` patterns, comma separated (Java regex syntax).
+
+    Debezium matches them case-insensitively: `(?-i)` keeps `Orders` apart from `orders`. Its list
+    splitter trims each pattern and takes `\\,` as a comma inside one.
+    """
     patterns = []
-    for qualified in tables:
-        schema, table = qualified.split(".", 1)
-        patterns.append(f"^{re.escape(schema)}\\.{re.escape(table)}$")
+    for written in tables:
+        schema, table = parse_table(written)
+        patterns.append(f"^(?-i){_java_literal(schema)}\\.{_java_literal(table)}$")
     return ",".join(patterns)
+
+
+def _java_literal(text: str) -> str:
+    return re.escape(text).replace(",", "\\,")
 
 
 def connector_properties(settings: ConnectorSettings) -> dict[str, str]:
@@ -142,7 +153,7 @@ def connector_properties(settings: ConnectorSettings) -> dict[str, str]:
         "plugin.name": "pgoutput",
         "slot.name": s.slot,
         "publication.name": s.publication,
-        "publication.autocreate.mode": "filtered",
+        "publication.autocreate.mode": s.publication_autocreate,
         "table.include.list": table_include_list(s.tables),
         "snapshot.mode": s.snapshot_mode,
         "poll.interval.ms": str(s.poll_interval_ms),
@@ -151,8 +162,11 @@ def connector_properties(settings: ConnectorSettings) -> dict[str, str]:
         "heartbeat.interval.ms": str(s.heartbeat_interval_ms),
         "tombstones.on.delete": _bool(s.tombstones_on_delete),
         "decimal.handling.mode": "string",
+        "interval.handling.mode": "string",  # ISO 8601 (P1Y2M3DT4H5M6.789S): months stay months
         "binary.handling.mode": s.binary_handling_mode,
         "include.unknown.datatypes": "true",
+        "skipped.operations": "none",  # TRUNCATE is captured (Debezium skips it by default)
+        "publish.via.partition.root": "true",  # a partitioned table's changes come as its root's
         **_column_properties(s),
         **_converter_properties(),
     }
@@ -162,8 +176,10 @@ def _column_properties(s: ConnectorSettings) -> dict[str, str]:
     """Column exclusion and masking, applied by the connector before a record leaves the JVM, so
     masked values never reach Kafka, the mirror, the change log or the domain events."""
     props: dict[str, str] = {}
-    if s.exclude_columns:
-        props["column.exclude.list"] = column_list(s.exclude_columns)
+    excluded = [column_list(s.exclude_columns)] if s.exclude_columns else []
+    excluded += ["^(?-i)" + "\\.".join(_java_literal(part) for part in c) + "$" for c in s.generated_columns]
+    if excluded:
+        props["column.exclude.list"] = ",".join(excluded)
     if s.mask_hash:
         props[f"column.mask.hash.v2.SHA-256.with.salt.{s.mask_salt}"] = column_list(s.mask_hash)
     if s.mask_redact:
@@ -176,7 +192,7 @@ def _column_properties(s: ConnectorSettings) -> dict[str, str]:
 
 def column_list(columns: tuple[str, ...]) -> str:
     """Anchored, regex-escaped `schema\\.table\\.column` patterns, comma separated."""
-    return ",".join("^" + "\\.".join(re.escape(part) for part in c.split(".")) + "$" for c in columns)
+    return ",".join("^(?-i)" + "\\.".join(_java_literal(part) for part in c.split(".")) + "$" for c in columns)
 
 
 def engine_properties(settings: ConnectorSettings) -> dict[str, str]:
@@ -254,10 +270,11 @@ def _validate(s: ConnectorSettings) -> None:
         raise ConfigError(f"source name {s.source!r} must be non-empty and use only letters, digits, '_', '-'")
     if not s.tables:
         raise ConfigError(f"source {s.source!r}: no tables to capture")
-    for qualified in s.tables:
-        schema, dot, table = qualified.partition(".")
-        if not (schema and dot and table) or "," in qualified:
-            raise ConfigError(f"table {qualified!r} must be written as schema.table")
+    for written in s.tables:
+        try:
+            parse_table(written)
+        except ValueError as e:
+            raise ConfigError(str(e)) from e
     if s.snapshot_mode not in SNAPSHOT_MODES:
         raise ConfigError(f"snapshot mode {s.snapshot_mode!r} is not one of {sorted(SNAPSHOT_MODES)}")
     if s.binary_handling_mode not in BINARY_MODES:

@@ -12,7 +12,7 @@ from typing import Any
 from cdc.domain.changes import Op, RowChange, SourcePosition, TableRef
 from cdc.errors import BadMessage
 
-_ROW_OPS = {"r": Op.SNAPSHOT, "c": Op.CREATE, "u": Op.UPDATE, "d": Op.DELETE}
+_ROW_OPS = {"r": Op.SNAPSHOT, "c": Op.CREATE, "u": Op.UPDATE, "d": Op.DELETE, "t": Op.TRUNCATE}
 
 
 class EnvelopeError(BadMessage):
@@ -28,7 +28,8 @@ def is_tombstone(value: bytes | None) -> bool:
 
 
 def parse_change(value: bytes | str) -> RowChange | None:
-    """Parse one change-topic value. Returns None for non-row events (truncate, message)."""
+    """Parse one change-topic value. Returns None for logical-decoding messages; a TRUNCATE is a
+    change with ``op`` TRUNCATE and no row images."""
     try:
         doc = json.loads(value)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -42,7 +43,7 @@ def parse_change(value: bytes | str) -> RowChange | None:
 
 def envelope_to_change(doc: dict[str, Any]) -> RowChange | None:
     op_code = doc.get("op")
-    if op_code in ("t", "m"):
+    if op_code == "m":
         return None
     op = _ROW_OPS.get(op_code) if isinstance(op_code, str) else None
     if op is None:
@@ -59,6 +60,8 @@ def _check_images(op: Op, before: Any, after: Any) -> None:
     for name, image in (("before", before), ("after", after)):
         if image is not None and not isinstance(image, dict):
             raise EnvelopeError(f"'{name}' must be an object or null")
+    if op is Op.TRUNCATE:
+        return
     if op is Op.DELETE and before is None:
         raise EnvelopeError("delete without a 'before' image")
     if op is not Op.DELETE and after is None:

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from cdc.domain.names import display_table, topic_name
+
 Row = Mapping[str, Any]
 
 
@@ -48,11 +50,18 @@ class TableRef:
 
     @property
     def qualified(self) -> str:
+        """``schema.table`` as written in config, logs and the event store (names are not quoted)."""
         return f"{self.schema}.{self.table}"
 
     @property
+    def display(self) -> str:
+        """``schema.table`` with parts quoted when they hold a dot or a quote (config and flags accept it)."""
+        return display_table(self.schema, self.table)
+
+    @property
     def topic(self) -> str:
-        return f"{self.source}.{self.schema}.{self.table}"
+        """The topic Debezium writes this table's changes to (see :mod:`cdc.domain.names`)."""
+        return topic_name(self.source, self.schema, self.table)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +98,7 @@ class Column:
     is_enum: bool = False
     numeric_precision: int | None = None
     numeric_scale: int | None = None
+    length: int | None = None  # bit(n): n
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +114,8 @@ class TableSchema:
     key: tuple[str, ...]
     replica_identity: str = "d"
     has_primary_key: bool = True
+    generated: tuple[str, ...] = ()  # generated columns: PostgreSQL does not replicate them, not in ``columns``
+    partitioned: bool = False  # a partitioned table: captured through its root (publish_via_partition_root)
     column_index: Mapping[str, Column] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

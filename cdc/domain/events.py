@@ -26,6 +26,7 @@ from cdc.domain.ids import correlation_id as correlation_id
 from cdc.domain.ids import event_id as event_id
 from cdc.domain.ids import to_json_value as to_json_value
 from cdc.domain.ids import uuid5 as uuid5
+from cdc.domain.names import events_topic
 from cdc.errors import CdcError
 
 _T = TypeVar("_T")
@@ -79,7 +80,7 @@ class DomainEvent:
 
     @property
     def topic(self) -> str:
-        return f"events.{self.aggregate_type}"
+        return events_topic(self.aggregate_type)
 
     def with_payload(self, version: int, payload: Mapping[str, Any]) -> DomainEvent:
         return dataclasses.replace(self, version=version, payload=payload)

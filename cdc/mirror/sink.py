@@ -16,6 +16,8 @@ from cdc.mirror.evolution import Shape, reconcile, shape_of
 from cdc.mirror.model import MirrorModel, SchemaNotice
 from cdc.mirror.table import DRIFT_MARK, INGEST_COLUMNS, MirrorTable, mirror_name
 from cdc.mirror.toast import any_placeholder, has_placeholder, message_lsn, repair_sql
+from cdc.mirror.truncate import Truncate, snapshot_ends, truncate_sql, truncates
+from cdc.mirror.typemap import NARROW, PROBE_SQL, WIDE
 from cdc.ports import Catalog, Message, Rejected, Warehouse
 
 log = logging.getLogger(__name__)
@@ -67,15 +69,22 @@ class ClickHouseMirrorSink:
         self._warehouse = warehouse
         self._catalog = catalog
         self._tables: dict[TableRef, MirrorTable] = {}
+        self._routes: dict[str, list[TableRef]] = {}  # topic -> the tables whose changes it carries
         self._checked: dict[TableRef, float] = {}
         self._notices: dict[tuple[str, str, str, str], SchemaNotice] = {}
         self._lock = threading.Lock()
         for statement in DEAD_LETTERS_DDL + MODEL_DDL:
             warehouse.command(statement)
         self._load_notices()
+        rows = warehouse.query(PROBE_SQL)
+        self._bounds = WIDE if rows and rows[0][0] else NARROW  # years 1-9999, or 1900-2299
 
     def prepare(self, schemas: Sequence[TableSchema]) -> None:
         """Create the ClickHouse objects for ``schemas`` up front, or bring existing ones up to date."""
+        for schema in schemas:
+            routes = self._routes.setdefault(schema.ref.topic, [])
+            if schema.ref not in routes:
+                routes.append(schema.ref)
         for schema in schemas:
             self._ensure(schema.ref, schema)
 
@@ -90,8 +99,15 @@ class ClickHouseMirrorSink:
         return sorted(found, key=lambda n: (n.first_seen_at, n.table, n.column))
 
     def write(self, topic: str, messages: Sequence[Message]) -> Sequence[Rejected]:
-        """Store ``messages`` of one change topic (tombstones already removed)."""
-        ref = table_ref_of(topic)
+        """Store ``messages`` of one change topic (tombstones already removed). A topic that several
+        tables share (see :mod:`cdc.domain.names`) goes to each; each keeps its own messages."""
+        rejected: dict[tuple[int, int], Rejected] = {}
+        for ref in self._routes.get(topic) or [table_ref_of(topic)]:
+            for r in self._write_table(ref, messages):
+                rejected.setdefault((r.message.partition, r.message.offset), r)
+        return list(rejected.values())
+
+    def _write_table(self, ref: TableRef, messages: Sequence[Message]) -> Sequence[Rejected]:
         table = self.table(ref)
         if time.monotonic() - self._checked.get(ref, 0.0) > CATALOG_CHECK_S:
             table = self._check_catalog(ref, table)
@@ -115,6 +131,13 @@ class ClickHouseMirrorSink:
                     error = SchemaDriftError(f"the mirror of {ref.qualified} cannot follow its source: {e}")
                     return [Rejected(m, error) for m in messages]
         self._repair_toast(table, messages)
+        for lsn in snapshot_ends(ref, messages):  # rows an earlier, unfinished snapshot read may be gone since
+            for statement in truncate_sql(table, Truncate(lsn, None, 0), log=False):
+                self._warehouse.command(statement)
+        for t in truncates(ref, messages):
+            for statement in truncate_sql(table, t):
+                self._warehouse.command(statement)
+            log.warning("TRUNCATE of %s at lsn %d: its mirror is empty as of that position", ref.qualified, t.lsn)
         return ()  # ClickHouse routes envelopes it cannot parse to cdc.dead_letters itself
 
     # -- following the source -------------------------------------------------------------------
@@ -132,12 +155,17 @@ class ClickHouseMirrorSink:
             have = existing[f"_state_{mirror_name(ref)}"]  # made before models were kept: what ClickHouse holds
             model = MirrorModel(tuple(c for c in schema.columns if c.name in have), schema.key)
         model, notices = reconcile(model, schema, table=ref.topic, at=time.time())
-        table = MirrorTable(schema, ref.source, model)
+        table = MirrorTable(schema, ref.source, model, shared_topic=self._shared(ref), bounds=self._bounds)
         self._apply(table, existing, stored, notices)
         self._tables[ref] = table
         self._checked[ref] = time.monotonic()
         log.info("mirroring %s into %s", ref.qualified, table.view)
         return table
+
+    def _shared(self, ref: TableRef) -> bool:
+        """Other tables' changes may come on this table's topic: captured tables whose names sanitise
+        alike, or (a dot in a name) a table Debezium's include pattern matches too."""
+        return len(self._routes.get(ref.topic, ())) > 1 or "." in ref.schema or "." in ref.table
 
     def _check_catalog(self, ref: TableRef, table: MirrorTable) -> MirrorTable:
         """Catch type changes that keep the JSON type (int4 -> int8, numeric(p, s) up, ...)."""
@@ -155,7 +183,9 @@ class ClickHouseMirrorSink:
         model, notices = reconcile(table.known, schema, observed, table=ref.topic, lsn=lsn, at=time.time())
         if model == table.known:
             return table
-        new = MirrorTable(schema or table.schema, table.database, model)
+        new = MirrorTable(
+            schema or table.schema, table.database, model, shared_topic=table.shared_topic, bounds=table.bounds
+        )
         self._apply(new, self._columns(table.database, table.name), None, notices)
         self._tables[ref] = new
         return new

@@ -26,9 +26,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cdc.domain import names
 from cdc.domain.changes import Column, TableRef, TableSchema
+from cdc.mirror import row_checks
 from cdc.mirror.model import MirrorModel
-from cdc.mirror.typemap import ColumnPlan, clickhouse_element_type, extract_type, is_raw, plan_column, value_sql
+from cdc.mirror.placeholders import placeholder_test
+from cdc.mirror.row_checks import drift_sql, quote, special_map_sql
+from cdc.mirror.row_checks import literal as _literal
+from cdc.mirror.typemap import NARROW, Bounds, ColumnPlan, extract_type, has_special, is_raw, plan_column, value_sql
 
 STATE_META = (
     ("_version", "UInt64"),
@@ -37,6 +42,7 @@ STATE_META = (
     ("_txid", "Nullable(Int64)"),
     ("_commit_ts", "DateTime64(3, 'UTC')"),
     ("_op", "LowCardinality(String)"),
+    ("_special", "Map(String, String)"),
 )
 LOG_META = (
     ("_op", "LowCardinality(String)"),
@@ -44,6 +50,7 @@ LOG_META = (
     ("_txid", "Nullable(Int64)"),
     ("_commit_ts", "DateTime64(3, 'UTC')"),
     ("_snapshot", "UInt8"),
+    ("_special", "Map(String, String)"),
 )
 INGEST_COLUMNS = ("topic", "partition", "offset", "key", "value")
 _INGEST_COLUMNS = "topic String, partition Int32, offset Int64, key Nullable(String), value String"
@@ -62,26 +69,20 @@ _PARSE = (
     "FROM (SELECT *, isValidJSON(value) AS ok_json, if(ok_json, JSONExtractKeysAndValuesRaw(value), []) AS kv, "
     "arrayFirst(x -> x.1 = 'op', kv).2 AS op_raw, replaceAll(op_raw, '\"', '') AS op, "
     "arrayFirst(x -> x.1 = if(op = 'd', 'before', 'after'), kv).2 AS img, "
-    "arrayFirst(x -> x.1 = 'source', kv).2 AS src FROM {ingest})"
+    "arrayFirst(x -> x.1 = 'source', kv).2 AS src FROM {ingest}){where}"
 )
 # truncate ('t') and logical-decoding message ('m') events are not row changes: skipped, not dead letters
 DRIFT_MARK = "cdc-schema-drift"
-PLACEHOLDER = "__debezium_unavailable_value"  # Debezium's stand-in for an unchanged TOASTed value
-PLACEHOLDER_B64 = "X19kZWJleml1bV91bmF2YWlsYWJsZV92YWx1ZQ=="  # the same, as a bytea in base64 mode
-_NULL_ON_MISMATCH = {"Int16", "Int32", "Int64", "UInt32", "Bool", "Date32", "UUID", "DateTime64(6, 'UTC')"}
-_INT_RANGE = {"Int16": (-(2**15), 2**15 - 1), "Int32": (-(2**31), 2**31 - 1), "UInt32": (0, 2**32 - 1)}
 
 
-def quote(identifier: str) -> str:
-    return "`" + identifier.replace("\\", "\\\\").replace("`", "\\`") + "`"
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+def unmirrorable(schema: TableSchema) -> str | None:
+    """Why this table cannot be captured (None: it can): the bridge leaves it out and says so."""
+    return row_checks.unmirrorable(schema, RESERVED)
 
 
 def mirror_name(ref: TableRef) -> str:
-    return ref.table if ref.schema == "public" else f"{ref.schema}__{ref.table}"
+    """See :func:`cdc.domain.names.mirror_name`."""
+    return names.mirror_name(ref.schema, ref.table)
 
 
 @dataclass
@@ -91,6 +92,8 @@ class MirrorTable:
     schema: TableSchema
     database: str
     model: MirrorModel | None = None  # what the ClickHouse tables hold; default: exactly ``schema``
+    shared_topic: bool = False  # other tables' changes arrive on the same topic: keep only this table's
+    bounds: Bounds = NARROW  # the dates and times the warehouse holds
 
     def __post_init__(self) -> None:
         model = self.known = self.model or MirrorModel.of(self.schema)
@@ -109,11 +112,11 @@ class MirrorTable:
         self.name = mirror_name(self.schema.ref)
 
     def _plan(self, col: Column, force_nullable: bool) -> ColumnPlan:
-        if self._textual(col):
+        if self.textual(col):
             return ColumnPlan(col.name, "Array(Nullable(String))" if col.is_array else "String", True, col)
         return plan_column(col, force_nullable)
 
-    def _textual(self, col: Column) -> bool:
+    def textual(self, col: Column) -> bool:
         return is_raw(col) or (col.name in self.known.as_text and col.name not in self.known.key)
 
     def _t(self, prefix: str, suffix: str = "") -> str:
@@ -159,6 +162,8 @@ class MirrorTable:
                 elif have[p.name].replace(" ", "") != p.ch_type.replace(" ", ""):
                     out.append(f"ALTER TABLE {self._t(prefix)} MODIFY COLUMN {quote(p.name)} {p.ch_type}")
                 after = f"AFTER {quote(p.name)}"
+            if "_special" not in have:  # mirrors made before values ClickHouse cannot hold were named
+                out.append(f"ALTER TABLE {self._t(prefix)} ADD COLUMN IF NOT EXISTS _special Map(String, String)")
         return out
 
     @property
@@ -168,7 +173,7 @@ class MirrorTable:
     def views_ddl(self) -> list[str]:
         """(Re)create the materialized and plain views. Dropping a materialized view stops it: only run
         this while nothing inserts into the ingest table (the consumer runs it between its own inserts)."""
-        cols = ", ".join(quote(p.name) for p in self.state_plans)
+        cols = ", ".join([quote(p.name) for p in self.state_plans] + (["_special"] if self._specials() else []))
         mvs = [
             (self._t("_mv_state_"), self._t("_state_"), self._state_select()),
             (self._t("_mv_log_"), self._t("_log_"), self._log_select()),
@@ -178,7 +183,11 @@ class MirrorTable:
                 "SELECT topic, partition, offset, key, value, reason AS error,"
                 f" 'parse' AS stage FROM {self._t('_parsed_')} WHERE reason != '' AND op NOT IN ('t', 'm')",
             ),
-            (self._t("_mv_parse_"), self._t("_parsed_"), _PARSE.replace("{ingest}", self._t("_ingest_"))),
+            (
+                self._t("_mv_parse_"),
+                self._t("_parsed_"),
+                _PARSE.replace("{ingest}", self._t("_ingest_")).replace("{where}", self._only_mine()),
+            ),
         ]
         out = [f"DROP VIEW IF EXISTS {mv}" for mv, _, _ in mvs]
         out += [f"CREATE MATERIALIZED VIEW {mv} TO {target} AS {select}" for mv, target, select in mvs]
@@ -189,26 +198,37 @@ class MirrorTable:
             f" _snapshot, _ingested_at FROM {self._t('_log_')} FINAL",
         ]
 
+    def _only_mine(self) -> str:
+        """On a shared topic: this table's messages, and those nobody can place (to be dead-lettered)."""
+        if not self.shared_topic:
+            return ""
+        ref = self.schema.ref
+        return (
+            " WHERE NOT ok_json OR NOT startsWith(src, '{') OR (JSONExtractString(src, 'schema') ="
+            f" {_literal(ref.schema)} AND JSONExtractString(src, 'table') = {_literal(ref.table)})"
+        )
+
     def _log_select(self) -> str:
-        fields = ", ".join(f"{quote(c.name)} {extract_type(c)}" for c in self.columns if not self._textual(c))
+        fields = ", ".join(f"{quote(c.name)} {extract_type(c)}" for c in self.columns if not self.textual(c))
         values = []
         for plan in self.log_plans:
             c = plan.column
             name = _literal(c.name)
-            if self._textual(c) and c.is_array:
+            if self.textual(c) and c.is_array:
                 expr = f"JSONExtract(img_raw, {name}, 'Array(Nullable(String))')"
-            elif self._textual(c):
+            elif self.textual(c):
                 expr = (
                     f"if(JSONType(img_raw, {name}) = 'String', JSONExtractString(img_raw, {name}),"
                     f" nullIf(JSONExtractRaw(img_raw, {name}), 'null'))"
                 )
             else:
-                expr = value_sql(c, f"tupleElement(tup, {name})")
+                expr = value_sql(c, f"tupleElement(tup, {name})", self.bounds)
             if not plan.nullable and not plan.base_type.startswith("Array("):
                 expr = f"assumeNotNull({expr})"
             values.append(f"{expr} AS {quote(c.name)}")
         return (
-            f"SELECT {', '.join(values)}, op AS _op, tupleElement(src, 'lsn') AS _lsn,"
+            f"SELECT {', '.join(values)}, {special_map_sql(self, self._specials())} AS _special,"
+            " op AS _op, tupleElement(src, 'lsn') AS _lsn,"
             " tupleElement(src, 'txId') AS _txid,"
             " fromUnixTimestamp64Milli(tupleElement(src, 'ts_ms'), 'UTC') AS _commit_ts,"
             " ifNull(tupleElement(src, 'snapshot'), 'false') NOT IN ('false', '') AS _snapshot "
@@ -218,45 +238,18 @@ class MirrorTable:
             f" WHERE throwIf({self.drift_sql()}, '{DRIFT_MARK}: a row image does not fit the mirror') = 0"
         )
 
-    def drift_sql(self) -> str:
-        """True for a change the mirror cannot take as it is (the sink follows the source, then retries).
+    def _specials(self) -> list[Column]:
+        return [c for c in self.columns if c.is_array or (not self.textual(c) and has_special(c))]
 
-        Cheap on purpose (it runs for every row): one key scan of the image, then per column only
-        comparisons on the converted value; the image text is searched only for a NULL result.
-        """
-        shapes = " OR ".join(
-            f"{'keys' if i else '(JSONExtractKeys(img_raw) AS keys)'} ="
-            f" [{', '.join(_literal(n) for n in shape)}]::Array(String)"
-            for i, shape in enumerate(self.known.accepted_shapes())
-        )
-        checks = [f"(op != 'd' AND NOT ({shapes}))"]
-        for plan in self.state_plans:
-            c, name = plan.column, quote(plan.name)
-            if c.is_array or self._textual(c) or c.name in self.known.key:
-                continue
-            if not plan.nullable:  # NULL into a NOT NULL column: the source dropped NOT NULL
-                checks.append(f"(op != 'd' AND isNull({name}))")
-            element = clickhouse_element_type(c)
-            if element in _NULL_ON_MISMATCH or (c.pg_type == "timestamptz"):
-                # a JSON value of another type converts to NULL: the source changed the column's type
-                key = _literal(f'"{c.name}":')
-                null = ", ".join(_literal(f'"{c.name}":{sp}null') for sp in ("", " "))
-                checks.append(
-                    f"(isNull({name}) AND position(img_raw, {key}) > 0 AND NOT multiSearchAny(img_raw, [{null}]))"
-                )
-            bounds = _INT_RANGE.get(element)
-            if bounds:
-                value = f"tupleElement(tup, {_literal(c.name)})"
-                checks.append(f"NOT ifNull({value} BETWEEN {bounds[0]} AND {bounds[1]}, 1)")
-        return " OR ".join(checks)
+    def drift_sql(self) -> str:
+        """True for a change the mirror cannot take as it is (see :func:`cdc.mirror.row_checks.drift_sql`)."""
+        return drift_sql(self)
 
     def placeholder_test(self, plan: ColumnPlan, expr: str) -> str | None:
         """SQL true when ``expr`` (a value of ``plan``'s column) is the placeholder; None: it cannot be."""
-        if plan.base_type == "Array(Nullable(String))":
-            return f"has({expr}, {_literal(PLACEHOLDER)})"
-        if plan.base_type == "String" and plan.name not in self.known.key:
-            return f"ifNull({expr} IN ({_literal(PLACEHOLDER)}, {_literal(PLACEHOLDER_B64)}), 0)"
-        return None
+        if plan.name in self.known.key:
+            return None
+        return placeholder_test(plan.base_type, expr)
 
     def placeholder_sql(self) -> str:
         """True for a change-log row holding the unchanged-TOAST placeholder in any column."""
@@ -277,7 +270,8 @@ class MirrorTable:
         # a change carrying the TOAST placeholder would overwrite a stored value: the sink writes it instead
         return (
             f"SELECT {', '.join(self.state_values())}, _lsn AS _version, toUInt8(_op = 'd') AS _is_deleted, _lsn,"
-            f" _txid, _commit_ts, _op FROM {self._t('_log_')} WHERE _op = 'd' OR NOT ({self.placeholder_sql()})"
+            f" _txid, _commit_ts, _op, _special FROM {self._t('_log_')}"
+            f" WHERE _op IN ('c', 'u', 'r') AND NOT ({self.placeholder_sql()}) OR _op = 'd'"
         )
 
     def qualified(self, prefix: str) -> str:
@@ -297,4 +291,4 @@ def _create(table: str, plans: list[ColumnPlan], meta: tuple[tuple[str, str], ..
     )
 
 
-__all__ = ["DRIFT_MARK", "INGEST_COLUMNS", "PLACEHOLDER", "PLACEHOLDER_B64", "MirrorTable", "mirror_name", "quote"]
+__all__ = ["DRIFT_MARK", "INGEST_COLUMNS", "MirrorTable", "mirror_name", "quote"]

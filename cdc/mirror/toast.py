@@ -14,19 +14,25 @@ from __future__ import annotations
 
 import json
 
-from cdc.mirror.table import PLACEHOLDER, PLACEHOLDER_B64, MirrorTable, quote
+from cdc.domain.values import INT_ARRAY_PLACEHOLDER, PLACEHOLDER, PLACEHOLDER_B64, UUID_ARRAY_PLACEHOLDER
+from cdc.mirror.table import MirrorTable, quote
 
-_MARKERS = (PLACEHOLDER.encode(), PLACEHOLDER_B64.rstrip("=").encode())
+_MARKERS = (
+    PLACEHOLDER.encode(),
+    PLACEHOLDER_B64.rstrip("=").encode(),
+    ("[" + ",".join(map(str, INT_ARRAY_PLACEHOLDER[:8]))).encode(),
+    UUID_ARRAY_PLACEHOLDER.encode(),
+)
 
 
 def has_placeholder(value: bytes | None) -> bool:
-    return value is not None and (_MARKERS[0] in value or _MARKERS[1] in value)
+    return value is not None and any(m in value for m in _MARKERS)
 
 
 def any_placeholder(values: list[bytes]) -> bool:
-    """One search over the whole batch: the usual answer (no) costs a copy and two scans, no per-message call."""
+    """One search over the whole batch: the usual answer (no) costs a copy and a few scans, no per-message call."""
     joined = b"\n".join(values)
-    return _MARKERS[0] in joined or _MARKERS[1] in joined
+    return any(m in joined for m in _MARKERS)
 
 
 def message_lsn(value: bytes) -> int | None:

@@ -1,28 +1,60 @@
 """PostgreSQL column -> ClickHouse column type, and the SQL that converts Debezium's JSON value.
 
 Pure: builds SQL text only. Debezium is configured with ``decimal.handling.mode=string``,
-``binary.handling.mode=base64`` and the default ``time.precision.mode=adaptive_time_microseconds``:
-dates arrive as days since the epoch, timestamps as epoch microseconds, timestamptz as
-ISO-8601 strings, numerics as exact strings, bytea as base64.
+``binary.handling.mode=base64``, ``interval.handling.mode=string`` and the default
+``time.precision.mode=adaptive_time_microseconds``: dates arrive as days since the epoch,
+timestamps as epoch microseconds, timestamptz as ISO-8601 strings, numerics and money as exact
+strings, intervals as ISO-8601 durations, bytea and bit strings as base64.
 
 ClickHouse parses the envelope itself (see ``cdc.mirror.table``): each row image is read
 once with ``JSONExtract(image, 'Tuple(...)')`` into the *extract type* of every column,
-then :func:`value_sql` turns that into the column's type. Values ClickHouse cannot hold are
-made explicit rather than wrapped: dates and timestamps are clamped to 1900-01-01 ..
-2299-12-31, ``infinity`` becomes the nearest bound, numeric ``NaN`` becomes NULL.
+then :func:`value_sql` turns that into the column's type. A value ClickHouse cannot hold keeps its
+meaning (README, "Types"): dates and timestamps outside :class:`Bounds` (and ``infinity``) are
+clamped to the nearest bound and numeric ``NaN`` becomes NULL, and in both cases the row's
+``_special`` map names the column with what the source held (:func:`special_sql`); float ``NaN``
+and ``±Infinity`` are ClickHouse's own ``nan``/``inf``; unbounded numerics keep PostgreSQL's text.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from cdc.domain.changes import Column
+from cdc.domain.values import INFINITE_DATES, NUMERIC_SPECIAL, TS_INFINITY, TS_MINUS_INFINITY
 
-DATE32_MIN, DATE32_MAX = -25567, 120529  # 1900-01-01 .. 2299-12-31 in days since the epoch
-TS64_MIN = -2208988800 * 1_000_000  # 1900-01-01 in microseconds
-TS64_MAX = 10413791999 * 1_000_000 + 999_999  # 2299-12-31 23:59:59.999999
-_TS_LO = "toDateTime64('1900-01-01 00:00:00', 6, 'UTC')"
-_TS_HI = "toDateTime64('2299-12-31 23:59:59.999999', 6, 'UTC')"
+
+@dataclass(frozen=True, slots=True)
+class Bounds:
+    """The dates and times the warehouse holds: ClickHouse 25.x and older keep 1900-2299, newer
+    ones (chDB 26.9 among them) years 1-9999. The sink asks the warehouse which (:data:`PROBE_SQL`)."""
+
+    first: str  # ISO date of the first day
+    last: str  # ISO date of the last day
+    date_min: int  # days since the epoch
+    date_max: int
+    ts_min: int  # microseconds since the epoch
+    ts_max: int
+
+    @property
+    def ts_lo(self) -> str:
+        return f"toDateTime64('{self.first} 00:00:00', 6, 'UTC')"
+
+    @property
+    def ts_hi(self) -> str:
+        return f"toDateTime64('{self.last} 23:59:59.999999', 6, 'UTC')"
+
+
+NARROW = Bounds("1900-01-01", "2299-12-31", -25567, 120529, -2208988800 * 10**6, 10413791999 * 10**6 + 999_999)
+WIDE = Bounds("0001-01-01", "9999-12-31", -719162, 2932896, -62135596800 * 10**6, 253402300799 * 10**6 + 999_999)
+PROBE_SQL = (
+    "SELECT toString(addDays(toDate32('1970-01-01'), -719162)) = '0001-01-01'"
+    " AND toString(fromUnixTimestamp64Micro(toInt64(253402300799999999), 'UTC')) = '9999-12-31 23:59:59.999999'"
+)
+# numeric NaN and infinities as Debezium spells them (string mode) -> as PostgreSQL does
+_NUMERIC_SPECIAL = tuple(
+    (", ".join(f"'{code}'" for code, text in NUMERIC_SPECIAL.items() if text == pg), pg)
+    for pg in dict.fromkeys(NUMERIC_SPECIAL.values())
+)
 
 _SCALAR = {
     "int2": "Int16",
@@ -37,9 +69,12 @@ _SCALAR = {
     "timestamp": "DateTime64(6, 'UTC')",
     "timestamptz": "DateTime64(6, 'UTC')",
     "time": "Int64",  # microseconds since midnight
-    "interval": "Int64",  # microseconds
+    "money": "Decimal(19, 2)",  # Debezium writes money with 2 fraction digits (money.fraction.digits)
 }
-_TEXT = {"text", "varchar", "bpchar", "name", "citext", "json", "jsonb", "xml", "bytea"}
+_TEXT = {"text", "varchar", "bpchar", "name", "citext", "json", "jsonb", "xml", "bytea", "interval"}
+_BITS = {"bit", "varbit"}  # base64 of the bits as a little-endian number (bit(1): a boolean)
+# types Debezium does not know: with include.unknown.datatypes it sends their text form in base64
+_BASE64_TEXT = {"box", "circle", "line", "lseg", "path", "polygon"}
 # How JSONExtract reads the raw JSON value of each ClickHouse element type
 _EXTRACT = {
     "Int16": "Int64",
@@ -61,7 +96,7 @@ def clickhouse_element_type(col: Column) -> str:
         if p is None or p > 76:
             return "String"  # unbounded numeric: kept exact as text
         return f"Decimal({p}, {s or 0})"
-    if col.pg_type in _TEXT:
+    if col.pg_type in _TEXT | _BITS | _BASE64_TEXT:
         return "String"
     return _SCALAR.get(col.pg_type, "String")
 
@@ -69,7 +104,11 @@ def clickhouse_element_type(col: Column) -> str:
 def clickhouse_base_type(col: Column) -> str:
     """The ClickHouse type for ``col`` without Nullable."""
     element = clickhouse_element_type(col)
-    return f"Array(Nullable({element}))" if col.is_array else element
+    if col.is_array:  # LowCardinality cannot sit inside Nullable: arrays of enums hold plain strings
+        return (
+            f"Array(Nullable({element.removeprefix('LowCardinality(').removesuffix(')') if col.is_enum else element}))"
+        )
+    return element
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,8 +131,8 @@ class ColumnPlan:
 
 def plan_column(col: Column, force_nullable: bool = False) -> ColumnPlan:
     base = clickhouse_base_type(col)
-    # numerics may hold NaN/Infinity, which Decimal cannot: such values become NULL
-    nullable = col.nullable or force_nullable or base.startswith("Decimal")
+    # numerics may hold NaN/Infinity, which Decimal cannot: such values become NULL (and _special says so)
+    nullable = col.nullable or force_nullable or (base.startswith("Decimal") and col.pg_type == "numeric")
     return ColumnPlan(col.name, base, nullable, col)
 
 
@@ -102,7 +141,7 @@ def is_raw(col: Column) -> bool:
     return (
         not col.is_array
         and clickhouse_element_type(col) == "String"
-        and col.pg_type not in _TEXT | {"numeric"}
+        and col.pg_type not in _TEXT | _BITS | _BASE64_TEXT | {"numeric", "money"}
         and not col.is_enum
     )
 
@@ -114,38 +153,81 @@ def extract_type(col: Column) -> str:
     return f"Array(Nullable({inner}))" if col.is_array else f"Nullable({inner})"
 
 
-def value_sql(col: Column, ref: str) -> str:
+def value_sql(col: Column, ref: str, bounds: Bounds = NARROW) -> str:
     """SQL turning the extracted value ``ref`` into the column's ClickHouse type (nullable)."""
     if col.is_array:
-        return f"arrayMap(x -> {_element_sql(col, 'x')}, {ref})"
-    return _element_sql(col, ref)
+        return f"arrayMap(x -> {_element_sql(col, 'x', bounds)}, {ref})"
+    return _element_sql(col, ref, bounds)
 
 
-def _element_sql(col: Column, ref: str) -> str:
-    expr = _convert_sql(col, ref)
+def _element_sql(col: Column, ref: str, bounds: Bounds) -> str:
+    expr = _convert_sql(col, ref, bounds)
     if expr == ref or expr.startswith(("CAST(", "to", "try")):
         return expr  # these keep NULL as NULL
     return f"if({ref} IS NULL, NULL, {expr})"  # least/greatest would turn NULL into a bound
 
 
-def _convert_sql(col: Column, ref: str) -> str:
+def _convert_sql(col: Column, ref: str, b: Bounds) -> str:
     element = clickhouse_element_type(col)
     if element.startswith("Decimal("):
-        scale = col.numeric_scale or 0
+        scale = 2 if col.pg_type == "money" else col.numeric_scale or 0
         return f"CAST(toDecimal256OrNull({ref}, {scale}) AS Nullable({element}))"
     if element == "Date32":
-        return f"addDays(toDate32('1970-01-01'), toInt32(least(greatest({ref}, {DATE32_MIN}), {DATE32_MAX})))"
+        return f"addDays(toDate32('1970-01-01'), toInt32(least(greatest({ref}, {b.date_min}), {b.date_max})))"
     if element.startswith("DateTime64") and col.pg_type == "timestamp":
-        return f"fromUnixTimestamp64Micro(toInt64(least(greatest({ref}, {TS64_MIN}), {TS64_MAX})), 'UTC')"
+        return f"fromUnixTimestamp64Micro(toInt64(least(greatest({ref}, {b.ts_min}), {b.ts_max})), 'UTC')"
     if element.startswith("DateTime64"):
         return (
-            f"multiIf({ref} = 'infinity', {_TS_HI}, {ref} = '-infinity', {_TS_LO}, "
-            f"least(greatest(parseDateTime64BestEffortOrNull({ref}, 6, 'UTC'), {_TS_LO}), {_TS_HI}))"
+            f"multiIf({ref} = 'infinity', {b.ts_hi}, {ref} = '-infinity', {b.ts_lo}, "
+            f"least(greatest(parseDateTime64BestEffortOrNull({ref}, 6, 'UTC'), {b.ts_lo}), {b.ts_hi}))"
         )
     if element == "UUID":
         return f"toUUIDOrNull({ref})"
-    if col.pg_type == "bytea":
+    if col.pg_type in ("bytea", *_BASE64_TEXT):
         return f"tryBase64Decode({ref})"
+    if col.pg_type in _BITS:
+        bits = f"trimLeft(bin(reverse(tryBase64Decode({ref}))), '0')"
+        padded = f"leftPad({bits}, {col.length}, '0')" if col.length else bits
+        return f"multiIf({ref} = 'true', '1', {ref} = 'false', '0', {padded})"
+    if col.pg_type == "numeric":  # unbounded: PostgreSQL's own spelling of NaN and the infinities
+        cases = ", ".join(f"{ref} IN ({codes}), '{text}'" for codes, text in _NUMERIC_SPECIAL)
+        return f"multiIf({cases}, {ref})"
     if element in ("Int16", "Int32", "UInt32", "Float32"):
         return f"CAST({ref} AS Nullable({element}))"
     return ref
+
+
+def has_special(col: Column) -> bool:
+    """Whether a value of ``col`` may be one ClickHouse cannot hold (named in ``_special``)."""
+    element = clickhouse_element_type(col)
+    return element in ("Date32", "DateTime64(6, 'UTC')") or (col.pg_type == "numeric" and element != "String")
+
+
+def special_sql(col: Column, ref: str, raw: str, b: Bounds) -> str:
+    """A String: '' when the extracted value ``ref`` is held as is, else what the source held:
+    ``infinity``, ``-infinity``, ``NaN``, or the value as Debezium sent it (``raw``: the JSON text)."""
+    if col.is_array:  # ClickHouse arrays cannot be NULL: a NULL array reads [] and _special says 'NULL'
+        if not has_special(col):
+            return f"if({raw} = 'null', 'NULL', '')"
+        one = special_sql(replace(col, is_array=False), "x", "x", b)
+        return f"multiIf({raw} = 'null', 'NULL', arrayExists(x -> {one} != '', {ref}), {raw}, '')"
+    element = clickhouse_element_type(col)
+    if element == "Date32":
+        inf, minus = (", ".join(str(k) for k, v in INFINITE_DATES.items() if v == t) for t in ("infinity", "-infinity"))
+        return (
+            f"multiIf({ref} IS NULL, '', {ref} IN ({inf}), 'infinity', {ref} IN ({minus}), '-infinity',"
+            f" {ref} BETWEEN {b.date_min} AND {b.date_max}, '', concat(toString({ref}), ' days'))"
+        )
+    if col.pg_type == "timestamp":
+        return (
+            f"multiIf({ref} IS NULL, '', {ref} = {TS_INFINITY}, 'infinity', {ref} = {TS_MINUS_INFINITY},"
+            f" '-infinity', {ref} BETWEEN {b.ts_min} AND {b.ts_max}, '', concat(toString({ref}), ' µs'))"
+        )
+    if col.pg_type == "timestamptz":
+        parsed = f"parseDateTime64BestEffortOrNull({ref}, 6, 'UTC')"
+        return (
+            f"multiIf({ref} IS NULL, '', {ref} IN ('infinity', '-infinity'), {ref},"
+            f" ifNull({parsed} BETWEEN {b.ts_lo} AND {b.ts_hi}, 0), '', {ref})"
+        )
+    cases = ", ".join(f"{ref} IN ({codes}), '{text}'" for codes, text in _NUMERIC_SPECIAL)
+    return f"multiIf({ref} IS NULL, '', {cases}, isNull(toDecimal256OrNull({ref}, 0)), {ref}, '')"

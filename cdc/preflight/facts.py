@@ -36,6 +36,7 @@ class TableFacts:
     owned: bool  # current_user owns it (directly or through a role it inherits)
     toastable: tuple[str, ...] = ()  # variable-length columns whose storage allows TOAST
     unbounded_numeric: tuple[str, ...] = ()  # numeric columns without a precision
+    toast_lost: tuple[str, ...] = ()  # TOAST-able columns whose unchanged value Debezium sends as NULL
 
     @property
     def qualified(self) -> str:

@@ -47,12 +47,12 @@ def select(tables: Sequence[TableFacts], wanted: Sequence[str] | None) -> Select
         looked_at = tuple(by_name[n] for n in names if n in by_name)
     else:
         looked_at = tuple(sorted(tables, key=lambda t: t.qualified))
-    captured = tuple(t for t in looked_at if not t.partitioned and t.has_usable_identity)
+    captured = tuple(t for t in looked_at if t.has_usable_identity)
     for t in looked_at:
-        if t.partitioned:
-            findings.append(_partitioned(t, explicit=bool(wanted)))
-        elif not t.has_usable_identity:
+        if not t.has_usable_identity:
             findings.append(_no_identity(t))
+        elif t.partitioned:
+            findings.append(_partitioned(t))
     if captured:
         names_ = ", ".join(t.qualified for t in captured)
         findings.append(Finding("tables", OK, f"{len(captured)} table(s) to capture: {names_}"))
@@ -82,19 +82,14 @@ def _no_identity(t: TableFacts) -> Finding:
     )
 
 
-def _partitioned(t: TableFacts, explicit: bool) -> Finding:
-    severity = B if explicit else W
+def _partitioned(t: TableFacts) -> Finding:
     return Finding(
         "partitioned",
-        severity,
-        f"{t.qualified} is partitioned: its rows live in its partitions, and `cdc run` captures ordinary tables "
-        "only, so it leaves this table out"
-        + (" (and stops: --tables names it)" if explicit else "")
-        + "; a publication for it must be created WITH (publish_via_partition_root = true), or changes are "
-        "published under each partition's name",
-        f"when capturing it: CREATE PUBLICATION … FOR TABLE {qualified(t.qualified)} WITH (publish_via_partition_root "
-        "= true); or ALTER PUBLICATION … SET (publish_via_partition_root = true);"
-        + (f" — for now drop {t.qualified} from --tables" if explicit else ""),
+        OK,
+        f"{t.qualified} is partitioned: captured through its root (one mirror; the publication is made "
+        "WITH (publish_via_partition_root = true), partitions attached later included). PostgreSQL does not "
+        "replicate TRUNCATE of a single partition, nor DETACH or DROP of one: their rows stay in the mirror",
+        "empty a partition with DELETE, or resync the table after TRUNCATE/DETACH/DROP of a partition",
         t.qualified,
     )
 
@@ -122,17 +117,31 @@ def toast(captured: Sequence[TableFacts]) -> list[Finding]:
     """Unchanged TOASTed values are not in the WAL record of an update unless REPLICA IDENTITY FULL."""
     out: list[Finding] = []
     for t in captured:
-        if t.toastable and t.replica_identity in ("d", "i"):
-            cols = ", ".join(t.toastable)
+        if t.replica_identity not in ("d", "i"):
+            continue
+        repaired = [c for c in t.toastable if c not in t.toast_lost]
+        fix = f"ALTER TABLE {qualified(t.qualified)} REPLICA IDENTITY FULL; (more WAL per update and delete)"
+        if t.toast_lost:
+            cols = ", ".join(t.toast_lost)
+            out.append(
+                Finding(
+                    "toast",
+                    W,
+                    f"{t.qualified} has TOAST-able columns ({cols}) whose large value, when an update leaves it "
+                    "unchanged, Debezium sends as NULL: the mirror cannot tell it from a real NULL and shows NULL",
+                    f"so Debezium sends the value itself: {fix}",
+                    t.qualified,
+                )
+            )
+        if repaired:
             out.append(
                 Finding(
                     "toast",
                     OK,
-                    f"{t.qualified} has TOAST-able columns ({cols}): an update that leaves a large value "
-                    "unchanged delivers Debezium's placeholder for it: the mirror keeps the stored value, the change "
-                    "log and domain-event payloads carry the placeholder",
-                    f"for full values in every change: ALTER TABLE {qualified(t.qualified)} REPLICA IDENTITY FULL; "
-                    "(more WAL per update and delete)",
+                    f"{t.qualified} has TOAST-able columns ({', '.join(repaired)}): an update that leaves a large "
+                    "value unchanged delivers Debezium's placeholder for it: the mirror and the domain events keep "
+                    "the stored value; the change log carries the placeholder",
+                    f"for full values in every change: {fix}",
                     t.qualified,
                 )
             )

@@ -38,6 +38,22 @@ class TopicLag:
 
 
 @dataclass(frozen=True)
+class TableNames:
+    """Where one captured table goes: its topic and its ClickHouse view (README, "Names")."""
+
+    table: str  # schema.table as PostgreSQL names it (parts with dots or quotes double-quoted)
+    topic: str
+    clickhouse: str  # database.name
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"table": self.table, "topic": self.topic, "clickhouse": self.clickhouse}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TableNames:
+        return cls(_str(data, "table"), _str(data, "topic"), _str(data, "clickhouse"))
+
+
+@dataclass(frozen=True)
 class SchemaNotice:
     """A source schema change the bridge noticed (e.g. a column added or dropped) and wants seen."""
 
@@ -81,6 +97,7 @@ class SourceStatus:
     errors: tuple[str, ...] = ()
     in_flight: int | None = None
     broker_truncations: int | None = None
+    tables: tuple[TableNames, ...] = ()
 
     @property
     def lag_messages(self) -> int:
@@ -106,6 +123,7 @@ class SourceStatus:
             "errors": list(self.errors),
             "in_flight": self.in_flight,
             "broker_truncations": self.broker_truncations,
+            "tables": [t.to_dict() for t in self.tables],
         }
 
     @classmethod
@@ -131,6 +149,7 @@ class SourceStatus:
             errors=tuple(str(e) for e in _list(data, "errors")),
             in_flight=_opt_int(data, "in_flight") if "in_flight" in data else None,
             broker_truncations=_opt_int(data, "broker_truncations") if "broker_truncations" in data else None,
+            tables=tuple(TableNames.from_dict(t) for t in _list(data, "tables")) if "tables" in data else (),
         )
 
 

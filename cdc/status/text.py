@@ -38,6 +38,8 @@ def _source_block(source: SourceStatus) -> list[str]:
         f"  in flight      {_count(source.in_flight)} captured, not yet durable in ClickHouse"
         + ("" if source.broker_truncations is None else f"   broker emptied {source.broker_truncations:,} time(s)"),
     ]
+    if source.tables:
+        lines += ["", *_names_table(source)]
     if source.topics:
         lines += ["", *_topic_table(source.topics)]
     if source.schema_notices:
@@ -52,6 +54,22 @@ def _slot_state(source: SourceStatus) -> str:
     active = {True: "active", False: "INACTIVE", None: "state unknown"}[source.slot_active]
     retained = UNKNOWN if source.retained_wal_bytes is None else format_bytes(source.retained_wal_bytes)
     return f"{active}, retains {retained} of WAL"
+
+
+NAMES_SHOWN = 30  # more tables than this: `cdc status --json` lists them
+
+
+def _names_table(source: SourceStatus) -> list[str]:
+    if len(source.tables) > NAMES_SHOWN:
+        return [
+            f"  {len(source.tables)} tables captured (cdc status --json lists each with its topic and ClickHouse name)"
+        ]
+    rows = [(t.table, t.topic, t.clickhouse) for t in source.tables]
+    header = ("table", "topic", "ClickHouse")
+    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(3)]
+    return [
+        "  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in (header, *rows)
+    ]
 
 
 def _topic_table(topics: tuple[TopicLag, ...]) -> list[str]:

@@ -10,17 +10,26 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from cdc.domain.changes import Column, Op, Row, RowChange, TableSchema
 from cdc.domain.events import DomainEvent, EventRegistry, correlation_id, event_id, payload_dict, to_json_value
+from cdc.domain.values import INFINITE_DATES, INFINITE_TIMESTAMPS, NUMERIC_SPECIAL, is_unchanged_toast
 from cdc.errors import BadMessage
 
 UNAVAILABLE = "__debezium_unavailable_value"  # Debezium's stand-in for an unchanged TOASTed value
 _EPOCH = dt.datetime(1970, 1, 1)
-_OP_NAMES = {Op.SNAPSHOT: "snapshot", Op.CREATE: "create", Op.UPDATE: "update", Op.DELETE: "delete"}
+_WORD_BREAK = re.compile(r"[\W_]+")
+_OP_NAMES = {
+    Op.SNAPSHOT: "snapshot",
+    Op.CREATE: "create",
+    Op.UPDATE: "update",
+    Op.DELETE: "delete",
+    Op.TRUNCATE: "truncate",
+}
 
 
 class TranslationError(BadMessage):
@@ -29,7 +38,8 @@ class TranslationError(BadMessage):
 
 @dataclass(frozen=True, slots=True)
 class Change:
-    """What a translator sees. ``op`` is ``snapshot``, ``create``, ``update`` or ``delete``.
+    """What a translator sees. ``op`` is ``snapshot``, ``create``, ``update``, ``delete`` or ``truncate``
+    (no images: every row of the table is gone at that position).
 
     ``before`` is None for inserts, and for updates of a table whose REPLICA IDENTITY is
     not FULL (PostgreSQL does not log the old row then); ``changed`` is then every column.
@@ -58,11 +68,12 @@ def singular(table: str) -> str:
 
 
 def generic_names(schema: str, table: str) -> tuple[str, str]:
-    """(aggregate type, event-name stem): ``public.order_items`` -> ``order_item``, ``OrderItem``."""
+    """(aggregate type, event-name stem): ``public.order_items`` -> ``order_item``, ``OrderItem``;
+    ``sales."Order Items"`` -> ``sales__Order Item``, ``SalesOrderItem`` (the stem keeps letters and digits)."""
     base = singular(table)
     aggregate = base if schema == "public" else f"{schema}__{base}"
-    stem = "".join(part[:1].upper() + part[1:] for part in aggregate.replace("__", "_").split("_") if part)
-    return aggregate, stem
+    stem = "".join(part[:1].upper() + part[1:] for part in _WORD_BREAK.split(aggregate) if part)
+    return aggregate, stem or "Table"
 
 
 def decode_value(column: Column | None, value: Any) -> Any:
@@ -73,7 +84,13 @@ def decode_value(column: Column | None, value: Any) -> Any:
         element = Column(column.name, column.pg_type)
         return [decode_value(element, v) for v in value]
     kind = column.pg_type
+    if kind == "numeric" and isinstance(value, str):
+        return NUMERIC_SPECIAL.get(value, value)
     try:
+        if kind == "date" and value in INFINITE_DATES:
+            return INFINITE_DATES[value]
+        if kind == "timestamp" and value in INFINITE_TIMESTAMPS:
+            return INFINITE_TIMESTAMPS[value]
         if kind == "date" and isinstance(value, int):
             return (dt.date(1970, 1, 1) + dt.timedelta(days=value)).isoformat()
         if kind == "timestamp" and isinstance(value, int):
@@ -94,7 +111,7 @@ def decode_value(column: Column | None, value: Any) -> Any:
 
 # json.dumps with options builds an encoder per call; these are built once (same output).
 _KEY_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
-_DECODED = frozenset({"date", "timestamp", "time", "json", "jsonb"})
+_DECODED = frozenset({"date", "timestamp", "time", "json", "jsonb", "numeric"})
 
 
 _DECODING: dict[int, tuple[TableSchema, dict[str, Column]]] = {}
@@ -131,10 +148,11 @@ def to_change(change: RowChange, schema: TableSchema | None) -> Change:
     before, after = decode_row(schema, change.before), decode_row(schema, change.after)
     if after is not None and before is not None:
         # an unchanged TOASTed value: keep the old one, and it did not change
-        after = {k: (before.get(k) if v == UNAVAILABLE else v) for k, v in after.items()}
+        raw = change.after or {}
+        after = {k: (before.get(k) if is_unchanged_toast(raw.get(k)) else v) for k, v in after.items()}
     changed = change.changed_columns()
     if change.after is not None:  # the raw image: there the placeholder is still visible
-        changed = frozenset(k for k in changed if change.after.get(k) != UNAVAILABLE)
+        changed = frozenset(k for k in changed if not is_unchanged_toast(change.after.get(k)))
     return Change(
         op=_OP_NAMES[change.op],
         table=change.table.qualified,
@@ -174,6 +192,8 @@ def translate(change: RowChange, schema: TableSchema | None, registry: EventRegi
             raise TranslationError(
                 f"translator for {change.table.qualified} failed at lsn {change.position.lsn}: {type(e).__name__}: {e}"
             ) from e
+        if change.op is Op.TRUNCATE and not drafts:
+            drafts = _generic(change, view, key)  # a translator that says nothing of a TRUNCATE gets the generic event
     pos = change.position
     corr = correlation_id(change.table.source, pos.txid, pos.lsn)
     return [
@@ -205,6 +225,8 @@ def _aggregate_id(value: Any) -> str:
 
 def _generic(change: RowChange, view: Change, key: dict[str, Any]) -> list[tuple[str, int, str, str, dict[str, Any]]]:
     aggregate, stem = generic_names(change.table.schema, change.table.table)
+    if change.op is Op.TRUNCATE:  # about the whole table: its aggregate id is the table's name
+        return [(f"{stem}Truncated", 1, aggregate, change.table.qualified, {"table": change.table.qualified})]
     aggregate_id = ":".join(str(to_json_value(v)) for v in key.values())
     key_fields = {k: to_json_value(v) for k, v in key.items()}
     if change.op in (Op.SNAPSHOT, Op.CREATE):

@@ -277,14 +277,14 @@ def test_publications_and_partitions(cluster: EmbeddedPostgres, request: pytest.
     )
     dsn = _fresh_db(cluster, request, ddl)
     report = bootstrap.preflight(dsn, None, "pub")
-    assert report.tables == ("public.docs", "public.orders")  # not the partitioned table, nor its partition
+    assert report.tables == ("public.docs", "public.events", "public.orders")  # the partitioned root, not its partition
     by_check = {f.check: f for f in report.findings}
-    assert by_check["partitioned"].severity is Severity.WARNING
-    assert "publish_via_partition_root = true" in (by_check["partitioned"].fix or "")
-    assert by_check["publication"].severity is Severity.INFO and "used as it is" in by_check["publication"].message
+    assert by_check["partitioned"].severity is Severity.INFO
+    assert "publish_via_partition_root = true" in by_check["partitioned"].message
+    assert by_check["publication"].severity is Severity.INFO and "updates" in by_check["publication"].message
     assert "doc" in by_check["toast"].message and by_check["toast"].subject == "public.docs"
     assert "price" in by_check["numeric"].message
-    assert bootstrap.preflight(dsn, ["public.events", "orders"], "pub").exit_code == 1  # `cdc run` would stop
+    assert not bootstrap.preflight(dsn, ["public.events", "orders"], "pub").blocking  # captured through its root
     everything = bootstrap.preflight(dsn, None, "all")
     assert [f.check for f in everything.blocking] == ["publication"]
     assert "FOR ALL TABLES" in everything.blocking[0].message

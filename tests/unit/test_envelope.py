@@ -57,8 +57,11 @@ def test_missing_lsn_or_images_raise() -> None:
         parse_change(envelope("u", {"id": 1}, None, lsn=2))
 
 
-def test_truncate_and_messages_are_not_row_changes() -> None:
-    assert parse_change(envelope("t", None, None, lsn=3)) is None
+def test_a_truncate_is_a_change_without_images_and_a_message_is_none() -> None:
+    change = parse_change(envelope("t", None, None, lsn=3))
+    assert change is not None and change.op is Op.TRUNCATE and change.position.lsn == 3
+    assert change.before is None and change.after is None and change.row == {}
+    assert parse_change(envelope("m", None, None, lsn=4)) is None
 
 
 def test_tombstones() -> None:

@@ -117,21 +117,30 @@ def test_drift_sql_checks_every_accepted_shape_and_int_ranges() -> None:
 def test_alter_ddl_adds_and_modifies_only_what_differs() -> None:
     model, _ = _follow(COLS[0], COLS[2], Column("note", "text"))  # qty dropped, note added
     table = MirrorTable(SCHEMA, "src", model)
+    special = {"_special": "Map(String, String)"}
     existing = {
-        "_state_items": {"id": "Int64", "qty": "Int32", "body": "Nullable(String)"},
-        "_log_items": {"id": "Int64", "qty": "Nullable(Int32)", "body": "Nullable(String)"},
+        "_state_items": {"id": "Int64", "qty": "Int32", "body": "Nullable(String)", **special},
+        "_log_items": {"id": "Int64", "qty": "Nullable(Int32)", "body": "Nullable(String)", **special},
     }
     assert table.alter_ddl(existing) == [
         "ALTER TABLE `src`.`_state_items` MODIFY COLUMN `qty` Nullable(Int32)",
         "ALTER TABLE `src`.`_state_items` ADD COLUMN IF NOT EXISTS `note` Nullable(String) AFTER `body`",
         "ALTER TABLE `src`.`_log_items` ADD COLUMN IF NOT EXISTS `note` Nullable(String) AFTER `body`",
     ]
+    # a mirror made before `_special` existed gets it
+    older = {name: {c: t for c, t in cols.items() if c != "_special"} for name, cols in existing.items()}
+    assert [s for s in table.alter_ddl(older) if "_special" in s] == [
+        "ALTER TABLE `src`.`_state_items` ADD COLUMN IF NOT EXISTS _special Map(String, String)",
+        "ALTER TABLE `src`.`_log_items` ADD COLUMN IF NOT EXISTS _special Map(String, String)",
+    ]
 
 
 def test_placeholder_detection_and_repair_sql() -> None:
     assert has_placeholder(b'{"after": {"body": "__debezium_unavailable_value"}}')
     assert has_placeholder(b'{"after": {"blob": "X19kZWJleml1bV91bmF2YWlsYWJsZV92YWx1ZQ=="}}')
-    assert not has_placeholder(b'{"after": {"body": "x"}}') and not has_placeholder(None)
+    assert has_placeholder(b'{"after": {"ids": [95,95,100,101,98,101,122,105,117,109,95]}}')  # int4[], int8[], date[]
+    assert has_placeholder(b'{"after": {"refs": ["b68a35a7-17ad-35b3-af2a-ae46edb4545a"]}}')  # uuid[]
+    assert not has_placeholder(b'{"after": {"body": "x", "ids": [95,95]}}') and not has_placeholder(None)
     assert message_lsn(b'{"source": {"lsn": 42}}') == 42 and message_lsn(b"nope") is None
     sql = repair_sql(MirrorTable(SCHEMA, "src"), 42)
     assert sql.startswith("INSERT INTO `src`.`_state_items`") and "_lsn >= 42" in sql

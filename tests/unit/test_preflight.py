@@ -185,15 +185,14 @@ def test_named_tables_missing_and_short_names() -> None:
     assert len(f) == 1 and "public.nope" in f[0].message
 
 
-def test_partitioned_table_warns_by_default_and_blocks_when_named() -> None:
+def test_a_partitioned_table_is_captured_through_its_root_and_its_limits_are_named() -> None:
     parted = table("events", kind="p")
     default = check(facts(tables=(table(), parted)))
     f = only(default, "partitioned")
-    assert f.severity is Severity.WARNING and "publish_via_partition_root = true" in (f.fix or "")
-    assert default.tables == ("public.orders",)
-    assert (
-        only(check(facts(tables=(table(), parted)), ["orders", "events"]), "partitioned").severity is Severity.BLOCKING
-    )
+    assert f.severity is Severity.INFO and "publish_via_partition_root = true" in f.message
+    assert "TRUNCATE of a single partition" in f.message
+    assert default.tables == ("public.events", "public.orders")
+    assert check(facts(tables=(table(), parted)), ["orders", "events"]).exit_code == EXIT_READY
 
 
 def test_toast_notes_only_without_full_identity() -> None:
@@ -202,6 +201,14 @@ def test_toast_notes_only_without_full_identity() -> None:
     assert f.severity is Severity.INFO and "body, tags" in f.message and "REPLICA IDENTITY FULL" in (f.fix or "")
     assert default.exit_code == EXIT_READY
     assert not severities(check(facts(tables=(table(toastable=("body",), replica_identity="f"),))), "toast")
+
+
+def test_toast_columns_debezium_sends_as_null_warn_with_the_fix() -> None:
+    found = check(facts(tables=(table(toastable=("body", "blob"), toast_lost=("blob",)),)))
+    lost = [f for f in found.findings if f.check == "toast" and f.severity is Severity.WARNING]
+    assert len(lost) == 1 and "(blob)" in lost[0].message and "NULL" in lost[0].message
+    assert "REPLICA IDENTITY FULL" in (lost[0].fix or "")
+    assert any(f.check == "toast" and f.severity is Severity.INFO and "(body)" in f.message for f in found.findings)
 
 
 def test_unbounded_numeric_is_noted() -> None:

@@ -332,15 +332,32 @@ def test_decode_value(column: Column | None, value: Any, expected: Any) -> None:
 @pytest.mark.parametrize(
     ("column", "value"),
     [
-        (Column("d", "date"), -622_191_234),  # what Debezium 3.6 sends for date 'infinity'
         (Column("d", "date"), 2**31 - 1),
-        (Column("ts", "timestamp"), 9_223_372_036_825_200_000),  # timestamp 'infinity'
         (Column("ts", "timestamp"), 9_223_372_036_854_775_807),  # timestamp '294276-12-31 23:59:59'
         (Column("ts", "timestamp"), -(2**63)),
     ],
 )
 def test_values_outside_pythons_calendar_keep_debeziums_number(column: Column, value: int) -> None:
     assert decode_value(column, value) == value
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "expected"),
+    [
+        (Column("d", "date"), -622_191_234, "infinity"),  # what Debezium 3.6 sends for date 'infinity'
+        (Column("d", "date"), -625_821_272, "-infinity"),
+        (Column("d", "date"), -2_147_472_692, "infinity"),  # on some streamed rows
+        (Column("d", "date"), -2_147_472_691, "-infinity"),
+        (Column("ts", "timestamp"), 9_223_372_036_825_200_000, "infinity"),
+        (Column("ts", "timestamp"), -9_223_372_036_832_400_000, "-infinity"),
+        (Column("n", "numeric"), "NAN", "NaN"),
+        (Column("n", "numeric"), "POSITIVE_INFINITY", "Infinity"),
+        (Column("n", "numeric"), "NEGATIVE_INFINITY", "-Infinity"),
+        (Column("n", "numeric"), "1.50", "1.50"),
+    ],
+)
+def test_infinities_and_nan_read_as_postgresql_writes_them(column: Column, value: object, expected: str) -> None:
+    assert decode_value(column, value) == expected
 
 
 def test_time_24_00_is_not_midnight() -> None:
