@@ -90,6 +90,12 @@ def test_missing_table_is_named(database: str, state_dir: Path) -> None:
     assert "public.nope" in line and "not found" in line
 
 
+def test_an_unreadable_table_name_is_one_line_that_says_how_to_write_it(database: str, state_dir: Path) -> None:
+    sql(database, 'CREATE SCHEMA "my.schema"; CREATE TABLE "my.schema".t (id int PRIMARY KEY)')
+    line = _one_error_line(cdc(state_dir, "run", "--source", database, "--tables", "my.schema.t", timeout=180))
+    assert "my.schema.t" in line and "double quotes" in line
+
+
 def test_unreachable_source_hides_the_password(state_dir: Path) -> None:
     dsn = f"postgresql://someone:s3cret@127.0.0.1:{free_port()}/db"
     done = cdc(state_dir, "run", "--source", dsn, timeout=180)
