@@ -6,7 +6,7 @@ use in-memory fakes that pass the same contract suites.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -130,6 +130,10 @@ class Warehouse(Protocol):
 
     def query(self, sql: str, parameters: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]: ...
 
+    def insert_raw(self, database: str, table: str, columns: Sequence[str], data: bytes, fmt: str) -> None:
+        """Insert ``data``, already in ClickHouse input format ``fmt``, as it is (no per-row work here)."""
+        ...
+
 
 class Catalog(Protocol):
     """The source's table definitions."""
@@ -152,6 +156,10 @@ class SourceDatabase(Catalog, Protocol):
     def select_tables(self, include: Sequence[str] | None, source: str) -> tuple[list[TableSchema], list[Any]]: ...
 
     def current_wal_lsn(self) -> int: ...
+
+    def copy_out(self, query: str, block_bytes: int) -> Iterator[bytes]:
+        """``COPY (query) TO STDOUT`` in text format, as blocks of about ``block_bytes`` whole lines."""
+        ...
 
     def ensure_publication(self, publication: str, tables: Sequence[tuple[str, str]]) -> None:
         """Create ``publication`` for exactly ``tables`` (schema, table), or set an existing one to them."""

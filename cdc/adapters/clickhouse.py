@@ -78,6 +78,12 @@ class ClickHouseWarehouse:
         except (ClickHouseError, OSError) as e:
             raise _translate(e, f"inserting into {database}.{table}") from e
 
+    def insert_raw(self, database: str, table: str, columns: Sequence[str], data: bytes, fmt: str) -> None:
+        try:
+            self._client.raw_insert(f"{_quote(database)}.{_quote(table)}", list(columns), data, fmt=fmt)
+        except (ClickHouseError, OSError) as e:
+            raise _translate(e, f"inserting into {database}.{table}") from e
+
     def query(self, sql: str, parameters: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
         try:
             return [tuple(r) for r in self._client.query(sql, parameters=dict(parameters or {})).result_rows]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -139,6 +139,23 @@ class PostgresSource:
     def current_wal_lsn(self) -> int:
         (lsn,) = self.query("SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint")[0]
         return int(lsn)
+
+    def copy_out(self, query: str, block_bytes: int = 16 << 20) -> Iterator[bytes]:
+        """``COPY (query) TO STDOUT``: blocks of about ``block_bytes``, each ending at a line's end."""
+        with self._connect() as conn:
+            try:
+                with conn.cursor().copy(f"COPY ({query}) TO STDOUT") as copy:
+                    pending = bytearray()
+                    for data in copy:
+                        pending += data
+                        if len(pending) >= block_bytes:
+                            cut = pending.rfind(b"\n") + 1
+                            yield bytes(pending[:cut])
+                            del pending[:cut]
+                    if pending:
+                        yield bytes(pending)
+            except psycopg.Error as e:
+                raise SourceError(f"PostgreSQL refused a copy: {str(e).strip()}") from e
 
     def ensure_publication(self, publication: str, tables: Sequence[tuple[str, str]]) -> None:
         """The bridge makes its publication itself rather than Debezium, whose statement does not quote a
