@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 
 from cdc.consume.dead_letters import DeadLetters
 from cdc.consume.lane import Lane
@@ -28,6 +29,7 @@ from cdc.domain.events import EventDefinitionError, EventRegistry, load_modules
 from cdc.domain.names import events_topic, parse_table
 from cdc.errors import CdcError, ConfigError
 from cdc.events.reports import WorkerConfig
+from cdc.mirror.initial_load import InitialLoad
 from cdc.mirror.placeholders import toast_warnings
 from cdc.mirror.rules import ColumnRules
 from cdc.mirror.table import unmirrorable
@@ -68,6 +70,7 @@ class SourceCapture:
         self._flushed_at: float | None = None
         self.epoch = 0  # truncations of the embedded broker's topics so far
         self.generation = 0  # brokers started before the current one (a dead embedded broker is replaced)
+        self.load: InitialLoad | None = None  # the copy path's initial load (cdc.mirror.initial_load)
         self.hold = threading.Event()  # set during a truncation: Debezium sends nothing (cdc.truncation)
 
     @property
@@ -114,6 +117,26 @@ class SourceCapture:
                 raise ConfigError(f"translators of source {self.name!r}: {e}") from e
         self.sink = self.wiring.mirror_sink(warehouse, self.rules)
         self.sink.prepare(self.schemas)
+        self.load = self._initial_load(warehouse)
+
+    def _initial_load(self, warehouse: Warehouse) -> InitialLoad:
+        """The copy path's load (``initial_load = "copy"`` at a first start, or a load still unfinished)."""
+        sink = self.sink
+        assert sink is not None
+        load = InitialLoad(self.name, self.source, warehouse, lambda s: sink.table(s.ref), sink.ddl_lock)
+        first = self.spec.initial_load == "copy" and not self._offsets_file.exists()
+        copied = load.prepare(self.schemas, first_start=first)
+        if copied and not load.done:
+            self.say(
+                f"initial load: {len(copied)} table(s) by the copy path ({', '.join(s.ref.display for s in copied)})"
+            )
+            if self.events_enabled:
+                self.say("warning: existing rows of those tables make no domain events (the copy path does not yet)")
+        return load
+
+    @property
+    def _offsets_file(self) -> Path:
+        return self.options.state_dir / "debezium" / f"{self.name}.offsets"
 
     @property
     def topics(self) -> list[str]:
@@ -199,8 +222,9 @@ class SourceCapture:
 
     def start_debezium(self, bootstrap: str, salt: str) -> None:
         params = self.source.connection_params()
-        offsets = self.options.state_dir / "debezium" / f"{self.name}.offsets"
+        offsets = self._offsets_file
         offsets.parent.mkdir(parents=True, exist_ok=True)
+        copied = set(self.load.schemas) if self.load is not None else set()
         conn = ConnectorSettings(
             source=self.name,
             host=str(params["host"]),
@@ -214,6 +238,9 @@ class SourceCapture:
             heartbeat_action_query=HEARTBEAT_QUERY,
             exclude_columns=self.spec.exclude_columns,
             publication_autocreate="disabled",  # made in prepare()
+            snapshot_tables=tuple(s.ref.display for s in self.schemas if s.ref.qualified not in copied)
+            if copied
+            else None,
             generated_columns=tuple((s.ref.schema, s.ref.table, c) for s in self.schemas for c in s.generated),
             mask_hash=tuple(r.column for r in self.spec.mask if r.method == "hash"),
             mask_redact=tuple(r.column for r in self.spec.mask if r.method == "redact"),
@@ -229,10 +256,20 @@ class SourceCapture:
         self._debezium = (bootstrap, salt)
         self.runner = self.wiring.runner(conn, bootstrap, gate)
         self.runner.start()
+        if self.load is not None:
+            self.load.start(self._slot_ready)
+
+    def _slot_ready(self) -> bool:
+        try:
+            return self.source.slot_flushed_lsn(self.slot) is not None
+        except CdcError:
+            return False
 
     def stop_debezium(self, say: Say, drain_timeout: float | None = None, timeout: float = 30.0) -> int:
         """Stop capturing; with ``drain_timeout`` first wait that long for what was sent to become
         durable. Returns the records that were not (they stay in the slot: re-read at the next start)."""
+        if self.load is not None:
+            self.load.stop()
         runner, self.runner = self.runner, None
         if runner is None:
             return 0
@@ -272,6 +309,8 @@ class SourceCapture:
             return False  # the source is unreachable for now: not known to be caught up
         if not (self.runner.snapshot_completed() and flushed >= target):
             return False
+        if self.load is not None and not self.load.done:
+            return False  # the copy path is still loading existing rows
         if self.runner.holds_back:
             return True  # the slot confirms only what every lane made durable
         # Kafka Connect moves the slot once Kafka has a record: the lanes must also reach the log ends

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from cdc.capture import SourceCapture
 from cdc.consume.loop import Stats
 from cdc.events.reports import WorkerReport
+from cdc.mirror.initial_load import Progress
 from cdc.mirror.table import mirror_name
 from cdc.ports import SlotInfo
 
@@ -54,6 +55,10 @@ class CaptureView:
         if produced < 0 and self.c.lane is not None:  # Kafka Connect does not count what a connector produced
             return sum(dict(self.c.lane.service.stats.highwater).values())
         return max(0, produced)
+
+    def load_progress(self) -> list[Progress]:
+        load = self.c.load
+        return load.progress() if load is not None else []
 
     def table_names(self) -> list[tuple[str, str, str]]:
         return [(s.ref.display, s.ref.topic, f"{self.c.name}.{mirror_name(s.ref)}") for s in self.c.schemas]

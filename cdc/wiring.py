@@ -5,6 +5,7 @@ not on technologies; :mod:`cdc.bootstrap` fills them in.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,8 +13,9 @@ from typing import Protocol
 
 from cdc.debezium.config import ConnectorSettings
 from cdc.debezium.gate import DurabilityGate
-from cdc.domain.changes import TableSchema
+from cdc.domain.changes import TableRef, TableSchema
 from cdc.events.reports import WorkerConfig, WorkerReport
+from cdc.mirror.table import MirrorTable
 from cdc.ports import Catalog, ChangeStream, Publisher, Warehouse
 from cdc.status import StatusSnapshot, Thresholds
 
@@ -51,7 +53,11 @@ class CaptureRunner(Protocol):
 class MirrorSink(Protocol):
     """The mirror's side of a lane: lays out ClickHouse tables and writes change messages."""
 
+    ddl_lock: threading.Lock  # held while a table's views are recreated
+
     def prepare(self, schemas: Sequence[TableSchema]) -> None: ...
+
+    def table(self, ref: TableRef) -> MirrorTable: ...
 
     def schema_notices(self) -> Sequence[object]: ...
 

@@ -107,6 +107,7 @@ def _run_settings(args: argparse.Namespace) -> Settings:
         tables=split_list(args.tables),
         translators=split_list(args.translators),
         events=False if args.no_events else None,
+        initial_load=args.initial_load,
     )
     if settings.source and (args.source or args.source_name or args.tables):
         raise ConfigError("--config names the sources: drop --source/--source-name/--tables, or drop --config")

@@ -60,6 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
     _translators_arg(run)
     run.add_argument("--no-events", action="store_true", help="mirror only: do not run the domain-event consumer")
     run.add_argument(
+        "--initial-load",
+        choices=("debezium", "copy"),
+        help="how existing rows reach ClickHouse at a first start: Debezium's snapshot (default), or the parallel, "
+        "resumable copy path (env CDC_INITIAL_LOAD; README, 'Initial load')",
+    )
+    run.add_argument(
         "--config",
         help="cdc.toml naming one or more sources with their table and column rules "
         "(env CDC_CONFIG); replaces --source/--source-name/--tables",

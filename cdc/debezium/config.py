@@ -86,6 +86,7 @@ class ConnectorSettings:
     publication_name: str = ""
     publication_autocreate: str = "filtered"  # "disabled": the bridge made the publication itself
     snapshot_mode: str = "initial"
+    snapshot_tables: tuple[str, ...] | None = None  # the tables Debezium's snapshot reads (None: all of them)
     poll_interval_ms: int = 20
     max_batch_size: int = 4096
     max_queue_size: int = 32768
@@ -155,7 +156,7 @@ def connector_properties(settings: ConnectorSettings) -> dict[str, str]:
         "publication.name": s.publication,
         "publication.autocreate.mode": s.publication_autocreate,
         "table.include.list": table_include_list(s.tables),
-        "snapshot.mode": s.snapshot_mode,
+        **_snapshot_properties(s),
         "poll.interval.ms": str(s.poll_interval_ms),
         "max.batch.size": str(s.max_batch_size),
         "max.queue.size": str(s.max_queue_size),
@@ -170,6 +171,15 @@ def connector_properties(settings: ConnectorSettings) -> dict[str, str]:
         **_column_properties(s),
         **_converter_properties(),
     }
+
+
+def _snapshot_properties(s: ConnectorSettings) -> dict[str, str]:
+    """The copy path loads some tables (cdc.mirror.initial_load): Debezium's snapshot reads the others."""
+    if s.snapshot_tables is None:
+        return {"snapshot.mode": s.snapshot_mode}
+    if not s.snapshot_tables:
+        return {"snapshot.mode": "no_data"}
+    return {"snapshot.mode": s.snapshot_mode, "snapshot.include.collection.list": table_include_list(s.snapshot_tables)}
 
 
 def _column_properties(s: ConnectorSettings) -> dict[str, str]:

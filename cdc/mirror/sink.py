@@ -73,6 +73,7 @@ class ClickHouseMirrorSink:
         self._checked: dict[TableRef, float] = {}
         self._notices: dict[tuple[str, str, str, str], SchemaNotice] = {}
         self._lock = threading.Lock()
+        self.ddl_lock = threading.Lock()  # held while views are recreated: the copy path waits (initial_load)
         for statement in DEAD_LETTERS_DDL + MODEL_DDL:
             warehouse.command(statement)
         self._load_notices()
@@ -204,8 +205,9 @@ class ClickHouseMirrorSink:
         ddl = table.views_ddl()
         now = (table.known.to_json(), "\n".join(ddl))
         if stored is None or stored[1] != now[1]:
-            for statement in ddl:
-                self._warehouse.command(statement)
+            with self.ddl_lock:  # an insert meanwhile would pass a Null table with no view: lost
+                for statement in ddl:
+                    self._warehouse.command(statement)
         if stored != now:
             self._warehouse.insert(
                 "cdc", "mirror_models", ("database", "table", "model", "views"), [(table.database, table.name, *now)]

@@ -67,11 +67,16 @@ def source_specs(
     where = str(settings.config or "cdc.toml")
     if settings.source:
         return tuple(
-            resolve(s, env, f"{where} source {s.name!r}" if s.name else f"{where} [[source]] #{i + 1}")
+            resolve(
+                s,
+                env,
+                f"{where} source {s.name!r}" if s.name else f"{where} [[source]] #{i + 1}",
+                settings.initial_load,
+            )
             for i, s in enumerate(settings.source)
         )
     dsn = settings.source_dsn or SecretStr(default_dsn)
-    return (SourceSpec(dsn, settings.source_name, settings.tables),)
+    return (SourceSpec(dsn, settings.source_name, settings.tables, initial_load=settings.initial_load),)
 
 
 def projection_settings(env: Mapping[str, str] | None = None) -> Projections:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -70,6 +70,9 @@ Columns = Annotated[tuple[str, ...], _shaped(_COLUMN, "schema.table.column")]
 EnvName = Annotated[str, BeforeValidator(_env_name)]
 
 
+InitialLoadMode = Literal["copy", "debezium"]
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -86,6 +89,7 @@ class SourceConfig(_Section):
     exclude_columns: Columns = ()
     translators: Names | None = None
     events: bool | None = Field(default=None, strict=True)
+    initial_load: InitialLoadMode | None = None  # None: the bridge-wide setting
     mask: dict[str, str] = {}
 
     @field_validator("name")
@@ -144,6 +148,7 @@ class Settings(BaseSettings):
     clickhouse_url: SecretStr | None = None
     source_name: str | None = None
     tables: Names = ()
+    initial_load: InitialLoadMode = "debezium"  # existing rows: Debezium's snapshot, or the parallel copy path
     translators: Names = ()  # modules declaring events and translators
     events: Annotated[bool, BeforeValidator(lambda v: v.lower() not in _OFF if isinstance(v, str) else v)] = True
     config: Path | None = None  # the cdc.toml this came from (--config, CDC_CONFIG)

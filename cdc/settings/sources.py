@@ -39,12 +39,13 @@ class SourceSpec:
     mask: tuple[MaskRule, ...] = ()
     translators: tuple[str, ...] | None = None  # None: the bridge-wide setting
     events: bool | None = None  # None: the bridge-wide setting
+    initial_load: str = "debezium"  # existing rows: "debezium" (its snapshot) or "copy" (cdc.mirror.initial_load)
 
     def excluded_column(self, schema: str, table: str, column: str) -> bool:
         return f"{schema}.{table}.{column}" in self.exclude_columns
 
 
-def resolve(config: SourceConfig, env: Mapping[str, str], where: str) -> SourceSpec:
+def resolve(config: SourceConfig, env: Mapping[str, str], where: str, initial_load: str = "debezium") -> SourceSpec:
     """A ``[[source]]`` with its DSN read from the variable it names."""
     dsn = env.get(config.dsn_env, "")
     if not dsn:
@@ -58,4 +59,5 @@ def resolve(config: SourceConfig, env: Mapping[str, str], where: str) -> SourceS
         mask=tuple(MaskRule(column, method) for column, method in config.mask.items()),
         translators=config.translators,
         events=config.events,
+        initial_load=config.initial_load or initial_load,
     )

@@ -8,6 +8,7 @@ and prints it.
 from cdc.status.checks import GIB, Thresholds, format_bytes, format_seconds, warnings_for
 from cdc.status.model import (
     SCHEMA_VERSION,
+    LoadProgress,
     SchemaNotice,
     SourceStatus,
     StatusSnapshot,
@@ -24,6 +25,7 @@ __all__ = [
     "CONTENT_TYPE",
     "GIB",
     "SCHEMA_VERSION",
+    "LoadProgress",
     "RateWindow",
     "SchemaNotice",
     "SourceStatus",

@@ -54,6 +54,42 @@ class TableNames:
 
 
 @dataclass(frozen=True)
+class LoadProgress:
+    """One table's initial load by the copy path: rows copied of about ``estimate``, pace, time left."""
+
+    table: str
+    copied: int
+    estimate: int
+    chunks_done: int
+    chunks: int
+    rows_per_s: float
+    eta_s: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "table": self.table,
+            "copied": self.copied,
+            "estimate": self.estimate,
+            "chunks_done": self.chunks_done,
+            "chunks": self.chunks,
+            "rows_per_s": self.rows_per_s,
+            "eta_s": self.eta_s,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LoadProgress:
+        return cls(
+            _str(data, "table"),
+            _int(data, "copied"),
+            _int(data, "estimate"),
+            _int(data, "chunks_done"),
+            _int(data, "chunks"),
+            _float(data, "rows_per_s"),
+            _opt_float(data, "eta_s"),
+        )
+
+
+@dataclass(frozen=True)
 class SchemaNotice:
     """A source schema change the bridge noticed (e.g. a column added or dropped) and wants seen."""
 
@@ -98,6 +134,7 @@ class SourceStatus:
     in_flight: int | None = None
     broker_truncations: int | None = None
     tables: tuple[TableNames, ...] = ()
+    initial_load: tuple[LoadProgress, ...] = ()
 
     @property
     def lag_messages(self) -> int:
@@ -124,6 +161,7 @@ class SourceStatus:
             "in_flight": self.in_flight,
             "broker_truncations": self.broker_truncations,
             "tables": [t.to_dict() for t in self.tables],
+            "initial_load": [p.to_dict() for p in self.initial_load],
         }
 
     @classmethod
@@ -150,6 +188,9 @@ class SourceStatus:
             in_flight=_opt_int(data, "in_flight") if "in_flight" in data else None,
             broker_truncations=_opt_int(data, "broker_truncations") if "broker_truncations" in data else None,
             tables=tuple(TableNames.from_dict(t) for t in _list(data, "tables")) if "tables" in data else (),
+            initial_load=tuple(LoadProgress.from_dict(p) for p in _list(data, "initial_load"))
+            if "initial_load" in data
+            else (),
         )
 
 

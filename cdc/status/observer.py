@@ -16,7 +16,16 @@ from typing import Any, Protocol
 from cdc.consume.loop import Stats
 from cdc.errors import CdcError
 from cdc.ports import SlotInfo
-from cdc.status import RateWindow, SchemaNotice, SourceStatus, StatusSnapshot, TableNames, TopicLag, utc_now_iso
+from cdc.status import (
+    LoadProgress,
+    RateWindow,
+    SchemaNotice,
+    SourceStatus,
+    StatusSnapshot,
+    TableNames,
+    TopicLag,
+    utc_now_iso,
+)
 
 log = logging.getLogger(__name__)
 NOTICES_SHOWN_FOR_S = 7 * 24 * 3600.0  # schema changes stay in cdc.schema_notices; status shows a week of them
@@ -66,6 +75,10 @@ class SourceView(Protocol):
     def errors(self, silent_after_s: float) -> list[str]: ...
 
     def in_flight(self) -> int | None: ...
+
+    def load_progress(self) -> list[Any]:
+        """The copy path's initial load, per table (cdc.mirror.initial_load.Progress)."""
+        ...
 
     def table_names(self) -> list[tuple[str, str, str]]:
         """(source table, topic, ClickHouse name) of every captured table."""
@@ -161,6 +174,10 @@ class Observer:
             in_flight=c.in_flight(),
             broker_truncations=c.epoch if self.bridge.truncates else None,
             tables=tuple(TableNames(*names) for names in c.table_names()),
+            initial_load=tuple(
+                LoadProgress(p.table, p.copied, p.estimate, p.chunks_done, p.chunks, round(p.rate, 1), p.eta_s)
+                for p in c.load_progress()
+            ),
         )
 
     @staticmethod

@@ -63,6 +63,9 @@ def _families() -> dict[str, _Family]:
         ("events_stored_total", "counter", "domain events stored in ClickHouse"),
         ("in_flight_records", "gauge", "captured changes not yet durable in every lane (the slot still holds them)"),
         ("broker_truncations_total", "counter", "times the embedded broker's topics were emptied once durable"),
+        ("initial_load_rows_copied", "gauge", "rows the copy path has loaded into the table's mirror"),
+        ("initial_load_rows_estimated", "gauge", "rows the table held when its initial load was planned (estimate)"),
+        ("initial_load_seconds_left", "gauge", "estimated seconds until the table's initial load ends"),
         ("dead_letters", "gauge", "dead letters waiting for a replay"),
         ("schema_notices", "gauge", "source schema changes that need a look"),
         ("source_errors", "gauge", "errors the bridge reports for the source"),
@@ -102,6 +105,10 @@ def _add_source(fam: dict[str, _Family], s: SourceStatus) -> None:
     fam["events_stored_total"].add(s.events_stored, source=src)
     fam["in_flight_records"].add(s.in_flight, source=src)
     fam["broker_truncations_total"].add(s.broker_truncations, source=src)
+    for p in s.initial_load:
+        fam["initial_load_rows_copied"].add(p.copied, source=src, table=p.table)
+        fam["initial_load_rows_estimated"].add(p.estimate, source=src, table=p.table)
+        fam["initial_load_seconds_left"].add(p.eta_s, source=src, table=p.table)
     fam["dead_letters"].add(s.dead_letters, source=src)
     fam["schema_notices"].add(len(s.schema_notices), source=src)
     fam["source_errors"].add(len(s.errors), source=src)

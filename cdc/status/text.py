@@ -38,6 +38,11 @@ def _source_block(source: SourceStatus) -> list[str]:
         f"  in flight      {_count(source.in_flight)} captured, not yet durable in ClickHouse"
         + ("" if source.broker_truncations is None else f"   broker emptied {source.broker_truncations:,} time(s)"),
     ]
+    for p in source.initial_load:
+        left = "" if p.eta_s is None else f", {format_seconds(p.eta_s)} left"
+        state = "done" if p.chunks_done == p.chunks else f"{p.rows_per_s:,.0f} rows/s{left}"
+        done = f"chunk {p.chunks_done}/{p.chunks}"
+        lines.append(f"  initial load   {p.table}: {p.copied:,} of ~{p.estimate:,} rows, {done}, {state}")
     if source.tables:
         lines += ["", *_names_table(source)]
     if source.topics:
