@@ -87,4 +87,6 @@ class CaptureView:
                 f"events {self.c.name}: the consumer has not reported for {self.c.events.silent_for():.0f} s "
                 f"(see {self.c.options.state_dir / 'logs' / 'events.log'})"
             )
+        if self.c.load is not None and self.c.load.error:
+            errors.append(self.c.load.error)
         return errors + self.c.supervisor.errors(self.c.runner)

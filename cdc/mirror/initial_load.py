@@ -212,9 +212,13 @@ class InitialLoad:
                 log.info("copied %s chunk %d: %d rows in %.1f s", chunk.table, chunk.index, rows,
                          time.monotonic() - began)  # fmt: skip
             except CdcError as e:  # the source or the warehouse away: the chunk is copied again later
-                self.error = f"initial load of {chunk.table}: {e}"
-                log.warning("%s (retrying)", self.error)
+                self.error = f"initial load of {chunk.table}: {e} (retrying)"
+                log.warning("%s", self.error)
                 self._stop.wait(5.0)
+            except Exception as e:  # a bug: said in cdc status, and this worker stops (the load does not end)
+                self.error = f"initial load of {chunk.table} stopped: {type(e).__name__}: {e}"
+                log.exception("initial load of %s stopped", chunk.table)
+                return
             finally:
                 with self._lock:
                     chunk.claimed = False
