@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+from cdc.capture_tables import choose_tables
 from cdc.consume.dead_letters import DeadLetters
 from cdc.consume.lane import Lane
 from cdc.consume.loop import ConsumerService, Stats
@@ -26,13 +27,11 @@ from cdc.debezium.config import HEARTBEAT_QUERY, ConnectorSettings, default_slot
 from cdc.debezium.gate import DurabilityGate
 from cdc.domain.changes import TableSchema
 from cdc.domain.events import EventDefinitionError, EventRegistry, load_modules
-from cdc.domain.names import events_topic, parse_table
+from cdc.domain.names import events_topic
 from cdc.errors import CdcError, ConfigError
 from cdc.events.reports import WorkerConfig
 from cdc.mirror.initial_load import InitialLoad
-from cdc.mirror.placeholders import toast_warnings
 from cdc.mirror.rules import ColumnRules
-from cdc.mirror.table import unmirrorable
 from cdc.ports import SourceDatabase, TopicPartition, Warehouse
 from cdc.settings import SourceSpec
 from cdc.supervision import Supervisor, failure_of, step
@@ -87,28 +86,7 @@ class SourceCapture:
         """Check the source, choose its tables, load its translators, create its ClickHouse objects."""
         self.source.check_logical_replication()
         self.name = self.spec.name or str(self.source.connection_params()["dbname"])
-        schemas, excluded = self.source.select_tables(self.spec.tables or None, self.name)
-        for ex in excluded:
-            self.say(f"warning: {ex.reason}")
-        try:
-            skip = {parse_table(t) for t in self.spec.exclude_tables}
-        except ValueError as e:
-            raise ConfigError(f"exclude_tables: {e}") from e
-        schemas = [s for s in schemas if (s.ref.schema, s.ref.table) not in skip]
-        if not schemas:
-            raise ConfigError(f"nothing to capture in {self.where}: no table with a usable key")
-        self.rules.check(schemas)
-        self.schemas = []
-        for schema in map(self.rules.apply, schemas):
-            why = unmirrorable(schema)
-            if why:  # one table that cannot be mirrored does not stop the others
-                self.say(f"warning: {schema.ref.display} is left out: {why}")
-            else:
-                self.schemas.append(schema)
-        if not self.schemas:
-            raise ConfigError(f"nothing to capture in {self.where}: every table was left out (see the warnings)")
-        for warning in toast_warnings(self.schemas):
-            self.say(f"warning: {warning}")
+        self.schemas = choose_tables(self.spec, self.source, self.rules, self.name, self.say)
         self.source.ensure_publication(self.slot, [(s.ref.schema, s.ref.table) for s in self.schemas])
         if self.events_enabled:
             try:
