@@ -117,3 +117,22 @@ def test_copy_path_loads_while_writes_go_on_survives_kill_9_and_ends_exact(
     assert writer.transactions > 20
     assert again.stop() == 0
     assert "Traceback" not in bridge.output() + again.output()
+
+
+def test_until_caught_up_waits_for_the_copy_and_returns(database: str, state_dir: Path) -> None:
+    sql(database, "CREATE TABLE small (id int PRIMARY KEY, v text); INSERT INTO small SELECT g, md5(g::text) "
+                  "FROM generate_series(1, 5000) g")  # fmt: skip
+    db = database.rsplit("/", 1)[1]
+    run = subprocess.run(
+        [sys.executable, "-m", "cdc.cli", "run", "--source", database, "--initial-load", "copy", "--no-events",
+         "--until-caught-up", "--timeout", "240", "--state-dir", str(state_dir)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "by the copy path (public.small)" in run.stdout
+    count = subprocess.run(
+        [sys.executable, "-m", "cdc.cli", "sql", f"SELECT count() FROM `{db}`.small", "--format", "csv",
+         "--state-dir", str(state_dir)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert count.stdout.strip().splitlines()[-1].strip() == "5000", count.stdout + count.stderr
