@@ -15,7 +15,8 @@ import math
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from contextlib import nullcontext
+from dataclasses import dataclass
 
 from cdc.domain.changes import TableSchema
 from cdc.errors import CdcError
@@ -47,7 +48,7 @@ def copy_rows(
     ``guard``: held around each insert (the sink holds it while it recreates the table's views)."""
     rows = 0
     for block in source.copy_out(envelope_query(table.schema, where), BLOCK_BYTES):
-        with guard or threading.Lock():
+        with guard or nullcontext():
             warehouse.insert_raw(table.database, table.ingest_table, ("value",), block, "TabSeparated")
         rows += block.count(b"\n")
     return rows
@@ -75,7 +76,6 @@ class Progress:
     chunks_done: int
     chunks: int
     rate: float  # rows/s since this run's copy began
-    started: float = field(default=0.0, repr=False)
 
     @property
     def eta_s(self) -> float | None:

@@ -17,10 +17,10 @@ from typing import Any
 
 from cdc.domain.changes import Column, Op, Row, RowChange, TableSchema
 from cdc.domain.events import DomainEvent, EventRegistry, correlation_id, event_id, payload_dict, to_json_value
-from cdc.domain.values import INFINITE_DATES, INFINITE_TIMESTAMPS, NUMERIC_SPECIAL, is_unchanged_toast
+from cdc.domain.values import INFINITE_DATES, INFINITE_TIMESTAMPS, NUMERIC_SPECIAL, PLACEHOLDER, is_unchanged_toast
 from cdc.errors import BadMessage
 
-UNAVAILABLE = "__debezium_unavailable_value"  # Debezium's stand-in for an unchanged TOASTed value
+UNAVAILABLE = PLACEHOLDER  # Debezium's stand-in for an unchanged TOASTed text value
 _EPOCH = dt.datetime(1970, 1, 1)
 _WORD_BREAK = re.compile(r"[\W_]+")
 _OP_NAMES = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -70,6 +71,17 @@ def sql(dsn: str, statement: str, params: tuple[object, ...] | None = None) -> l
     with psycopg.connect(dsn, autocommit=True) as conn:
         cur = conn.execute(statement, params)
         return cur.fetchall() if cur.description else []
+
+
+def status_json(state_dir: Path) -> dict[str, Any]:
+    """`cdc status --json` of the bridge running on ``state_dir`` ({} while none answers)."""
+    out = subprocess.run(
+        [sys.executable, "-m", "cdc.cli", "status", "--json", "--state-dir", str(state_dir)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return dict(json.loads(out.stdout)) if out.stdout.strip() else {}
 
 
 class SourceLoad:

@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import replace
 from decimal import Decimal
@@ -24,7 +22,7 @@ from cdc.domain.changes import TableRef, TableSchema
 from cdc.mirror.copy_sql import copyable
 from cdc.mirror.initial_load import copy_rows
 from cdc.mirror.sink import ClickHouseMirrorSink
-from tests.e2e.conftest import BridgeProcess, sql, start_bridge
+from tests.e2e.conftest import BridgeProcess, sql, start_bridge, status_json
 from tests.polling import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -261,16 +259,6 @@ def _wait_equal(
         ) from None
 
 
-def _status(state_dir: Path) -> dict[str, Any]:
-    out = subprocess.run(
-        [sys.executable, "-m", "cdc.cli", "status", "--json", "--state-dir", str(state_dir)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    return dict(json.loads(out.stdout))
-
-
 def test_any_schema_exactly(database: str, state_dir: Path, bridges: list[BridgeProcess]) -> None:
     sql(database, SCHEMA)
     names = ['sales."Order Items"', 'sales."Order_Items"', '"Orders"', "orders", f'"{UNICODE}"', '"say ""hi"""']
@@ -330,7 +318,7 @@ def test_any_schema_exactly(database: str, state_dir: Path, bridges: list[Bridge
     _wait_equal(database, ch, "blobs", f"{q}.blobs", BLOBS)
     readings = {"at": ("at::text", "toString(at)", _same), "v": ("trim_scale(v)::text", "toString(v)", _same)}
     _wait_equal(database, ch, "readings", f"{q}.readings", readings)
-    status = _status(state_dir)["sources"][0]
+    status = status_json(state_dir)["sources"][0]
     mapping = {t["table"]: (t["topic"], t["clickhouse"]) for t in status["tables"]}
 
     def mirror(table: str) -> str:

@@ -3,15 +3,12 @@ is lost or doubled in the mirror, the change log or the event store (issue 11, p
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import BridgeProcess, SourceLoad, sql
+from tests.e2e.conftest import BridgeProcess, SourceLoad, sql, status_json
 from tests.polling import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -28,16 +25,8 @@ class Writer(SourceLoad):
         self.changes += 40 + cur.rowcount
 
 
-def _status(state_dir: Path) -> dict[str, Any]:
-    out = subprocess.run(
-        [sys.executable, "-m", "cdc.cli", "status", "--json", "--state-dir", str(state_dir)],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    return dict(json.loads(out.stdout)) if out.stdout.strip() else {}
-
-
 def _rounds(state_dir: Path) -> int:
-    sources = _status(state_dir).get("sources") or [{}]
+    sources = status_json(state_dir).get("sources") or [{}]
     return int(sources[0].get("broker_truncations") or 0)
 
 
@@ -57,7 +46,7 @@ def test_broker_topics_are_emptied_while_streaming_and_nothing_is_lost(
     writer = Writer(database)
     writer.start()
     wait_until(
-        lambda: (_status(state_dir).get("sources") or [{}])[0].get("broker_truncations", 0) >= 3, 180, "3 rounds"
+        lambda: (status_json(state_dir).get("sources") or [{}])[0].get("broker_truncations", 0) >= 3, 180, "3 rounds"
     )
     writer.stop()
 
@@ -83,7 +72,7 @@ def test_broker_topics_are_emptied_while_streaming_and_nothing_is_lost(
     assert ch.query(f"SELECT count() - uniqExact(event_id) {events}").result_rows == [(0,)]
     # the gate releases what the lanes committed on Debezium's next batch (a heartbeat a second), and
     # the status file is rewritten every few seconds: nothing stays in flight once the lanes are done
-    wait_until(lambda: _status(state_dir)["sources"][0]["in_flight"] == 0, 60, "nothing in flight")
-    assert _status(state_dir)["sources"][0]["broker_truncations"] >= 3
+    wait_until(lambda: status_json(state_dir)["sources"][0]["in_flight"] == 0, 60, "nothing in flight")
+    assert status_json(state_dir)["sources"][0]["broker_truncations"] >= 3
     assert bridge.stop() == 0
     assert "Traceback" not in bridge.output()

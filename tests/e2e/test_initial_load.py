@@ -4,7 +4,6 @@ left, and a mirror equal to PostgreSQL value by value."""
 
 from __future__ import annotations
 
-import json
 import random
 import subprocess
 import sys
@@ -13,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import BridgeProcess, SourceLoad, sql, start_bridge
+from tests.e2e.conftest import BridgeProcess, SourceLoad, sql, start_bridge, status_json
 from tests.polling import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -65,16 +64,6 @@ def _equal(ch: Any, db: str, dsn: str) -> bool:
     return _rows_ch(ch, db) == _rows_pg(dsn)
 
 
-def _status(state_dir: Path) -> dict[str, Any]:
-    out = subprocess.run(
-        [sys.executable, "-m", "cdc.cli", "status", "--json", "--state-dir", str(state_dir)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    return dict(json.loads(out.stdout))
-
-
 def _chunks(ch: Any, db: str) -> dict[int, tuple[int, str]]:
     rows = ch.query(
         "SELECT chunk, done, toString(updated_at) FROM cdc.initial_loads FINAL WHERE source = {s:String}",
@@ -108,7 +97,7 @@ def test_copy_path_loads_while_writes_go_on_survives_kill_9_and_ends_exact(
     writer.stop()
     wait_until(lambda: _equal(ch, db, database), 300, "ClickHouse equal to PostgreSQL, value by value")
     after = _chunks(ch, db)
-    progress = _status(state_dir)["sources"][0]["initial_load"]
+    progress = status_json(state_dir)["sources"][0]["initial_load"]
     assert [(p["table"], p["chunks_done"], p["chunks"], p["eta_s"]) for p in progress] == [
         ("public.readings", 3, 3, 0.0)
     ]

@@ -3,7 +3,6 @@ stop during an outage takes seconds and leaves what is in flight in the slot (is
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import time
@@ -14,7 +13,7 @@ import clickhouse_connect
 import pytest
 
 from cdc.embedded.net import free_port, wait_for_port
-from tests.e2e.conftest import BridgeProcess, SourceLoad, _tempdir, sql
+from tests.e2e.conftest import BridgeProcess, SourceLoad, _tempdir, sql, status_json
 from tests.e2e.test_external_mode import SERVER
 from tests.polling import wait_until
 
@@ -49,13 +48,7 @@ class Writer(SourceLoad):
 
 
 def _errors(state_dir: Path) -> list[str]:
-    out = subprocess.run(
-        [sys.executable, "-m", "cdc.cli", "status", "--json", "--state-dir", str(state_dir)],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    if not out.stdout.strip():
-        return []
-    return [e for s in json.loads(out.stdout)["sources"] for e in s["errors"]]
+    return [e for s in status_json(state_dir).get("sources", []) for e in s["errors"]]
 
 
 def test_a_warehouse_outage_is_reported_retried_and_ends_exact(
