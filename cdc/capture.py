@@ -101,7 +101,7 @@ class SourceCapture:
         """The copy path's load (``initial_load = "copy"`` at a first start, or a load still unfinished)."""
         sink = self.sink
         assert sink is not None
-        load = InitialLoad(self.name, self.source, warehouse, lambda s: sink.table(s.ref), sink.ddl_lock)
+        load = InitialLoad(self.name, self.source, warehouse, lambda s: sink.follow_source(s.ref), sink.gate.insert)
         first = self.spec.initial_load == "copy" and not self._offsets_file.exists()
         copied = load.prepare(self.schemas, first_start=first)
         if copied and not load.done:

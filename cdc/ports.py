@@ -130,7 +130,15 @@ class Warehouse(Protocol):
 
     def query(self, sql: str, parameters: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]: ...
 
-    def insert_raw(self, database: str, table: str, columns: Sequence[str], data: bytes, fmt: str) -> None:
+    def insert_raw(
+        self,
+        database: str,
+        table: str,
+        columns: Sequence[str],
+        data: bytes,
+        fmt: str,
+        settings: Mapping[str, Any] | None = None,
+    ) -> None:
         """Insert ``data``, already in ClickHouse input format ``fmt``, as it is (no per-row work here)."""
         ...
 

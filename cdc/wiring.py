@@ -5,7 +5,6 @@ not on technologies; :mod:`cdc.bootstrap` fills them in.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ from cdc.debezium.config import ConnectorSettings
 from cdc.debezium.gate import DurabilityGate
 from cdc.domain.changes import TableRef, TableSchema
 from cdc.events.reports import WorkerConfig, WorkerReport
+from cdc.mirror.ddl_gate import DdlGate
 from cdc.mirror.table import MirrorTable
 from cdc.ports import Catalog, ChangeStream, Publisher, Warehouse
 from cdc.status import StatusSnapshot, Thresholds
@@ -53,11 +53,13 @@ class CaptureRunner(Protocol):
 class MirrorSink(Protocol):
     """The mirror's side of a lane: lays out ClickHouse tables and writes change messages."""
 
-    ddl_lock: threading.Lock  # held while a table's views are recreated
+    gate: DdlGate  # inserts into the Null tables shared, view recreation exclusive
 
     def prepare(self, schemas: Sequence[TableSchema]) -> None: ...
 
     def table(self, ref: TableRef) -> MirrorTable: ...
+
+    def follow_source(self, ref: TableRef) -> MirrorTable: ...
 
     def schema_notices(self) -> Sequence[object]: ...
 

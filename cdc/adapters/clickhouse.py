@@ -78,9 +78,19 @@ class ClickHouseWarehouse:
         except (ClickHouseError, OSError) as e:
             raise _translate(e, f"inserting into {database}.{table}") from e
 
-    def insert_raw(self, database: str, table: str, columns: Sequence[str], data: bytes, fmt: str) -> None:
+    def insert_raw(
+        self,
+        database: str,
+        table: str,
+        columns: Sequence[str],
+        data: bytes,
+        fmt: str,
+        settings: Mapping[str, Any] | None = None,
+    ) -> None:
         try:
-            self._client.raw_insert(f"{_quote(database)}.{_quote(table)}", list(columns), data, fmt=fmt)
+            self._client.raw_insert(
+                f"{_quote(database)}.{_quote(table)}", list(columns), data, fmt=fmt, settings=dict(settings or {})
+            )
         except (ClickHouseError, OSError) as e:
             raise _translate(e, f"inserting into {database}.{table}") from e
 

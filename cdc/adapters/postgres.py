@@ -143,7 +143,8 @@ class PostgresSource:
     def copy_out(self, query: str, block_bytes: int = 16 << 20) -> Iterator[bytes]:
         """``COPY (query) TO STDOUT``: blocks of about ``block_bytes``, each ending at a line's end."""
         with self._connect() as conn:
-            try:
+            try:  # values as the copy path expects them whatever the database's defaults: all floats' digits
+                conn.execute("SET DateStyle = ISO; SET TimeZone = 'UTC'; SET extra_float_digits = 1")
                 with conn.cursor().copy(f"COPY ({query}) TO STDOUT") as copy:
                     pending = bytearray()
                     for data in copy:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from cdc.domain.changes import Column, TableSchema
@@ -53,15 +54,22 @@ def unmirrorable(schema: TableSchema, reserved: frozenset[str] | set[str]) -> st
     return None
 
 
-def special_map_sql(table: MirrorTable, specials: list[Column]) -> str:
-    """``_special``: column -> what the source held, for each value the column cannot hold as is."""
+def special_map_sql(
+    table: MirrorTable,
+    specials: list[Column],
+    value_of: Callable[[Column], str] | None = None,
+    raw_of: Callable[[Column], str] = raw,
+) -> str:
+    """``_special``: column -> what the source held, for each value the column cannot hold as is.
+    ``value_of``/``raw_of``: SQL of a column's extracted value and JSON text (default: the change-log view's)."""
     if not specials:
         return "CAST(map(), 'Map(String, String)')"
+    value_of = value_of or (lambda c: f"tupleElement(tup, {literal(c.name)})")
     names = ", ".join(literal(c.name) for c in specials)
     values = ", ".join(
-        f"if({raw(c)} = 'null', 'NULL', '')"
+        f"if({raw_of(c)} = 'null', 'NULL', '')"
         if table.textual(c)
-        else special_sql(c, f"tupleElement(tup, {literal(c.name)})", raw(c), table.bounds)
+        else special_sql(c, value_of(c), raw_of(c), table.bounds)
         for c in specials
     )
     return (

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from cdc.consume.dead_letters import DEAD_LETTERS_DDL
 from cdc.domain.changes import TableRef, TableSchema
 from cdc.errors import CdcError, DataRejected, UnknownTableError, WarehouseError
+from cdc.mirror.ddl_gate import DdlGate
 from cdc.mirror.evolution import Shape, reconcile, shape_of
 from cdc.mirror.model import MirrorModel, SchemaNotice
 from cdc.mirror.table import DRIFT_MARK, INGEST_COLUMNS, MirrorTable, mirror_name
@@ -73,7 +74,8 @@ class ClickHouseMirrorSink:
         self._checked: dict[TableRef, float] = {}
         self._notices: dict[tuple[str, str, str, str], SchemaNotice] = {}
         self._lock = threading.Lock()
-        self.ddl_lock = threading.Lock()  # held while views are recreated: the copy path waits (initial_load)
+        self.gate = DdlGate()  # inserts into the Null tables vs. recreating the views behind them
+        self._schema_lock = threading.RLock()  # the consumer and the copy workers may both follow the source
         for statement in DEAD_LETTERS_DDL + MODEL_DDL:
             warehouse.command(statement)
         self._load_notices()
@@ -90,7 +92,11 @@ class ClickHouseMirrorSink:
             self._ensure(schema.ref, schema)
 
     def table(self, ref: TableRef) -> MirrorTable:
-        return self._ensure(ref, None)
+        return self._tables.get(ref) or self._ensure(ref, None)
+
+    def follow_source(self, ref: TableRef) -> MirrorTable:
+        """The table, brought up to the source catalog's definition first (the copy path, before a chunk)."""
+        return self._check_catalog(ref, self.table(ref))
 
     def schema_notices(self) -> list[SchemaNotice]:
         """Schema changes found in this sink's tables (also in earlier runs), oldest first."""
@@ -115,7 +121,8 @@ class ClickHouseMirrorSink:
         rows = [(m.topic, m.partition, m.offset, m.key, m.value) for m in messages]
         for attempt in range(_DRIFT_ATTEMPTS + 1):
             try:
-                self._warehouse.insert(table.database, table.ingest_table, INGEST_COLUMNS, rows, INSERT_SETTINGS)
+                with self.gate.insert():
+                    self._warehouse.insert(table.database, table.ingest_table, INGEST_COLUMNS, rows, INSERT_SETTINGS)
                 break
             except WarehouseError as e:
                 if DRIFT_MARK not in str(e):
@@ -143,6 +150,10 @@ class ClickHouseMirrorSink:
 
     # -- following the source -------------------------------------------------------------------
     def _ensure(self, ref: TableRef, schema: TableSchema | None) -> MirrorTable:
+        with self._schema_lock:
+            return self._ensure_locked(ref, schema)
+
+    def _ensure_locked(self, ref: TableRef, schema: TableSchema | None) -> MirrorTable:
         table = self._tables.get(ref)
         if table is not None:
             return table
@@ -178,6 +189,10 @@ class ClickHouseMirrorSink:
 
     def _follow(self, ref: TableRef, table: MirrorTable, messages: Sequence[Message]) -> MirrorTable:
         """Bring ``table`` up to the catalog's definition and the row shapes in ``messages``."""
+        with self._schema_lock:
+            return self._follow_locked(ref, self._tables.get(ref, table), messages)
+
+    def _follow_locked(self, ref: TableRef, table: MirrorTable, messages: Sequence[Message]) -> MirrorTable:
         self._checked[ref] = time.monotonic()
         schema = self._catalog.table_schema(ref)
         observed, lsn = _shapes(messages)
@@ -205,7 +220,7 @@ class ClickHouseMirrorSink:
         ddl = table.views_ddl()
         now = (table.known.to_json(), "\n".join(ddl))
         if stored is None or stored[1] != now[1]:
-            with self.ddl_lock:  # an insert meanwhile would pass a Null table with no view: lost
+            with self.gate.ddl():  # an insert meanwhile would pass a Null table with no view: lost
                 for statement in ddl:
                     self._warehouse.command(statement)
         if stored != now:

@@ -3,6 +3,7 @@
 Pure: builds SQL only. For source ``S`` and table ``t`` (schema ``public``; other schemas give
 ``<schema>__t``):
 
+* ``S._copy_t`` — Null engine: the initial load's copy path inserts rows here (``cdc.mirror.copy_sql``);
 * ``S._ingest_t`` — Null engine: the consumer inserts each Kafka message as it is
   (topic, partition, offset, key, value) and nothing is stored here;
 * ``S._log_t`` — ReplacingMergeTree keyed by (``_lsn``, identity, ``_op``): every change once,
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 from cdc.domain import names
 from cdc.domain.changes import Column, TableRef, TableSchema
 from cdc.mirror import row_checks
+from cdc.mirror.copy_sql import copy_table_ddl, copy_view_select
 from cdc.mirror.model import MirrorModel
 from cdc.mirror.placeholders import placeholder_test
 from cdc.mirror.row_checks import drift_sql, quote, special_map_sql
@@ -173,7 +175,7 @@ class MirrorTable:
     def views_ddl(self) -> list[str]:
         """(Re)create the materialized and plain views. Dropping a materialized view stops it: only run
         this while nothing inserts into the ingest table (the consumer runs it between its own inserts)."""
-        cols = ", ".join([quote(p.name) for p in self.state_plans] + (["_special"] if self._specials() else []))
+        cols = ", ".join([quote(p.name) for p in self.state_plans] + (["_special"] if self.specials() else []))
         mvs = [
             (self._t("_mv_state_"), self._t("_state_"), self._state_select()),
             (self._t("_mv_log_"), self._t("_log_"), self._log_select()),
@@ -189,7 +191,9 @@ class MirrorTable:
                 _PARSE.replace("{ingest}", self._t("_ingest_")).replace("{where}", self._only_mine()),
             ),
         ]
+        mvs.append((self._t("_mv_copy_"), self._t("_log_"), copy_view_select(self)))  # the initial load's rows
         out = [f"DROP VIEW IF EXISTS {mv}" for mv, _, _ in mvs]
+        out += [f"DROP TABLE IF EXISTS {self._t('_copy_')}", copy_table_ddl(self)]
         out += [f"CREATE MATERIALIZED VIEW {mv} TO {target} AS {select}" for mv, target, select in mvs]
         return out + [
             f"CREATE OR REPLACE VIEW {self.view} AS SELECT {cols} FROM {self._t('_state_')} FINAL"
@@ -227,7 +231,7 @@ class MirrorTable:
                 expr = f"assumeNotNull({expr})"
             values.append(f"{expr} AS {quote(c.name)}")
         return (
-            f"SELECT {', '.join(values)}, {special_map_sql(self, self._specials())} AS _special,"
+            f"SELECT {', '.join(values)}, {special_map_sql(self, self.specials())} AS _special,"
             " op AS _op, tupleElement(src, 'lsn') AS _lsn,"
             " tupleElement(src, 'txId') AS _txid,"
             " fromUnixTimestamp64Milli(tupleElement(src, 'ts_ms'), 'UTC') AS _commit_ts,"
@@ -238,7 +242,7 @@ class MirrorTable:
             f" WHERE throwIf({self.drift_sql()}, '{DRIFT_MARK}: a row image does not fit the mirror') = 0"
         )
 
-    def _specials(self) -> list[Column]:
+    def specials(self) -> list[Column]:
         return [c for c in self.columns if c.is_array or (not self.textual(c) and has_special(c))]
 
     def drift_sql(self) -> str:
