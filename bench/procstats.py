@@ -101,7 +101,8 @@ class Sampler:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=5)
+        if self._thread.is_alive():  # not started when an earlier phase failed or was interrupted
+            self._thread.join(timeout=5)
 
     def sample(self) -> None:
         pm = postmaster_pid(self._data_dir)

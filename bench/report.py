@@ -18,6 +18,61 @@ def _verdict(value: float, target: float, higher_is_better: bool) -> str:
     return f"target {'>=' if higher_is_better else '<='} {target:,.0f}: {'MET' if ok else 'MISSED'}"
 
 
+def _initial_load(load: dict[str, Any], snapshot: dict[str, Any]) -> list[str]:
+    """The copy path's rate, ClickHouse's postgresql() rate on the same table, their ratio."""
+    ref = load["postgresql_function"]
+    ok = load["ratio"] >= load["target_ratio"]
+    chunks = f"{load['chunks']} chunk{'s' if load['chunks'] != 1 else ''}"
+    cpu, ref_cpu = load["cpu_s"], ref["cpu_s"]
+    rows = [
+        (
+            "copy path",
+            f"{load['copy_rows_per_s']:,.0f} rows/s",
+            f"copy began -> every row queryable in bench.bench_load {load['copy_s']:.1f} s ({chunks})",
+        ),
+        (
+            "incl. bridge start",
+            f"{load['rows_per_s_from_bridge_start']:,.0f} rows/s",
+            f"Bridge.start() -> every row queryable {load['queryable_s']:.1f} s: start took "
+            f"{load['bridge_start_s']:.1f} s, copy began at {load['copy_began_s']:.1f} s, first chunk copied at "
+            f"{load['first_chunk_copied_s']:.1f} s, all at {load['all_chunks_copied_s']:.1f} s",
+        ),
+        (
+            "postgresql()",
+            f"{ref['rows_per_s']:,.0f} rows/s",
+            f"INSERT INTO {ref['table']} (MergeTree) SELECT ... FROM postgresql(...): {ref['seconds']:.1f} s",
+        ),
+        (
+            "ratio",
+            f"{load['ratio']:.2f}x",
+            f"copy path / postgresql(); target ≥ {load['target_ratio']}×: {'MET' if ok else 'MISSED'}"
+            f" (incl. bridge start {load['ratio_incl_bridge_start']:.2f}x)",
+        ),
+    ]
+    if snapshot.get("rows"):
+        rows.append(
+            (
+                "Debezium's snapshot",
+                f"{snapshot['rows_per_s']:,.0f} rows/s",
+                f"the old path: the snapshot phase below ({snapshot['rows']:,} rows of bench_snapshot)",
+            )
+        )
+    rows += [
+        (
+            "CPU seconds",
+            "",
+            f"copy path (after Bridge.start() returned): bridge {cpu['bridge']:.1f}, postgres {cpu['postgres']:.1f}; "
+            f"postgresql(): bridge (chDB) {ref_cpu['bridge']:.1f}, postgres {ref_cpu['postgres']:.1f}",
+        ),
+        ("bridge process", f"{load['bridge_process_vmhwm_mb']:,.0f} MB", "VmHWM of the copy-path bridge's process"),
+    ]
+    return _table(
+        f"Initial load ({load['rows']:,} rows of bench_load, filled in PostgreSQL in "
+        f"{load['load_into_postgres_s']:.1f} s; the copy path vs ClickHouse's postgresql())",
+        rows,
+    )
+
+
 def _cpu_rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
     rows: list[tuple[str, str, str]] = []
     for phase in ("snapshot", "throughput", "latency"):
@@ -53,9 +108,11 @@ def render(results: dict[str, Any]) -> str:
         f"  end {env.get('loadavg_end')}"
     ]
     s, t, lat = results["snapshot"], results["throughput"], results["latency"]
+    if results.get("initial_load"):
+        out += _initial_load(results["initial_load"], s)
     if s["rows"]:
         out += _table(
-            "Snapshot (rows present before the bridge started)",
+            "Snapshot by Debezium (the old initial-load path; rows present before the bridge started)",
             [
                 ("rows", f"{s['rows']:,}", ""),
                 (

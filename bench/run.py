@@ -1,12 +1,14 @@
 """End-to-end benchmark of the embedded bridge: PostgreSQL -> Debezium -> Tansu -> chDB.
 
 Starts everything itself in a fresh temporary state dir (as `cdc demo` does), then measures
-the snapshot rate, streaming throughput (rows/s from the first commit until the last row is
+the initial load by the copy path against ClickHouse's own postgresql() copy of the same table
+(`--initial-load-rows`, default 5,000,000, 0 skips it; bench/initial_load.py), Debezium's
+snapshot rate, streaming throughput (rows/s from the first commit until the last row is
 queryable in ClickHouse), commit->queryable latency at a steady rate, CPU per process per
 phase, and peak memory per process. Prints a table and writes bench/results/<timestamp>.json.
 
-    .venv/bin/python -m bench.run            # full run (~3-5 min on 2 cores)
-    .venv/bin/python -m bench.run --quick    # smoke run
+    .venv/bin/python -m bench.run            # full run (~3-5 min on 2 cores, plus the 5M-row initial load)
+    .venv/bin/python -m bench.run --quick    # smoke run (200,000 rows for the initial load)
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import threading
@@ -31,7 +32,8 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from bench import procstats, report, workload
+from bench import initial_load, procstats, report, workload
+from bench.interrupts import interruptible
 from cdc import bootstrap
 from cdc import settings as config
 from cdc.adapters.clickhouse import ClickHouseWarehouse, connect_warehouse
@@ -240,10 +242,25 @@ def finish_writer(run: Run) -> dict[str, Any]:
 
 
 # -- phases ---------------------------------------------------------------------------------------
+def phase_initial_load(run: Run) -> None:
+    """The copy path's initial load against ClickHouse's postgresql(), with a bridge of its own in a
+    child process, stopped (and its slot dropped) before the other phases start theirs."""
+    n = run.args.initial_load_rows
+    if not n:
+        return
+    say(f"[1/4] initial load: {n:,} rows into bench_load, copied by the copy path, then by ClickHouse's postgresql()")
+    r = initial_load.run_phase(run.dsn, n, run.state_dir, run.pg_data, say)
+    run.results["initial_load"] = r
+    say(
+        f"  initial load: copy path {r['copy_rows_per_s']:,.0f} rows/s, postgresql() "
+        f"{r['postgresql_function']['rows_per_s']:,.0f} rows/s: {r['ratio']:.2f}x (target ≥ {r['target_ratio']}×)"
+    )
+
+
 def phase_snapshot(run: Run) -> None:
     n = run.args.snapshot_rows
-    say(f"[1/3] snapshot: loading {n:,} rows into bench_snapshot before the bridge starts ...")
-    load_s = workload.load_snapshot_rows(run.dsn, n) if n else 0.0
+    say(f"[2/4] snapshot: loading {n:,} rows into bench_snapshot before the bridge starts (Debezium's snapshot) ...")
+    load_s = workload.load_rows(run.dsn, n) if n else 0.0
     settings = config.load(str(run.state_dir), events=False if run.args.no_events else None)
     run.bridge = bootstrap.build_bridge(
         settings,
@@ -307,7 +324,7 @@ def phase_warmup(run: Run) -> None:
 
 def phase_throughput(run: Run) -> None:
     a = run.args
-    say(f"[2/3] throughput: {a.rows:,} rows into bench_rows, transactions of {a.tx_size} rows, as fast as possible ...")
+    say(f"[3/4] throughput: {a.rows:,} rows into bench_rows, transactions of {a.tx_size} rows, as fast as possible ...")
     stats = run.stats
     applied0, produced0 = stats.rows, run.runner.records_produced
     events0 = run.events.translated if run.events else 0
@@ -352,7 +369,7 @@ def phase_throughput(run: Run) -> None:
 def phase_latency(run: Run) -> None:
     a = run.args
     say(
-        f"[3/3] latency: {a.rate:,.0f} rows/s for {a.latency_seconds:.0f} s, "
+        f"[4/4] latency: {a.rate:,.0f} rows/s for {a.latency_seconds:.0f} s, "
         f"{a.latency_tx_rows} rows per transaction ..."
     )
     first_id = workload.max_id(run.dsn, "bench_rows")
@@ -421,21 +438,6 @@ def memory(run: Run, sampler: procstats.Sampler) -> None:
     }
 
 
-def _interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
-
-
-def interruptible() -> None:
-    """Make SIGINT and SIGTERM raise KeyboardInterrupt in the main thread.
-
-    A JVM started by JPype with ``interrupt=True`` (its default when Python is not interactive)
-    owns SIGINT, after which Ctrl-C never reaches Python; taking the signals back (harmless when
-    the JVM was started with ``interrupt=False``) lets `main`'s `finally` stop everything.
-    """
-    signal.signal(signal.SIGINT, _interrupt)
-    signal.signal(signal.SIGTERM, _interrupt)
-
-
 # -- driver ---------------------------------------------------------------------------------------
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
@@ -455,6 +457,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--snapshot-rows", type=int, default=100_000, help="rows present before the bridge starts")
     p.add_argument(
+        "--initial-load-rows",
+        type=int,
+        default=5_000_000,
+        help="rows of the initial-load phase (copy path vs ClickHouse's postgresql()); 0 = skip it",
+    )
+    p.add_argument(
         "--warmup-rows",
         type=int,
         default=300_000,
@@ -463,7 +471,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--quick",
         action="store_true",
-        help="small run for a smoke test: 20k rows, 20k snapshot rows, 10 s latency (explicit options still win)",
+        help="small run for a smoke test: 20k rows, 20k snapshot rows, 200k initial-load rows, 10 s latency "
+        "(explicit options still win)",
     )
     p.add_argument(
         "--state-parent",
@@ -484,6 +493,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         quick = {
             "--rows": ("rows", 20_000),
             "--snapshot-rows": ("snapshot_rows", 20_000),
+            "--initial-load-rows": ("initial_load_rows", 200_000),
             "--latency-seconds": ("latency_seconds", 10.0),
             "--warmup-rows": ("warmup_rows", 0),
         }
@@ -523,7 +533,8 @@ def main(argv: list[str] | None = None) -> int:
         pg.create_database(SOURCE)
         run.dsn = pg.dsn(SOURCE)
         workload.create_tables(run.dsn)
-        sampler.start()
+        phase_initial_load(run)
+        sampler.start()  # after the initial load: peak memory is the bridge phases' (that phase reports its own)
         phase_snapshot(run)
         phase_warmup(run)
         phase_throughput(run)

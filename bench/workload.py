@@ -15,8 +15,11 @@ import time
 from typing import Any
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
 TABLES = ("bench_snapshot", "bench_rows")
+LOAD_TABLE = "bench_load"  # the initial-load phase's own table (bench.initial_load): filled, copied, dropped
+COLUMNS = ("id", "quantity", "account_id", "amount", "note", "happened_at", "active")
 DDL = """CREATE TABLE IF NOT EXISTS {table} (
     id          bigserial PRIMARY KEY,
     quantity    integer        NOT NULL,
@@ -39,15 +42,59 @@ def create_tables(dsn: str) -> None:
             conn.execute(DDL.format(table=table))
 
 
-def load_snapshot_rows(dsn: str, rows: int, chunk: int = 50_000) -> float:
-    """Insert ``rows`` into bench_snapshot before the bridge starts; returns seconds taken."""
+def load_rows(dsn: str, rows: int, table: str = "bench_snapshot", chunk: int = 50_000) -> float:
+    """Insert ``rows`` into ``table`` before a bridge starts, ``chunk`` rows a transaction; seconds taken."""
     started = time.monotonic()
-    sql = INSERT.format(table="bench_snapshot")
+    sql = INSERT.format(table=table)
     with psycopg.connect(dsn) as conn:
         for lo in range(1, rows + 1, chunk):
             conn.execute(sql, (lo, min(lo + chunk - 1, rows)))
             conn.commit()
     return time.monotonic() - started
+
+
+def fill_load_table(dsn: str, rows: int) -> float:
+    """A fresh ``LOAD_TABLE`` with ``rows`` rows, vacuumed and analyzed (the copy path plans its chunks
+    from the planner's row estimate); seconds taken."""
+    started = time.monotonic()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"DROP TABLE IF EXISTS {LOAD_TABLE}")
+        conn.execute(DDL.format(table=LOAD_TABLE))
+    load_rows(dsn, rows, LOAD_TABLE, chunk=250_000)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"VACUUM ANALYZE {LOAD_TABLE}")  # not in a transaction block: autocommit
+    return time.monotonic() - started
+
+
+def drop_load_table(dsn: str, slot: str, timeout: float = 30.0) -> None:
+    """Remove what the initial-load phase left in PostgreSQL: its bridge's replication slot (once its
+    walsender has exited), publication and table, so the later phases start as if it never ran."""
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        while True:
+            row = conn.execute("SELECT active FROM pg_replication_slots WHERE slot_name = %s", (slot,)).fetchone()
+            if row is None:
+                break
+            if not row[0]:
+                conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"replication slot {slot} still active after {timeout:.0f} s")
+            time.sleep(0.2)
+        conn.execute(f'DROP PUBLICATION IF EXISTS "{slot}"')  # the bridge names its publication as its slot
+        conn.execute(f"DROP TABLE IF EXISTS {LOAD_TABLE}")
+
+
+def pg_address(dsn: str) -> tuple[str, str, str, str]:
+    """``host:port``, database, user and password of ``dsn``, as ClickHouse's postgresql() takes them.
+    The password is for the table function only: never print it."""
+    params = conninfo_to_dict(dsn)
+    host = str(params.get("host") or "127.0.0.1")
+    if host.startswith("/"):  # a Unix socket directory: ClickHouse connects over TCP only
+        host = "127.0.0.1"
+    port = str(params.get("port") or "5432")
+    user = str(params.get("user") or "")
+    return f"{host}:{port}", str(params.get("dbname") or user), user, str(params.get("password") or "")
 
 
 def max_id(dsn: str, table: str) -> int:
