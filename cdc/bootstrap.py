@@ -42,8 +42,7 @@ from cdc.ports import Warehouse
 from cdc.preflight import Report, assess
 from cdc.settings import Settings, SourceSpec
 from cdc.statedir import mask_salt, remember_translators, remembered_translators
-from cdc.status import Thresholds
-from cdc.status.server import MetricsServer, SnapshotProvider
+from cdc.status.server import MetricsServer
 from cdc.wiring import BridgeWiring, CaptureOptions, CaptureRunner, CaptureWiring, Service
 
 Say = Callable[[str], None]
@@ -90,7 +89,9 @@ def build_bridge(settings: Settings, specs: Sequence[SourceSpec], say: Say = pri
         ensure_topics=ensure_topics,
         publisher=KafkaPublisher,
         prepare_event_store=_prepare_event_store,
-        status_server=lambda snapshot, thresholds: _status_server(settings, ports, snapshot, thresholds),
+        status_server=lambda snapshot, thresholds, actions: MetricsServer(
+            ports.port("status"), snapshot, thresholds, publish_to=settings.state_dir, actions=actions
+        ),
         remember_translators=partial(remember_translators, settings.state_dir),
         mask_salt=lambda: mask_salt(settings.state_dir, settings.salt_env).get_secret_value(),
         max_retained_wal_bytes=settings.max_retained_wal_bytes,
@@ -108,12 +109,6 @@ def _prepare_event_store(warehouse: Warehouse) -> None:
 def _warehouse_client(settings: Settings, url: str) -> ClickHouseWarehouse:
     warm_up()
     return connect_warehouse(url, settings.state_dir) if url else open_embedded(settings.state_dir)
-
-
-def _status_server(
-    settings: Settings, ports: PortBook, snapshot: SnapshotProvider, thresholds: Thresholds
-) -> MetricsServer:
-    return MetricsServer(ports.port("status"), snapshot, thresholds, publish_to=settings.state_dir)
 
 
 def source_capture(settings: Settings, spec: SourceSpec, say: Say) -> SourceCapture:

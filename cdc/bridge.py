@@ -27,6 +27,7 @@ from cdc.consume.dead_letters import DEAD_LETTER_TOPIC, DeadLetters
 from cdc.consume.loop import Stats
 from cdc.errors import CdcError, ConfigError
 from cdc.ports import Publisher
+from cdc.resyncs import Resyncs
 from cdc.status import Thresholds
 from cdc.status.observer import PENDING_DEAD_LETTERS, Observer, SourceView
 from cdc.supervision import step
@@ -58,6 +59,7 @@ class Bridge:
         self.truncator: Truncator | None = None
         self.generation = 0  # embedded brokers replaced so far
         self.observer = Observer(self)
+        self.resyncs = Resyncs(self.captures, lambda: self._warehouse)  # cdc resync TABLE
 
     # -- the first (often only) source, for the single-source callers --------------------------------
     @property
@@ -140,7 +142,7 @@ class Bridge:
     def _start_status(self) -> None:
         """Serve /status and /metrics on loopback; `cdc status` finds the URL in the state dir."""
         thresholds = Thresholds(max_retained_wal_bytes=self.wiring.max_retained_wal_bytes)
-        self._status = self.wiring.status_server(self.observer.snapshot, thresholds)
+        self._status = self.wiring.status_server(self.observer.snapshot, thresholds, {"/resync": self.resyncs.action})
         self._status.start()
 
     @property

@@ -5,10 +5,10 @@ not on technologies; :mod:`cdc.bootstrap` fills them in.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from cdc.debezium.config import ConnectorSettings
 from cdc.debezium.gate import DurabilityGate
@@ -20,6 +20,8 @@ from cdc.ports import Catalog, ChangeStream, Publisher, Warehouse
 from cdc.status import StatusSnapshot, Thresholds
 
 SnapshotProvider = Callable[[], StatusSnapshot]
+# A control route of the status server: (method, JSON body or None) -> (HTTP code, JSON answer)
+Action = Callable[[str, Mapping[str, Any] | None], tuple[int, Any]]
 
 
 class CaptureRunner(Protocol):
@@ -149,7 +151,7 @@ class BridgeWiring:
     ensure_topics: Callable[[str, Sequence[str]], None]
     publisher: Callable[[str, str], Publisher]  # (bootstrap, client id)
     prepare_event_store: Callable[[Warehouse], None]
-    status_server: Callable[[SnapshotProvider, Thresholds], StatusServer]
+    status_server: Callable[[SnapshotProvider, Thresholds, Mapping[str, Action]], StatusServer]
     remember_translators: Callable[[tuple[str, ...]], None]
     mask_salt: Callable[[], str]
     max_retained_wal_bytes: int

@@ -77,6 +77,10 @@ def _main(args: argparse.Namespace) -> int:
             from cdc.cli.status import status
 
             return status(settings.state_dir, args.json)
+        if args.command == "resync":
+            from cdc.cli.resync import resync
+
+            return resync(settings.state_dir, args.table, args.source_name, wait=not args.no_wait, only_list=args.list)
         if args.command in ("events", "dlq"):
             from cdc.cli.events import dispatch
 

@@ -84,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     _dlq_parser(sub)
     _preflight_parser(sub)
     _status_parser(sub)
+    _resync_parser(sub)
     return parser
 
 
@@ -190,3 +191,21 @@ def _status_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     )
     status.add_argument("--json", action="store_true", help="print the JSON snapshot instead of the report")
     state_dir_arg(status)
+
+
+def _resync_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    resync = sub.add_parser(
+        "resync",
+        help="reload one table's mirror from the source and swap it in, while streaming goes on",
+        description="Ask the bridge running on the state dir to copy TABLE from its source into a shadow "
+        "table and swap it in atomically (EXCHANGE TABLES): queries see the old mirror until the new one is "
+        "complete, and changes streamed meanwhile are kept. Prints progress until it is done. Exit codes: "
+        "0 swapped in, 2 it could not start or failed (the mirror is as it was).",
+    )
+    resync.add_argument(
+        "table", nargs="?", default="", help='schema.table as captured, e.g. public.orders or sales."Order Items"'
+    )
+    resync.add_argument("--source", dest="source_name", help="the source's name, when several capture TABLE")
+    resync.add_argument("--no-wait", action="store_true", help="start it and return (see `cdc resync --list`)")
+    resync.add_argument("--list", action="store_true", help="list this bridge's resyncs (TABLE is ignored)")
+    state_dir_arg(resync)

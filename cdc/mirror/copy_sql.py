@@ -59,13 +59,13 @@ def as_json(table: MirrorTable, c: Column) -> bool:
     return c.is_array or table.textual(c)
 
 
-def copy_table_ddl(table: MirrorTable) -> str:
+def copy_table_ddl(table: MirrorTable, prefix: str = "_copy_") -> str:
     """The Null table a copy inserts into: one column per mirror column, as the change-log view extracts it."""
     cols = ", ".join(
         f"{name} {'Nullable(String)' if as_json(table, c) else extract_type(c)}"
         for name, c in zip(copy_columns(table), table.columns, strict=True)
     )
-    return f"CREATE TABLE {table.qualified('_copy_')} ({cols}) ENGINE = Null"
+    return f"CREATE TABLE {table.qualified(prefix)} ({cols}) ENGINE = Null"
 
 
 def copy_columns(table: MirrorTable) -> list[str]:
@@ -74,8 +74,9 @@ def copy_columns(table: MirrorTable) -> list[str]:
     return [f"c{i}" for i in range(len(table.columns))]
 
 
-def copy_view_select(table: MirrorTable) -> str:
-    """The ``_copy_`` table's rows as change-log rows (``op`` r, LSN 0), converted as streamed ones are."""
+def copy_view_select(table: MirrorTable, prefix: str = "_copy_") -> str:
+    """The ``_copy_`` table's rows (or those of ``<prefix><name>``) as change-log rows (``op`` r, LSN 0),
+    converted as streamed ones are."""
     position = {c.name: f"c{i}" for i, c in enumerate(table.columns)}
     values = []
     for plan in table.log_plans:
@@ -94,7 +95,7 @@ def copy_view_select(table: MirrorTable) -> str:
     return (
         f"SELECT {', '.join(values)}, {special} AS _special, 'r' AS _op, toUInt64(0) AS _lsn,"
         " CAST(NULL AS Nullable(Int64)) AS _txid, now64(3, 'UTC') AS _commit_ts, toUInt8(1) AS _snapshot"
-        f" FROM {table.qualified('_copy_')}"
+        f" FROM {table.qualified(prefix)}"
     )
 
 

@@ -44,9 +44,11 @@ def copy_rows(
     table: MirrorTable,
     where: str = "",
     guard: Callable[[], AbstractContextManager[object]] = nullcontext,
+    into: str = "_copy_",
 ) -> int:
     """Copy the rows of ``table`` (those matching ``where``, a SQL condition) into its mirror; the count.
-    ``guard()``: held around each insert (the sink takes it exclusively while it recreates the views)."""
+    ``guard()``: held around each insert (the sink takes it exclusively while it recreates the views);
+    ``into``: the prefix of the Null table taking the rows (``cdc.mirror.resync`` has its own)."""
     live = source.table_schema(table.schema.ref)
     if live is None:
         raise SourceError(f"{table.schema.ref.display} is gone from the source")
@@ -54,7 +56,7 @@ def copy_rows(
     rows = 0
     for block in source.copy_out(copy_query(table, live, where), BLOCK_BYTES):
         with guard():
-            warehouse.insert_raw(table.database, "_copy_" + table.name, columns, block, "TabSeparated", _SETTINGS)
+            warehouse.insert_raw(table.database, into + table.name, columns, block, "TabSeparated", _SETTINGS)
         rows += block.count(b"\n")
     return rows
 
@@ -132,31 +134,11 @@ class InitialLoad:
         return list(self.schemas.values())
 
     def _plan(self, schema: TableSchema) -> list[Chunk]:
+        estimate = estimate_rows(self._source, schema)
         table = schema.ref.qualified
-        estimate = self._estimate(schema)
-        column = schema.column_index.get(schema.key[0]) if len(schema.key) == 1 else None
-        if column is None or column.pg_type not in _INTEGERS or column.is_array or estimate <= CHUNK_ROWS:
-            return [Chunk(table, 0, None, None, estimate)]
-        key = _ident(column.name)
-        low, high = self._source.query(f"SELECT min({key}), max({key}) FROM {_sql(schema)}")[0]
-        if low is None:
-            return [Chunk(table, 0, None, None, estimate)]
-        n = min(math.ceil(estimate / CHUNK_ROWS), 10_000)
-        step = max((int(high) - int(low) + 1) // n, 1)
-        bounds = [int(low) + i * step for i in range(1, n)]
-        edges = [None, *bounds], [*bounds, None]
-        return [Chunk(table, i, lo, hi, estimate) for i, (lo, hi) in enumerate(zip(*edges, strict=True))]
-
-    def _estimate(self, schema: TableSchema) -> int:
-        rows = self._source.query(
-            "SELECT greatest(c.reltuples, 0)::bigint + coalesce((SELECT sum(greatest(p.reltuples, 0))::bigint"
-            " FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhrelid WHERE i.inhparent = c.oid), 0)"
-            " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s",
-            (schema.ref.schema, schema.ref.table),
-        )
-        if rows and int(rows[0][0]) > 0:
-            return int(rows[0][0])
-        return int(self._source.query(f"SELECT count(*) FROM {_sql(schema)}")[0][0])  # never analyzed
+        return [
+            Chunk(table, i, lo, hi, estimate) for i, (lo, hi) in enumerate(key_ranges(self._source, schema, estimate))
+        ]
 
     def _stored(self) -> list[Chunk]:
         rows = self._warehouse.query(
@@ -180,6 +162,11 @@ class InitialLoad:
     def done(self) -> bool:
         with self._lock:
             return all(c.done for c in self.chunks)
+
+    def loading(self, table: str) -> bool:
+        """Whether ``table`` (``schema.table``, qualified) still has chunks to copy."""
+        with self._lock:
+            return any(not c.done for c in self.chunks if c.table == table)
 
     def start(self, slot_ready: Callable[[], bool]) -> None:
         """Copy the chunks not yet done, ``workers`` at once, once ``slot_ready()`` (the slot exists)."""
@@ -207,7 +194,7 @@ class InitialLoad:
             if chunk is None:
                 return
             try:
-                where = _where(self.schemas[chunk.table], chunk)
+                where = where_sql(self.schemas[chunk.table], chunk.lower, chunk.upper)
                 began = time.monotonic()
                 rows = copy_rows(self._source, self._warehouse, self._table_of(self.schemas[chunk.table]), where,
                                  self._guard)  # fmt: skip
@@ -255,12 +242,42 @@ def _copied(chunks: Sequence[Chunk], table: str) -> int:
     return sum(c.rows for c in chunks if c.table == table and c.done)
 
 
-def _where(schema: TableSchema, chunk: Chunk) -> str:
-    if chunk.lower is None and chunk.upper is None:
+def estimate_rows(source: SourceDatabase, schema: TableSchema) -> int:
+    """The planner's row estimate of the table (its partitions included), else a count."""
+    rows = source.query(
+        "SELECT greatest(c.reltuples, 0)::bigint + coalesce((SELECT sum(greatest(p.reltuples, 0))::bigint"
+        " FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhrelid WHERE i.inhparent = c.oid), 0)"
+        " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s",
+        (schema.ref.schema, schema.ref.table),
+    )
+    if rows and int(rows[0][0]) > 0:
+        return int(rows[0][0])
+    return int(source.query(f"SELECT count(*) FROM {_sql(schema)}")[0][0])  # never analyzed
+
+
+def key_ranges(source: SourceDatabase, schema: TableSchema, estimate: int) -> list[tuple[int | None, int | None]]:
+    """Ranges ``[lower, upper)`` of an integer key of about ``CHUNK_ROWS`` each (open at both ends), or one
+    range for the whole table when it is small or has no single integer key."""
+    column = schema.column_index.get(schema.key[0]) if len(schema.key) == 1 else None
+    if column is None or column.pg_type not in _INTEGERS or column.is_array or estimate <= CHUNK_ROWS:
+        return [(None, None)]
+    key = _ident(column.name)
+    low, high = source.query(f"SELECT min({key}), max({key}) FROM {_sql(schema)}")[0]
+    if low is None:
+        return [(None, None)]
+    n = min(math.ceil(estimate / CHUNK_ROWS), 10_000)
+    step = max((int(high) - int(low) + 1) // n, 1)
+    bounds = [int(low) + i * step for i in range(1, n)]
+    return list(zip([None, *bounds], [*bounds, None], strict=True))
+
+
+def where_sql(schema: TableSchema, lower: int | None, upper: int | None) -> str:
+    """The condition selecting key range ``[lower, upper)`` ('' for the whole table)."""
+    if lower is None and upper is None:
         return ""
     key = _ident(schema.key[0])
-    parts = ([f"{key} >= {int(chunk.lower)}"] if chunk.lower is not None else []) + (
-        [f"{key} < {int(chunk.upper)}"] if chunk.upper is not None else []
+    parts = ([f"{key} >= {int(lower)}"] if lower is not None else []) + (
+        [f"{key} < {int(upper)}"] if upper is not None else []
     )
     return " AND ".join(parts)
 

@@ -115,14 +115,17 @@ class ClickHouseMirrorSink:
         return list(rejected.values())
 
     def _write_table(self, ref: TableRef, messages: Sequence[Message]) -> Sequence[Rejected]:
+        with self.gate.insert():  # a resync's swap or a view's recreation waits for the whole batch
+            return self._write_locked(ref, messages)
+
+    def _write_locked(self, ref: TableRef, messages: Sequence[Message]) -> Sequence[Rejected]:
         table = self.table(ref)
         if time.monotonic() - self._checked.get(ref, 0.0) > CATALOG_CHECK_S:
             table = self._check_catalog(ref, table)
         rows = [(m.topic, m.partition, m.offset, m.key, m.value) for m in messages]
         for attempt in range(_DRIFT_ATTEMPTS + 1):
             try:
-                with self.gate.insert():
-                    self._warehouse.insert(table.database, table.ingest_table, INGEST_COLUMNS, rows, INSERT_SETTINGS)
+                self._warehouse.insert(table.database, table.ingest_table, INGEST_COLUMNS, rows, INSERT_SETTINGS)
                 break
             except WarehouseError as e:
                 if DRIFT_MARK not in str(e):

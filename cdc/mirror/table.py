@@ -177,7 +177,7 @@ class MirrorTable:
         this while nothing inserts into the ingest table (the consumer runs it between its own inserts)."""
         cols = ", ".join([quote(p.name) for p in self.state_plans] + (["_special"] if self.specials() else []))
         mvs = [
-            (self._t("_mv_state_"), self._t("_state_"), self._state_select()),
+            (self._t("_mv_state_"), self._t("_state_"), self.state_select()),
             (self._t("_mv_log_"), self._t("_log_"), self._log_select()),
             (
                 self._t("_mv_dead_"),
@@ -270,11 +270,12 @@ class MirrorTable:
                 values.append(f"ifNull({name}, defaultValueOfTypeName({_literal(plan.base_type)})) AS {name}")
         return values
 
-    def _state_select(self) -> str:
+    def state_select(self, changes: str = "") -> str:
+        """The state rows of change-log rows (``changes``: a table or subquery; default: the change log)."""
         # a change carrying the TOAST placeholder would overwrite a stored value: the sink writes it instead
         return (
             f"SELECT {', '.join(self.state_values())}, _lsn AS _version, toUInt8(_op = 'd') AS _is_deleted, _lsn,"
-            f" _txid, _commit_ts, _op, _special FROM {self._t('_log_')}"
+            f" _txid, _commit_ts, _op, _special FROM {changes or self._t('_log_')}"
             f" WHERE _op IN ('c', 'u', 'r') AND NOT ({self.placeholder_sql()}) OR _op = 'd'"
         )
 

@@ -30,6 +30,8 @@ logger = logging.getLogger(__name__)
 STATUS_URL_FILE = "status.url"
 TEXT = "text/plain; charset=utf-8"
 SnapshotProvider = Callable[[], StatusSnapshot | Mapping[str, Any]]
+# A control route: (method, JSON body or None) -> (HTTP code, JSON answer). Loopback only, like the rest.
+Action = Callable[[str, Mapping[str, Any] | None], tuple[int, Any]]
 
 
 class MetricsServer:
@@ -43,8 +45,10 @@ class MetricsServer:
         cache_s: float = 1.0,
         host: str = "127.0.0.1",
         publish_to: Path | None = None,
+        actions: Mapping[str, Action] | None = None,
     ) -> None:
         self._address = (host, port)
+        self.actions = dict(actions or {})  # path -> control route (e.g. /resync)
         self._publish_to = publish_to  # a state dir: its status.url names this server while it runs
         self._provider = snapshot
         self._thresholds = thresholds or Thresholds()
@@ -117,8 +121,33 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         logger.debug("%s %s", self.command, urlsplit(self.path).path)
 
+    def do_POST(self) -> None:
+        path = urlsplit(self.path).path.rstrip("/") or "/"
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = json.loads(self.rfile.read(min(length, 1 << 20)) or b"{}") if length else {}
+        except ValueError:
+            self._send(400, TEXT, "error: the body is not JSON\n")
+            return
+        self._act(path, "POST", body if isinstance(body, dict) else {})
+
+    def _act(self, path: str, method: str, body: Mapping[str, Any] | None) -> None:
+        action = cast(_Server, self.server).owner.actions.get(path)
+        if action is None:
+            self._send(404, TEXT, "not found: try /metrics, /status, /healthz or /resync\n")
+            return
+        try:
+            code, answer = action(method, body)
+        except Exception as e:  # a bug: say it, keep serving
+            logger.exception("%s %s failed", method, path)
+            code, answer = 500, {"error": f"{type(e).__name__}: {e}"}
+        self._send(code, "application/json", json.dumps(answer, indent=2) + "\n")
+
     def do_GET(self) -> None:
         path = urlsplit(self.path).path.rstrip("/") or "/"
+        if path in cast(_Server, self.server).owner.actions:
+            self._act(path, "GET", None)
+            return
         if path == "/healthz":
             self._send(200, TEXT, "ok\n")
             return

@@ -179,3 +179,31 @@ def test_cdc_status_without_a_bridge(
     assert code == 2 and out == ""
     [line] = err.splitlines()
     assert line.startswith("error: no bridge is running on state dir") and "cdc run" in line and "--state-dir" in line
+
+
+def test_control_routes_take_json_and_answer_json(tmp_path: Path) -> None:
+    seen: list[tuple[str, Any]] = []
+
+    def action(method: str, body: Any) -> tuple[int, Any]:
+        seen.append((method, body))
+        return (202, {"started": body["table"]}) if method == "POST" else (200, [{"table": "t"}])
+
+    server = MetricsServer(0, Provider(tmp_path), actions={"/resync": action})
+    server.start()
+    try:
+        post = urllib.request.Request(f"{server.url}/resync", data=b'{"table": "public.t"}', method="POST")
+        with urllib.request.urlopen(post, timeout=5) as r:
+            assert (r.status, json.loads(r.read())) == (202, {"started": "public.t"})
+        with urllib.request.urlopen(f"{server.url}/resync", timeout=5) as r:
+            assert json.loads(r.read()) == [{"table": "t"}]
+        assert seen == [("POST", {"table": "public.t"}), ("GET", None)]
+        bad = urllib.request.Request(f"{server.url}/resync", data=b"not json", method="POST")
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(bad, timeout=5)
+        assert e.value.code == 400
+        nowhere = urllib.request.Request(f"{server.url}/nope", data=b"{}", method="POST")
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(nowhere, timeout=5)
+        assert e.value.code == 404
+    finally:
+        server.stop()

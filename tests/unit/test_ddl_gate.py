@@ -53,3 +53,11 @@ def test_a_waiting_ddl_keeps_new_inserts_out_and_its_own_thread_may_insert() -> 
     t.join(2)
     late.join(2)
     assert events == ["ddl", "late insert"]
+
+
+def test_a_writer_may_take_the_ddl_side_itself() -> None:
+    gate = DdlGate()
+    with gate.insert(), gate.ddl(), gate.ddl(), gate.insert():
+        pass
+    with gate.ddl():  # released
+        pass

@@ -1,0 +1,81 @@
+"""`cdc resync TABLE`: ask the running bridge to reload one mirror (``POST /resync``), then show its progress."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from cdc.errors import ConfigError, StackError
+from cdc.status.server import find_status_url
+
+EXIT_DONE, EXIT_FAILED = 0, 2
+
+
+def resync(state_dir: Path, table: str, source: str | None, wait: bool = True, only_list: bool = False) -> int:
+    if not table and not only_list:
+        raise ConfigError("name the table to resync (schema.table), or pass --list")
+    url = find_status_url(state_dir)
+    if url is None:
+        raise StackError(
+            f"no bridge is running on state dir {state_dir}: a resync runs inside the bridge, so that streaming "
+            "goes on meanwhile; start `cdc run`, or pass the --state-dir of the running bridge"
+        )
+    if only_list:
+        for job in _call(url, "GET"):
+            print(_line(job))
+        return EXIT_DONE
+    code, job = _call_code(url, "POST", {"table": table, "source": source})
+    if code != 202:
+        print(f"error: {job.get('error', job)}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"resync of {job['table']} (source {job['source']}) started")
+    while wait and job["state"] not in ("done", "failed"):
+        time.sleep(2.0)
+        mine = [j for j in _call(url, "GET") if (j["source"], j["table"], j["started_at"]) == _id(job)]
+        if not mine:
+            raise StackError("the bridge no longer lists this resync (was it restarted?): check `cdc resync --list`")
+        job = mine[0]
+        print(_line(job), flush=True)
+    if job["state"] == "failed":
+        print(f"error: {job['error']}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_DONE
+
+
+def _id(job: dict[str, Any]) -> tuple[str, str, float]:
+    return job["source"], job["table"], job["started_at"]
+
+
+def _line(job: dict[str, Any]) -> str:
+    took = (job["finished_at"] or time.time()) - job["started_at"]
+    rows = f"{job['rows']:,} of ~{job['estimate']:,} rows, chunk {job['chunks_done']}/{job['chunks']}"
+    error = f": {job['error']}" if job["error"] else ""
+    return f"{job['source']} {job['table']}: {job['state']}, {rows}, {took:.0f} s{error}"
+
+
+def _call(url: str, method: str, body: dict[str, Any] | None = None) -> Any:
+    code, answer = _call_code(url, method, body)
+    if code >= 400:
+        raise StackError(f"the bridge refused: {answer.get('error', answer)}")
+    return answer
+
+
+def _call_code(url: str, method: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(f"{url.rstrip('/')}/resync", data=data, method=method)
+    request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 (loopback)
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as e:
+        try:
+            return e.code, json.loads(e.read())
+        except ValueError:
+            return e.code, {"error": f"HTTP {e.code}"}
+    except (urllib.error.URLError, OSError) as e:
+        raise StackError(f"the bridge at {url} did not answer: {getattr(e, 'reason', e)}") from None
