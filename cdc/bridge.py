@@ -31,6 +31,7 @@ from cdc.resyncs import Resyncs
 from cdc.status import Thresholds
 from cdc.status.observer import PENDING_DEAD_LETTERS, Observer, SourceView
 from cdc.supervision import step
+from cdc.table_additions import TableAdditions
 from cdc.truncation import Truncator
 from cdc.wiring import BridgeWiring, ClosableWarehouse, Service, StatusServer
 
@@ -60,6 +61,9 @@ class Bridge:
         self.generation = 0  # embedded brokers replaced so far
         self.observer = Observer(self)
         self.resyncs = Resyncs(self.captures, lambda: self._warehouse)  # cdc resync TABLE
+        self.additions = TableAdditions(self.captures, self._restart_capture, wiring.state_dir)  # cdc add-table
+        self._dead_letters: DeadLetters | None = None
+        self._salt = ""
 
     # -- the first (often only) source, for the single-source callers --------------------------------
     @property
@@ -119,13 +123,22 @@ class Bridge:
         """Topics, then every source's lanes, then its Debezium (which waits for the lanes' commits)."""
         self.wiring.ensure_topics(self.bootstrap, self.topics + self.event_topics)
         self._publisher = self.wiring.publisher(self.bootstrap, "cdc-bridge")  # events and dead letters
-        dead_letters = DeadLetters(self.warehouse, self._publisher)
+        dead_letters = self._dead_letters = DeadLetters(self.warehouse, self._publisher)
         for capture in self.captures:
             capture.start_consumers(self.bootstrap, self.clickhouse_url, dead_letters, self.generation)
         hashed = any(r.method == "hash" for c in self.captures for r in c.spec.mask)
-        salt = self.wiring.mask_salt() if hashed else ""
+        salt = self._salt = self.wiring.mask_salt() if hashed else ""
         for capture in self.captures:
             capture.start_debezium(self.bootstrap, salt)
+
+    def _restart_capture(self, capture: SourceCapture) -> None:
+        """Restart one source's Debezium and lanes (its table list changed); the others go on."""
+        assert self._dead_letters is not None
+        capture.stop_debezium(self.say, drain_timeout=10.0)
+        capture.stop_consumers(self.say)
+        self.wiring.ensure_topics(self.bootstrap, capture.topics + capture.event_topics)
+        capture.start_consumers(self.bootstrap, self.clickhouse_url, self._dead_letters, self.generation)
+        capture.start_debezium(self.bootstrap, self._salt)
 
     def _start_truncation(self) -> None:
         truncate = self.wiring.truncate_topics
@@ -142,7 +155,8 @@ class Bridge:
     def _start_status(self) -> None:
         """Serve /status and /metrics on loopback; `cdc status` finds the URL in the state dir."""
         thresholds = Thresholds(max_retained_wal_bytes=self.wiring.max_retained_wal_bytes)
-        self._status = self.wiring.status_server(self.observer.snapshot, thresholds, {"/resync": self.resyncs.action})
+        actions = {"/resync": self.resyncs.action, "/tables": self.additions.action}
+        self._status = self.wiring.status_server(self.observer.snapshot, thresholds, actions)
         self._status.start()
 
     @property
@@ -155,6 +169,7 @@ class Bridge:
         if not self.wiring.broker.is_running():
             self._recycle_broker()
             return
+        self.additions.apply_pending()
         for capture in self.captures:
             capture.supervise()
 

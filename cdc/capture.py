@@ -35,6 +35,7 @@ from cdc.mirror.rules import ColumnRules
 from cdc.ports import SourceDatabase, TopicPartition, Warehouse
 from cdc.settings import SourceSpec
 from cdc.supervision import Supervisor, failure_of, step
+from cdc.table_additions import with_remembered
 from cdc.translate import generic_names
 from cdc.wiring import CaptureOptions, CaptureRunner, CaptureWiring, EventsHandle, MirrorSink
 
@@ -86,6 +87,7 @@ class SourceCapture:
         """Check the source, choose its tables, load its translators, create its ClickHouse objects."""
         self.source.check_logical_replication()
         self.name = self.spec.name or str(self.source.connection_params()["dbname"])
+        self.spec = with_remembered(self.spec, self.options.state_dir, self.name)  # tables added at run time
         self.schemas = choose_tables(self.spec, self.source, self.rules, self.name, self.say)
         self.source.ensure_publication(self.slot, [(s.ref.schema, s.ref.table) for s in self.schemas])
         if self.events_enabled:

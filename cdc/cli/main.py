@@ -77,8 +77,12 @@ def _main(args: argparse.Namespace) -> int:
             from cdc.cli.status import status
 
             return status(settings.state_dir, args.json)
+        if args.command == "add-table":
+            from cdc.cli.control import add_tables
+
+            return add_tables(settings.state_dir, args.tables, args.source_name)
         if args.command == "resync":
-            from cdc.cli.resync import resync
+            from cdc.cli.control import resync
 
             return resync(settings.state_dir, args.table, args.source_name, wait=not args.no_wait, only_list=args.list)
         if args.command in ("events", "dlq"):

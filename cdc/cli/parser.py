@@ -85,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     _preflight_parser(sub)
     _status_parser(sub)
     _resync_parser(sub)
+    _add_table_parser(sub)
     return parser
 
 
@@ -209,3 +210,17 @@ def _resync_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     resync.add_argument("--no-wait", action="store_true", help="start it and return (see `cdc resync --list`)")
     resync.add_argument("--list", action="store_true", help="list this bridge's resyncs (TABLE is ignored)")
     state_dir_arg(resync)
+
+
+def _add_table_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    add = sub.add_parser(
+        "add-table",
+        help="capture more tables in the running bridge: copied, then streamed",
+        description="Ask the bridge running on the state dir to capture TABLE(s) too: they are checked like "
+        "configured tables, added to the publication, their mirrors created and their rows copied by the copy "
+        "path while the source's other tables keep streaming (Debezium and the lanes restart once, resuming "
+        "where they were). The bridge remembers them across restarts. Exit codes: 0 added, 2 refused.",
+    )
+    add.add_argument("tables", nargs="+", metavar="TABLE", help="schema.table, e.g. public.invoices")
+    add.add_argument("--source", dest="source_name", help="the source's name, when the bridge runs several")
+    state_dir_arg(add)

@@ -133,6 +133,14 @@ class InitialLoad:
         self.schemas = {c.table: by_name[c.table] for c in self.chunks}
         return list(self.schemas.values())
 
+    def add(self, schemas: Sequence[TableSchema]) -> None:
+        """Plan and record the load of tables added while the bridge runs (copied at the next ``start``)."""
+        chunks = [c for schema in schemas for c in self._plan(schema)]
+        self._record(chunks)
+        with self._lock:
+            self.chunks += chunks
+            self.schemas.update({schema.ref.qualified: schema for schema in schemas})
+
     def _plan(self, schema: TableSchema) -> list[Chunk]:
         estimate = estimate_rows(self._source, schema)
         table = schema.ref.qualified

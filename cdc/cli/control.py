@@ -1,4 +1,5 @@
-"""`cdc resync TABLE`: ask the running bridge to reload one mirror (``POST /resync``), then show its progress."""
+"""Commands the running bridge carries out, over its status server: `cdc resync TABLE` (``POST /resync``,
+then its progress) and `cdc add-table TABLE...` (``POST /tables``)."""
 
 from __future__ import annotations
 
@@ -19,24 +20,19 @@ EXIT_DONE, EXIT_FAILED = 0, 2
 def resync(state_dir: Path, table: str, source: str | None, wait: bool = True, only_list: bool = False) -> int:
     if not table and not only_list:
         raise ConfigError("name the table to resync (schema.table), or pass --list")
-    url = find_status_url(state_dir)
-    if url is None:
-        raise StackError(
-            f"no bridge is running on state dir {state_dir}: a resync runs inside the bridge, so that streaming "
-            "goes on meanwhile; start `cdc run`, or pass the --state-dir of the running bridge"
-        )
+    url = _bridge(state_dir)
     if only_list:
-        for job in _call(url, "GET"):
+        for job in _call(url, "/resync", "GET"):
             print(_line(job))
         return EXIT_DONE
-    code, job = _call_code(url, "POST", {"table": table, "source": source})
+    code, job = _call_code(url, "/resync", "POST", {"table": table, "source": source})
     if code != 202:
         print(f"error: {job.get('error', job)}", file=sys.stderr)
         return EXIT_FAILED
     print(f"resync of {job['table']} (source {job['source']}) started")
     while wait and job["state"] not in ("done", "failed"):
         time.sleep(2.0)
-        mine = [j for j in _call(url, "GET") if (j["source"], j["table"], j["started_at"]) == _id(job)]
+        mine = [j for j in _call(url, "/resync", "GET") if (j["source"], j["table"], j["started_at"]) == _id(job)]
         if not mine:
             raise StackError("the bridge no longer lists this resync (was it restarted?): check `cdc resync --list`")
         job = mine[0]
@@ -45,6 +41,29 @@ def resync(state_dir: Path, table: str, source: str | None, wait: bool = True, o
         print(f"error: {job['error']}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_DONE
+
+
+def add_tables(state_dir: Path, tables: list[str], source: str | None) -> int:
+    """Add ``tables`` to the running bridge: copied by the copy path, then streamed."""
+    url = _bridge(state_dir)
+    print(f"adding {', '.join(tables)}: Debezium and the source's lanes restart with them ...", flush=True)
+    code, answer = _call_code(url, "/tables", "POST", {"tables": tables, "source": source})
+    if code != 200:
+        print(f"error: {answer.get('error', answer)}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"source {answer['source']} now captures {', '.join(answer['added'])}; their rows are being copied"
+          " (progress: `cdc status`)")  # fmt: skip
+    return EXIT_DONE
+
+
+def _bridge(state_dir: Path) -> str:
+    url = find_status_url(state_dir)
+    if url is None:
+        raise StackError(
+            f"no bridge is running on state dir {state_dir}: this command runs inside the bridge, so that "
+            "streaming goes on meanwhile; start `cdc run`, or pass the --state-dir of the running bridge"
+        )
+    return url
 
 
 def _id(job: dict[str, Any]) -> tuple[str, str, float]:
@@ -58,19 +77,19 @@ def _line(job: dict[str, Any]) -> str:
     return f"{job['source']} {job['table']}: {job['state']}, {rows}, {took:.0f} s{error}"
 
 
-def _call(url: str, method: str, body: dict[str, Any] | None = None) -> Any:
-    code, answer = _call_code(url, method, body)
+def _call(url: str, path: str, method: str, body: dict[str, Any] | None = None) -> Any:
+    code, answer = _call_code(url, path, method, body)
     if code >= 400:
         raise StackError(f"the bridge refused: {answer.get('error', answer)}")
     return answer
 
 
-def _call_code(url: str, method: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
+def _call_code(url: str, path: str, method: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(f"{url.rstrip('/')}/resync", data=data, method=method)
+    request = urllib.request.Request(f"{url.rstrip('/')}{path}", data=data, method=method)
     request.add_header("Content-Type", "application/json")
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 (loopback)
+        with urllib.request.urlopen(request, timeout=330) as response:  # noqa: S310 (loopback)
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as e:
         try:
