@@ -118,6 +118,9 @@ def source_capture(settings: Settings, spec: SourceSpec, say: Say) -> SourceCapt
         change_stream=KafkaChangeStream,
         runner=partial(_runner, settings),
         events_worker=lambda config: EventsWorker(config, open_events_lane),
+        event_sink=lambda registry, catalog, publisher, warehouse: DomainEventSink(
+            registry, catalog, publisher, ClickHouseEventStore(warehouse), spec.snapshot_events
+        ),
     )
     options = CaptureOptions(
         state_dir=settings.state_dir,
@@ -151,7 +154,8 @@ def open_events_lane(config: WorkerConfig) -> EventsLane:
     warehouse = connect_warehouse(config.clickhouse_url, Path(config.state_dir))
     publisher = KafkaPublisher(config.bootstrap, f"cdc-events-{config.source}")
     stream = KafkaChangeStream(config.bootstrap, config.group or f"cdc-events-{config.source}", config.topics)
-    sink = DomainEventSink(registry, PostgresSource(config.source_dsn), publisher, ClickHouseEventStore(warehouse))
+    store = ClickHouseEventStore(warehouse)
+    sink = DomainEventSink(registry, PostgresSource(config.source_dsn), publisher, store, config.snapshot_events)
     service = ConsumerService(stream, sink, DeadLetters(warehouse, publisher), "events")
     return EventsLane(service, sink, stream, publisher, warehouse)
 

@@ -125,7 +125,7 @@ class Bridge:
         self._publisher = self.wiring.publisher(self.bootstrap, "cdc-bridge")  # events and dead letters
         dead_letters = self._dead_letters = DeadLetters(self.warehouse, self._publisher)
         for capture in self.captures:
-            capture.start_consumers(self.bootstrap, self.clickhouse_url, dead_letters, self.generation)
+            capture.start_consumers(self.bootstrap, self.clickhouse_url, dead_letters, self.generation, self._publisher)
         hashed = any(r.method == "hash" for c in self.captures for r in c.spec.mask)
         salt = self._salt = self.wiring.mask_salt() if hashed else ""
         for capture in self.captures:
@@ -133,11 +133,13 @@ class Bridge:
 
     def _restart_capture(self, capture: SourceCapture) -> None:
         """Restart one source's Debezium and lanes (its table list changed); the others go on."""
-        assert self._dead_letters is not None
+        assert self._dead_letters is not None and self._publisher is not None
         capture.stop_debezium(self.say, drain_timeout=10.0)
         capture.stop_consumers(self.say)
         self.wiring.ensure_topics(self.bootstrap, capture.topics + capture.event_topics)
-        capture.start_consumers(self.bootstrap, self.clickhouse_url, self._dead_letters, self.generation)
+        capture.start_consumers(
+            self.bootstrap, self.clickhouse_url, self._dead_letters, self.generation, self._publisher
+        )
         capture.start_debezium(self.bootstrap, self._salt)
 
     def _start_truncation(self) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -28,16 +28,17 @@ from cdc.debezium.gate import DurabilityGate
 from cdc.domain.changes import TableSchema
 from cdc.domain.events import EventDefinitionError, EventRegistry, load_modules
 from cdc.domain.names import events_topic
-from cdc.errors import CdcError, ConfigError
+from cdc.errors import CdcError, ConfigError, SourceError
 from cdc.events.reports import WorkerConfig
 from cdc.mirror.initial_load import InitialLoad
 from cdc.mirror.rules import ColumnRules
-from cdc.ports import SourceDatabase, TopicPartition, Warehouse
+from cdc.mirror.snapshot_events import SnapshotEvents, export_snapshot
+from cdc.ports import Message, Publisher, SourceDatabase, TopicPartition, Warehouse
 from cdc.settings import SourceSpec
 from cdc.supervision import Supervisor, failure_of, step
 from cdc.table_additions import with_remembered
 from cdc.translate import generic_names
-from cdc.wiring import CaptureOptions, CaptureRunner, CaptureWiring, EventsHandle, MirrorSink
+from cdc.wiring import CaptureOptions, CaptureRunner, CaptureWiring, EventsHandle, EventSink, MirrorSink
 
 log = logging.getLogger(__name__)
 Say = Callable[[str], None]
@@ -72,6 +73,10 @@ class SourceCapture:
         self.generation = 0  # brokers started before the current one (a dead embedded broker is replaced)
         self.load: InitialLoad | None = None  # the copy path's initial load (cdc.mirror.initial_load)
         self.hold = threading.Event()  # set during a truncation: Debezium sends nothing (cdc.truncation)
+        self.snapshot_events: SnapshotEvents | None = None  # events of the rows the copy path loads
+        self._event_sink: EventSink | None = None
+        self._dead_letters: DeadLetters | None = None
+        self._warehouse: Warehouse | None = None
 
     @property
     def slot(self) -> str:
@@ -85,6 +90,7 @@ class SourceCapture:
     # -- start -----------------------------------------------------------------------------------
     def prepare(self, warehouse: Warehouse) -> None:
         """Check the source, choose its tables, load its translators, create its ClickHouse objects."""
+        self._warehouse = warehouse
         self.source.check_logical_replication()
         self.name = self.spec.name or str(self.source.connection_params()["dbname"])
         self.spec = with_remembered(self.spec, self.options.state_dir, self.name)  # tables added at run time
@@ -110,9 +116,18 @@ class SourceCapture:
             self.say(
                 f"initial load: {len(copied)} table(s) by the copy path ({', '.join(s.ref.display for s in copied)})"
             )
-            if self.events_enabled:
-                self.say("warning: existing rows of those tables make no domain events (the copy path does not yet)")
+        if self.registry is not None and self.spec.snapshot_events:  # tables added later are loaded by it too
+            self.snapshot_events = SnapshotEvents(load, self.source, warehouse, self._emit_snapshot_events)
+            load.stash = self.snapshot_events.stash
         return load
+
+    def _emit_snapshot_events(self, messages: Sequence[Message]) -> None:
+        """Translate, publish and store the events of copied rows (cdc.mirror.snapshot_events)."""
+        sink, dead_letters = self._event_sink, self._dead_letters
+        if sink is None or dead_letters is None:
+            raise SourceError("the bridge's lanes are restarting")  # retried
+        for rejected in sink.write(messages[0].topic, messages):
+            dead_letters.put(rejected.message, rejected.error, "events")
 
     @property
     def _offsets_file(self) -> Path:
@@ -141,10 +156,16 @@ class SourceCapture:
         groups, so a consumer of the previous broker still shutting down cannot commit into them."""
         return f"cdc-{lane}-{self.name}" + (f"-r{self.generation}" if self.generation else "")
 
-    def start_consumers(self, bootstrap: str, clickhouse_url: str, dead_letters: DeadLetters, generation: int) -> None:
+    def start_consumers(
+        self, bootstrap: str, clickhouse_url: str, dead_letters: DeadLetters, generation: int, publisher: Publisher
+    ) -> None:
         """The mirror lane (a thread here) and the domain-event worker (its own process)."""
         assert self.sink is not None
         self.generation = generation
+        self._dead_letters = dead_letters
+        if self.snapshot_events is not None and self.registry is not None:  # events of copied rows, made here
+            assert self._warehouse is not None
+            self._event_sink = self.wiring.event_sink(self.registry, self.source, publisher, self._warehouse)
         stream = self.wiring.change_stream(bootstrap, self.group("mirror"), self.topics)
         service = ConsumerService(stream, self.sink, dead_letters, "apply")  # type: ignore[arg-type]
         self.lane = Lane(f"mirror {self.name}", stream, service)
@@ -160,6 +181,7 @@ class SourceCapture:
                 topics=tuple(self.topics),
                 translators=self.translators,
                 group=self.group("events"),
+                snapshot_events=self.spec.snapshot_events,
             )
             self._start_events()
 
@@ -234,10 +256,15 @@ class SourceCapture:
             pause=self.hold,
         )
         self._debezium = (bootstrap, salt)
+        if self.load is not None:  # at a first start, the slot with the snapshot the copy reads
+            every = {s.ref.qualified for s in self.schemas}
+            export_snapshot(self.load, self.source, self.slot, every, self._offsets_file.exists())
         self.runner = self.wiring.runner(conn, bootstrap, gate)
         self.runner.start()
         if self.load is not None:
             self.load.start(self._slot_ready)
+        if self.snapshot_events is not None:
+            self.snapshot_events.start()
 
     def _slot_ready(self) -> bool:
         try:
@@ -250,6 +277,8 @@ class SourceCapture:
         durable. Returns the records that were not (they stay in the slot: re-read at the next start)."""
         if self.load is not None:
             self.load.stop()
+        if self.snapshot_events is not None:
+            self.snapshot_events.stop()
         runner, self.runner = self.runner, None
         if runner is None:
             return 0
@@ -291,6 +320,8 @@ class SourceCapture:
             return False
         if self.load is not None and not self.load.done:
             return False  # the copy path is still loading existing rows
+        if self.snapshot_events is not None and self.snapshot_events.pending:
+            return False  # ... or translating them
         if self.runner.holds_back:
             return True  # the slot confirms only what every lane made durable
         # Kafka Connect moves the slot once Kafka has a record: the lanes must also reach the log ends

@@ -143,6 +143,14 @@ class Warehouse(Protocol):
         ...
 
 
+class SnapshotHandle(Protocol):
+    """An exported snapshot: ``name`` is importable (SET TRANSACTION SNAPSHOT) until ``close()``."""
+
+    name: str
+
+    def close(self) -> None: ...
+
+
 class Catalog(Protocol):
     """The source's table definitions."""
 
@@ -167,8 +175,13 @@ class SourceDatabase(Catalog, Protocol):
 
     def query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]: ...
 
-    def copy_out(self, query: str, block_bytes: int) -> Iterator[bytes]:
-        """``COPY (query) TO STDOUT`` in text format, as blocks of about ``block_bytes`` whole lines."""
+    def copy_out(self, query: str, block_bytes: int, snapshot: str | None = None) -> Iterator[bytes]:
+        """``COPY (query) TO STDOUT`` in text format, as blocks of about ``block_bytes`` whole lines; with
+        ``snapshot``, read under that exported snapshot."""
+        ...
+
+    def create_slot_exporting(self, slot: str) -> SnapshotHandle:
+        """Create the logical replication slot ``slot`` and export the snapshot it starts from."""
         ...
 
     def ensure_publication(self, publication: str, tables: Sequence[tuple[str, str]]) -> None:

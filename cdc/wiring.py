@@ -13,10 +13,11 @@ from typing import Any, Protocol
 from cdc.debezium.config import ConnectorSettings
 from cdc.debezium.gate import DurabilityGate
 from cdc.domain.changes import TableRef, TableSchema
+from cdc.domain.events import EventRegistry
 from cdc.events.reports import WorkerConfig, WorkerReport
 from cdc.mirror.ddl_gate import DdlGate
 from cdc.mirror.table import MirrorTable
-from cdc.ports import Catalog, ChangeStream, Publisher, Warehouse
+from cdc.ports import Catalog, ChangeStream, Message, Publisher, Rejected, Warehouse
 from cdc.status import StatusSnapshot, Thresholds
 
 SnapshotProvider = Callable[[], StatusSnapshot]
@@ -66,6 +67,12 @@ class MirrorSink(Protocol):
     def schema_notices(self) -> Sequence[object]: ...
 
 
+class EventSink(Protocol):
+    """Translates change messages into domain events, publishes and stores them (the events lane's sink)."""
+
+    def write(self, topic: str, messages: Sequence[Message]) -> Sequence[Rejected]: ...
+
+
 class EventsHandle(Protocol):
     """The bridge's handle on the domain-event worker process."""
 
@@ -97,6 +104,7 @@ class CaptureWiring:
     change_stream: Callable[[str, str, Sequence[str]], ChangeStream]  # (bootstrap, group, topics)
     runner: Callable[[ConnectorSettings, str, DurabilityGate], CaptureRunner]  # (settings, bootstrap, gate)
     events_worker: Callable[[WorkerConfig], EventsHandle]
+    event_sink: Callable[[EventRegistry, Catalog, Publisher, Warehouse], EventSink]  # the copied rows' events
 
 
 @dataclass(frozen=True)

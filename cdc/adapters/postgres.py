@@ -140,10 +140,14 @@ class PostgresSource:
         (lsn,) = self.query("SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint")[0]
         return int(lsn)
 
-    def copy_out(self, query: str, block_bytes: int = 16 << 20) -> Iterator[bytes]:
-        """``COPY (query) TO STDOUT``: blocks of about ``block_bytes``, each ending at a line's end."""
-        with self._connect() as conn:
+    def copy_out(self, query: str, block_bytes: int = 16 << 20, snapshot: str | None = None) -> Iterator[bytes]:
+        """``COPY (query) TO STDOUT``: blocks of about ``block_bytes``, each ending at a line's end; with
+        ``snapshot`` (an exported one, :meth:`create_slot_exporting`), the database as that snapshot saw it."""
+        with self._connect(autocommit=snapshot is None) as conn:
             try:  # values as the copy path expects them whatever the database's defaults: all floats' digits
+                if snapshot is not None:
+                    conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                    conn.execute(f"SET TRANSACTION SNAPSHOT '{snapshot.replace(chr(39), '')}'")
                 conn.execute("SET DateStyle = ISO; SET TimeZone = 'UTC'; SET extra_float_digits = 1")
                 with conn.cursor().copy(f"COPY ({query}) TO STDOUT") as copy:
                     pending = bytearray()
@@ -157,6 +161,22 @@ class PostgresSource:
                         yield bytes(pending)
             except psycopg.Error as e:
                 raise SourceError(f"PostgreSQL refused a copy: {str(e).strip()}") from e
+
+    def create_slot_exporting(self, slot: str) -> ExportedSnapshot:
+        """Create logical replication slot ``slot`` (pgoutput) and export the snapshot it starts from: a
+        copy read under it holds exactly the changes committed before the slot's first streamed one."""
+        try:
+            conn = psycopg.connect(self.dsn, autocommit=True, replication="database", connect_timeout=10)
+        except psycopg.Error as e:
+            raise SourceError(f"cannot open a replication connection: {_driver_message(e)}") from e
+        name = '"' + slot.replace('"', '""') + '"'
+        try:
+            row = conn.execute(f"CREATE_REPLICATION_SLOT {name} LOGICAL pgoutput EXPORT_SNAPSHOT").fetchone()
+        except psycopg.Error as e:
+            conn.close()
+            raise SourceError(f"cannot create replication slot {slot}: {_driver_message(e)}") from e
+        assert row is not None
+        return ExportedSnapshot(conn, str(row[2]))
 
     def ensure_publication(self, publication: str, tables: Sequence[tuple[str, str]]) -> None:
         """The bridge makes its publication itself rather than Debezium, whose statement does not quote a
@@ -272,3 +292,13 @@ class PostgresSession:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class ExportedSnapshot:
+    """A snapshot exported by the replication connection that created a slot: importable while it is open."""
+
+    def __init__(self, conn: psycopg.Connection[Any], name: str) -> None:
+        self._conn, self.name = conn, name
+
+    def close(self) -> None:
+        self._conn.close()

@@ -20,6 +20,7 @@ class WorkerConfig:
     group: str = ""  # the consumer group (cdc-events-<source>, a suffix after a broker restart)
     niceness: int = 10
     epoch: int = 0  # the broker truncations that happened before the worker started
+    snapshot_events: bool = True  # translate existing rows (op r); off: they make no event
 
 
 @dataclass

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cdc.debezium.envelope import is_tombstone, parse_change
-from cdc.domain.changes import TableRef, TableSchema
+from cdc.domain.changes import Op, TableRef, TableSchema
 from cdc.domain.events import DomainEvent, EventRegistry
 from cdc.errors import BadMessage
 from cdc.events.store import ClickHouseEventStore, payload_json
@@ -79,9 +79,15 @@ class DomainEventSink:
     """Translates with ``registry``; publishes with ``publisher``; stores in ``store``."""
 
     def __init__(
-        self, registry: EventRegistry, catalog: Catalog, publisher: Publisher, store: ClickHouseEventStore
+        self,
+        registry: EventRegistry,
+        catalog: Catalog,
+        publisher: Publisher,
+        store: ClickHouseEventStore,
+        snapshot_events: bool = True,
     ) -> None:
         self.registry = registry
+        self.snapshot_events = snapshot_events  # off: existing rows (op r) make no event
         self._catalog = catalog
         self._publisher = publisher
         self._store = store
@@ -126,6 +132,8 @@ class DomainEventSink:
         change = parse_change(msg.value)
         if change is None:
             return []  # truncate / logical message: not a row change
+        if change.op is Op.SNAPSHOT and not self.snapshot_events:
+            return []  # the source says: no events for existing rows
         return translate(change, self._schema(change.table), self.registry)
 
     def _schema(self, ref: TableRef) -> TableSchema | None:

@@ -27,6 +27,7 @@ a crash: the mirror converges to the source either way.
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING
 
 from cdc.domain.changes import Column, TableSchema
@@ -132,6 +133,24 @@ def copy_query(table: MirrorTable, live: TableSchema, where: str = "") -> str:
     )
 
 
+def envelope_query(schema: TableSchema, where: str = "") -> str:
+    """``SELECT <n>, <change message>`` per row: the row numbered, and as the message Debezium's snapshot
+    would send (``op`` r, LSN 0), for the domain events of existing rows (:mod:`cdc.mirror.snapshot_events`)."""
+    ref = schema.ref
+    parts = [
+        f"{_lit(json.dumps(c.name, ensure_ascii=False) + ':')} || coalesce(({_json(c, _ident(c.name))})::text, 'null')"
+        for c in schema.columns
+    ]
+    after = " || ',' || ".join(parts) if parts else "''"
+    names = json.dumps({"name": ref.source, "schema": ref.schema, "table": ref.table}, separators=(",", ":"))[1:-1]
+    head = '{"op":"r","before":null,"source":{"lsn":0,"txId":null,"snapshot":"true",' + names + ',"ts_ms":'
+    now_ms = "(extract(epoch FROM now()) * 1000)::bigint"  # when the snapshot was read, as Debezium's is
+    body = f"{_lit(head)} || {now_ms} || '}},\"after\":{{' || {after} || '}}}}'"
+    return f"SELECT row_number() OVER (), {body} FROM {sql_table(ref.schema, ref.table)}" + (
+        f" WHERE {where}" if where else ""
+    )
+
+
 def copyable(schema: TableSchema) -> str | None:
     """Why the copy path cannot load this table (None: it can)."""
     for c in schema.columns:
@@ -146,6 +165,8 @@ def _json(c: Column, ref: str) -> str:
     """SQL giving the column's value as Debezium's JSON (a ``json`` value, or NULL)."""
     if c.is_enum:
         return f"to_json({ref}::text[])" if c.is_array else f"to_json({ref}::text)"
+    if c.pg_type in ("numeric", "money") and not c.is_array:
+        return f"to_json({ref}::numeric::text)"  # decimal.handling.mode=string
     if not c.is_array:
         return f"to_json({ref})" if c.pg_type in _NATIVE else f"to_json({_plain(c, ref)})"
     if c.pg_type in _ARRAY_AS_IS:
@@ -210,3 +231,7 @@ def _plain(c: Column, ref: str) -> str:
 
 def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
+
+
+def _lit(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"

@@ -11,7 +11,6 @@ LSN 0). Why any chunk may be read at any time after the slot exists: see :mod:`c
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -20,21 +19,24 @@ from dataclasses import dataclass
 
 from cdc.domain.changes import TableSchema
 from cdc.errors import CdcError, SourceError
+from cdc.mirror.chunks import estimate_rows, key_ranges, where_sql
 from cdc.mirror.copy_sql import copy_columns, copy_query, copyable
 from cdc.mirror.table import MirrorTable
-from cdc.ports import SourceDatabase, Warehouse
+from cdc.ports import SnapshotHandle, SourceDatabase, Warehouse
 
 log = logging.getLogger(__name__)
+Stash = Callable[["Chunk", TableSchema, str, str], None]  # (chunk, schema, where, snapshot): see snapshot_events
 
 BLOCK_BYTES = 16 << 20  # per insert: a few tens of thousands of rows of a typical table
-CHUNK_ROWS = 250_000  # rows per chunk (estimated from the key range)
 LOADS_DDL = (
     "CREATE TABLE IF NOT EXISTS cdc.initial_loads (source String, table String, chunk UInt32,"
     " lower Nullable(Int64), upper Nullable(Int64), estimate UInt64, done UInt8, rows UInt64,"
     " updated_at DateTime64(6, 'UTC') DEFAULT now64(6)) ENGINE = ReplacingMergeTree(updated_at)"
-    " ORDER BY (source, table, chunk)"
+    " ORDER BY (source, table, chunk)",
+    # exact: copied under the slot's exported snapshot; events: its snapshot events are stored (or skipped)
+    "ALTER TABLE cdc.initial_loads ADD COLUMN IF NOT EXISTS exact UInt8 DEFAULT 0",
+    "ALTER TABLE cdc.initial_loads ADD COLUMN IF NOT EXISTS events UInt8 DEFAULT 0",
 )
-_INTEGERS = {"int2", "int4", "int8"}
 _SETTINGS = {"optimize_on_insert": 0}  # each key once per chunk; the views read FINAL anyway (a third faster)
 
 
@@ -45,16 +47,18 @@ def copy_rows(
     where: str = "",
     guard: Callable[[], AbstractContextManager[object]] = nullcontext,
     into: str = "_copy_",
+    snapshot: str | None = None,
 ) -> int:
     """Copy the rows of ``table`` (those matching ``where``, a SQL condition) into its mirror; the count.
     ``guard()``: held around each insert (the sink takes it exclusively while it recreates the views);
-    ``into``: the prefix of the Null table taking the rows (``cdc.mirror.resync`` has its own)."""
+    ``into``: the prefix of the Null table taking the rows (``cdc.mirror.resync`` has its own);
+    ``snapshot``: an exported snapshot to read under."""
     live = source.table_schema(table.schema.ref)
     if live is None:
         raise SourceError(f"{table.schema.ref.display} is gone from the source")
     columns = copy_columns(table)
     rows = 0
-    for block in source.copy_out(copy_query(table, live, where), BLOCK_BYTES):
+    for block in source.copy_out(copy_query(table, live, where), BLOCK_BYTES, snapshot):
         with guard():
             warehouse.insert_raw(table.database, into + table.name, columns, block, "TabSeparated", _SETTINGS)
         rows += block.count(b"\n")
@@ -70,6 +74,8 @@ class Chunk:
     estimate: int  # rows the table was estimated to hold when planned
     done: bool = False
     rows: int = 0
+    exact: bool = False  # copied under the slot's exported snapshot: its rows are the table as of the slot
+    events: bool = False  # its snapshot events are stored (or were skipped: see cdc.mirror.snapshot_events)
     claimed: bool = False  # a worker is copying it
 
 
@@ -83,6 +89,8 @@ class Progress:
     chunks_done: int
     chunks: int
     rate: float  # rows/s since this run's copy began
+    events_done: int | None = None  # chunks whose snapshot events are stored or skipped (None: none wanted)
+    events_skipped: int = 0  # rows copied without the exported snapshot: no snapshot events
 
     @property
     def eta_s(self) -> float | None:
@@ -114,7 +122,10 @@ class InitialLoad:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._began: dict[str, tuple[float, int]] = {}
-        warehouse.command(LOADS_DDL)
+        for statement in LOADS_DDL:
+            warehouse.command(statement)
+        self.snapshot: SnapshotHandle | None = None  # the slot's exported snapshot, while it is valid
+        self.stash: Stash | None = None  # keeps each chunk's change messages for its snapshot events
 
     # -- the plan -----------------------------------------------------------------------------
     def prepare(self, schemas: Sequence[TableSchema], first_start: bool) -> list[TableSchema]:
@@ -150,19 +161,40 @@ class InitialLoad:
 
     def _stored(self) -> list[Chunk]:
         rows = self._warehouse.query(
-            "SELECT table, chunk, lower, upper, estimate, done, rows FROM cdc.initial_loads FINAL"
+            "SELECT table, chunk, lower, upper, estimate, done, rows, exact, events FROM cdc.initial_loads FINAL"
             " WHERE source = {s:String} ORDER BY table, chunk",
             {"s": self.name},
         )
-        return [Chunk(str(t), int(i), lo, hi, int(e), bool(d), int(n)) for t, i, lo, hi, e, d, n in rows]
+        return [
+            Chunk(str(t), int(i), lo, hi, int(e), bool(d), int(n), bool(x), bool(v))
+            for t, i, lo, hi, e, d, n, x, v in rows
+        ]
+
+    def record(self, chunk: Chunk) -> None:
+        """Store what is known of ``chunk`` now (done, events)."""
+        self._record([chunk])
 
     def _record(self, chunks: Sequence[Chunk]) -> None:
         if chunks:
             self._warehouse.insert(
                 "cdc",
                 "initial_loads",
-                ("source", "table", "chunk", "lower", "upper", "estimate", "done", "rows"),
-                [(self.name, c.table, c.index, c.lower, c.upper, c.estimate, int(c.done), c.rows) for c in chunks],
+                ("source", "table", "chunk", "lower", "upper", "estimate", "done", "rows", "exact", "events"),
+                [
+                    (
+                        self.name,
+                        c.table,
+                        c.index,
+                        c.lower,
+                        c.upper,
+                        c.estimate,
+                        int(c.done),
+                        c.rows,
+                        int(c.exact),
+                        int(c.events),
+                    )
+                    for c in chunks
+                ],  # fmt: skip
             )
 
     # -- copying ------------------------------------------------------------------------------
@@ -192,6 +224,19 @@ class InitialLoad:
         self._stop.set()
         for t in self._threads:
             t.join(timeout)
+        self._close_snapshot()  # a restart reads the rest as of its copy (cdc.mirror.copy_sql)
+
+    def _release_snapshot_when_copied(self) -> None:
+        with self._lock:
+            copied = all(c.done for c in self.chunks)
+        if copied:
+            self._close_snapshot()
+
+    def _close_snapshot(self) -> None:
+        with self._lock:
+            snapshot, self.snapshot = self.snapshot, None
+        if snapshot is not None:
+            snapshot.close()
 
     def _work(self, slot_ready: Callable[[], bool]) -> None:
         while not slot_ready():  # copying before the slot exists could miss changes made in between
@@ -204,14 +249,23 @@ class InitialLoad:
             try:
                 where = where_sql(self.schemas[chunk.table], chunk.lower, chunk.upper)
                 began = time.monotonic()
-                rows = copy_rows(self._source, self._warehouse, self._table_of(self.schemas[chunk.table]), where,
-                                 self._guard)  # fmt: skip
-                chunk.rows, chunk.done = rows, True
+                snapshot = self.snapshot.name if self.snapshot is not None else None
+                table = self._table_of(self.schemas[chunk.table])
+                rows = copy_rows(self._source, self._warehouse, table, where, self._guard, snapshot=snapshot)
+                if self.stash is not None and snapshot is not None:  # the messages of the same rows, same snapshot
+                    self.stash(chunk, table.schema, where, snapshot)
+                chunk.rows, chunk.done, chunk.exact = rows, True, snapshot is not None
+                chunk.events = self.stash is None  # no snapshot events wanted: none pending
                 self._record([chunk])
+                self._release_snapshot_when_copied()
                 self.error = None
                 log.info("copied %s chunk %d: %d rows in %.1f s", chunk.table, chunk.index, rows,
                          time.monotonic() - began)  # fmt: skip
             except CdcError as e:  # the source or the warehouse away: the chunk is copied again later
+                if self.snapshot is not None and "snapshot" in str(e).lower():  # no longer importable
+                    log.warning("the exported snapshot is gone (%s): chunks copied from now on are read as of"
+                                " their copy; the stream makes the mirror exact all the same", e)  # fmt: skip
+                    self._close_snapshot()
                 self.error = f"initial load of {chunk.table}: {e} (retrying)"
                 log.warning("%s", self.error)
                 self._stop.wait(5.0)
@@ -241,58 +295,12 @@ class InitialLoad:
                 copied = _copied(self.chunks, table)
                 began, at_start = self._began.get(table, (now, copied))
                 rate = (copied - at_start) / (now - began) if now > began else 0.0
+                events = sum(c.events for c in mine) if self.stash is not None else None
+                skipped = sum(c.rows for c in mine if c.done and not c.exact) if self.stash is not None else 0
                 out.append(Progress(table, copied, max(mine[0].estimate, copied), sum(c.done for c in mine),
-                                    len(mine), rate))  # fmt: skip
+                                    len(mine), rate, events, skipped))  # fmt: skip
         return out
 
 
 def _copied(chunks: Sequence[Chunk], table: str) -> int:
     return sum(c.rows for c in chunks if c.table == table and c.done)
-
-
-def estimate_rows(source: SourceDatabase, schema: TableSchema) -> int:
-    """The planner's row estimate of the table (its partitions included), else a count."""
-    rows = source.query(
-        "SELECT greatest(c.reltuples, 0)::bigint + coalesce((SELECT sum(greatest(p.reltuples, 0))::bigint"
-        " FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhrelid WHERE i.inhparent = c.oid), 0)"
-        " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s",
-        (schema.ref.schema, schema.ref.table),
-    )
-    if rows and int(rows[0][0]) > 0:
-        return int(rows[0][0])
-    return int(source.query(f"SELECT count(*) FROM {_sql(schema)}")[0][0])  # never analyzed
-
-
-def key_ranges(source: SourceDatabase, schema: TableSchema, estimate: int) -> list[tuple[int | None, int | None]]:
-    """Ranges ``[lower, upper)`` of an integer key of about ``CHUNK_ROWS`` each (open at both ends), or one
-    range for the whole table when it is small or has no single integer key."""
-    column = schema.column_index.get(schema.key[0]) if len(schema.key) == 1 else None
-    if column is None or column.pg_type not in _INTEGERS or column.is_array or estimate <= CHUNK_ROWS:
-        return [(None, None)]
-    key = _ident(column.name)
-    low, high = source.query(f"SELECT min({key}), max({key}) FROM {_sql(schema)}")[0]
-    if low is None:
-        return [(None, None)]
-    n = min(math.ceil(estimate / CHUNK_ROWS), 10_000)
-    step = max((int(high) - int(low) + 1) // n, 1)
-    bounds = [int(low) + i * step for i in range(1, n)]
-    return list(zip([None, *bounds], [*bounds, None], strict=True))
-
-
-def where_sql(schema: TableSchema, lower: int | None, upper: int | None) -> str:
-    """The condition selecting key range ``[lower, upper)`` ('' for the whole table)."""
-    if lower is None and upper is None:
-        return ""
-    key = _ident(schema.key[0])
-    parts = ([f"{key} >= {int(lower)}"] if lower is not None else []) + (
-        [f"{key} < {int(upper)}"] if upper is not None else []
-    )
-    return " AND ".join(parts)
-
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _sql(schema: TableSchema) -> str:
-    return f"{_ident(schema.ref.schema)}.{_ident(schema.ref.table)}"

@@ -30,9 +30,10 @@ from typing import Any, Protocol
 
 from cdc.domain.changes import TableRef
 from cdc.errors import CdcError
+from cdc.mirror.chunks import estimate_rows, key_ranges, where_sql
 from cdc.mirror.copy_sql import copy_table_ddl, copy_view_select, copyable
 from cdc.mirror.ddl_gate import DdlGate
-from cdc.mirror.initial_load import copy_rows, estimate_rows, key_ranges, where_sql
+from cdc.mirror.initial_load import copy_rows
 from cdc.mirror.table import MirrorTable
 from cdc.ports import SourceDatabase, Warehouse
 

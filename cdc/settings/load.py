@@ -72,11 +72,20 @@ def source_specs(
                 env,
                 f"{where} source {s.name!r}" if s.name else f"{where} [[source]] #{i + 1}",
                 settings.initial_load,
+                settings.snapshot_events,
             )
             for i, s in enumerate(settings.source)
         )
     dsn = settings.source_dsn or SecretStr(default_dsn)
-    return (SourceSpec(dsn, settings.source_name, settings.tables, initial_load=settings.initial_load),)
+    return (
+        SourceSpec(
+            dsn,
+            settings.source_name,
+            settings.tables,
+            initial_load=settings.initial_load,
+            snapshot_events=settings.snapshot_events,
+        ),
+    )
 
 
 def projection_settings(env: Mapping[str, str] | None = None) -> Projections:

@@ -90,6 +90,7 @@ class SourceConfig(_Section):
     translators: Names | None = None
     events: bool | None = Field(default=None, strict=True)
     initial_load: InitialLoadMode | None = None  # None: the bridge-wide setting
+    snapshot_events: bool | None = Field(default=None, strict=True)  # events of existing rows; None: bridge-wide
     mask: dict[str, str] = {}
 
     @field_validator("name")
@@ -151,6 +152,10 @@ class Settings(BaseSettings):
     initial_load: InitialLoadMode = "debezium"  # existing rows: Debezium's snapshot, or the parallel copy path
     translators: Names = ()  # modules declaring events and translators
     events: Annotated[bool, BeforeValidator(lambda v: v.lower() not in _OFF if isinstance(v, str) else v)] = True
+    # domain events of the rows that existed before the bridge started (op r); off: only changes make events
+    snapshot_events: Annotated[bool, BeforeValidator(lambda v: v.lower() not in _OFF if isinstance(v, str) else v)] = (
+        True
+    )
     config: Path | None = None  # the cdc.toml this came from (--config, CDC_CONFIG)
     # sections of the file
     source: tuple[SourceConfig, ...] = ()

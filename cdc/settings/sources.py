@@ -40,12 +40,19 @@ class SourceSpec:
     translators: tuple[str, ...] | None = None  # None: the bridge-wide setting
     events: bool | None = None  # None: the bridge-wide setting
     initial_load: str = "debezium"  # existing rows: "debezium" (its snapshot) or "copy" (cdc.mirror.initial_load)
+    snapshot_events: bool = True  # domain events of existing rows (op r), whichever way they are loaded
 
     def excluded_column(self, schema: str, table: str, column: str) -> bool:
         return f"{schema}.{table}.{column}" in self.exclude_columns
 
 
-def resolve(config: SourceConfig, env: Mapping[str, str], where: str, initial_load: str = "debezium") -> SourceSpec:
+def resolve(
+    config: SourceConfig,
+    env: Mapping[str, str],
+    where: str,
+    initial_load: str = "debezium",
+    snapshot_events: bool = True,
+) -> SourceSpec:
     """A ``[[source]]`` with its DSN read from the variable it names."""
     dsn = env.get(config.dsn_env, "")
     if not dsn:
@@ -60,4 +67,5 @@ def resolve(config: SourceConfig, env: Mapping[str, str], where: str, initial_lo
         translators=config.translators,
         events=config.events,
         initial_load=config.initial_load or initial_load,
+        snapshot_events=config.snapshot_events if config.snapshot_events is not None else snapshot_events,
     )

@@ -64,6 +64,8 @@ class LoadProgress:
     chunks: int
     rows_per_s: float
     eta_s: float | None
+    events_chunks_done: int | None = None  # chunks whose snapshot events are stored (None: none wanted)
+    events_skipped_rows: int = 0  # copied rows whose snapshot events could not be exact (cdc.mirror.snapshot_events)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -74,6 +76,8 @@ class LoadProgress:
             "chunks": self.chunks,
             "rows_per_s": self.rows_per_s,
             "eta_s": self.eta_s,
+            "events_chunks_done": self.events_chunks_done,
+            "events_skipped_rows": self.events_skipped_rows,
         }
 
     @classmethod
@@ -86,6 +90,8 @@ class LoadProgress:
             _int(data, "chunks"),
             _float(data, "rows_per_s"),
             _opt_float(data, "eta_s"),
+            None if data.get("events_chunks_done") is None else _int(data, "events_chunks_done"),
+            _int(data, "events_skipped_rows") if "events_skipped_rows" in data else 0,
         )
 
 

@@ -175,7 +175,17 @@ class Observer:
             broker_truncations=c.epoch if self.bridge.truncates else None,
             tables=tuple(TableNames(*names) for names in c.table_names()),
             initial_load=tuple(
-                LoadProgress(p.table, p.copied, p.estimate, p.chunks_done, p.chunks, round(p.rate, 1), p.eta_s)
+                LoadProgress(
+                    p.table,
+                    p.copied,
+                    p.estimate,
+                    p.chunks_done,
+                    p.chunks,
+                    round(p.rate, 1),
+                    p.eta_s,
+                    p.events_done,
+                    p.events_skipped,
+                )  # fmt: skip
                 for p in c.load_progress()
             ),
         )

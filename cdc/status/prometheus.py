@@ -66,6 +66,11 @@ def _families() -> dict[str, _Family]:
         ("initial_load_rows_copied", "gauge", "rows the copy path has loaded into the table's mirror"),
         ("initial_load_rows_estimated", "gauge", "rows the table held when its initial load was planned (estimate)"),
         ("initial_load_seconds_left", "gauge", "estimated seconds until the table's initial load ends"),
+        (
+            "initial_load_event_chunks_done",
+            "gauge",
+            "chunks of the table whose existing rows' domain events are stored",
+        ),
         ("dead_letters", "gauge", "dead letters waiting for a replay"),
         ("schema_notices", "gauge", "source schema changes that need a look"),
         ("source_errors", "gauge", "errors the bridge reports for the source"),
@@ -109,6 +114,8 @@ def _add_source(fam: dict[str, _Family], s: SourceStatus) -> None:
         fam["initial_load_rows_copied"].add(p.copied, source=src, table=p.table)
         fam["initial_load_rows_estimated"].add(p.estimate, source=src, table=p.table)
         fam["initial_load_seconds_left"].add(p.eta_s, source=src, table=p.table)
+        if p.events_chunks_done is not None:
+            fam["initial_load_event_chunks_done"].add(p.events_chunks_done, source=src, table=p.table)
     fam["dead_letters"].add(s.dead_letters, source=src)
     fam["schema_notices"].add(len(s.schema_notices), source=src)
     fam["source_errors"].add(len(s.errors), source=src)

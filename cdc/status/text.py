@@ -42,7 +42,15 @@ def _source_block(source: SourceStatus) -> list[str]:
         left = "" if p.eta_s is None else f", {format_seconds(p.eta_s)} left"
         state = "done" if p.chunks_done == p.chunks else f"{p.rows_per_s:,.0f} rows/s{left}"
         done = f"chunk {p.chunks_done}/{p.chunks}"
-        lines.append(f"  initial load   {p.table}: {p.copied:,} of ~{p.estimate:,} rows, {done}, {state}")
+        events = (
+            ""
+            if p.events_chunks_done is None
+            else f"; events of existing rows: chunk {p.events_chunks_done}/{p.chunks}"
+        )
+        skipped = f" ({p.events_skipped_rows:,} rows skipped)" if p.events_skipped_rows else ""
+        lines.append(
+            f"  initial load   {p.table}: {p.copied:,} of ~{p.estimate:,} rows, {done}, {state}{events}{skipped}"
+        )
     if source.tables:
         lines += ["", *_names_table(source)]
     if source.topics:

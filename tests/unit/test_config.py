@@ -25,6 +25,8 @@ mask = { "public.customers.email" = "hash", "public.customers.phone" = "redact" 
 [[source]]
 dsn_env = "CRM_DSN"
 events = false
+initial_load = "copy"
+snapshot_events = false
 
 [masking]
 salt_env = "MY_SALT"
@@ -49,7 +51,14 @@ def _write(tmp_path: Path, text: str) -> Path:
 def env(monkeypatch: pytest.MonkeyPatch) -> None:
     for key, value in ENV.items():
         monkeypatch.setenv(key, value)
-    for key in ("CDC_SOURCE_DSN", "CDC_CLICKHOUSE_URL", "CDC_CONFIG", "CDC_TABLES", "CDC_EVENTS"):
+    for key in (
+        "CDC_SOURCE_DSN",
+        "CDC_CLICKHOUSE_URL",
+        "CDC_CONFIG",
+        "CDC_TABLES",
+        "CDC_EVENTS",
+        "CDC_SNAPSHOT_EVENTS",
+    ):
         monkeypatch.delenv(key, raising=False)
 
 
@@ -66,6 +75,8 @@ def test_a_full_config_reads_into_sources_and_guardrails(tmp_path: Path, env: No
     assert shop.mask == (MaskRule("public.customers.email", "hash"), MaskRule("public.customers.phone", "redact"))
     assert shop.translators == ("cdc.demo.events",) and shop.events is None
     assert crm.name is None and crm.events is False and crm.translators is None
+    assert (shop.initial_load, shop.snapshot_events) == ("debezium", True)  # the bridge-wide defaults
+    assert (crm.initial_load, crm.snapshot_events) == ("copy", False)
     assert settings.salt_env == "MY_SALT"
     assert settings.max_retained_wal_bytes == 256 * 1024 * 1024
     assert settings.heartbeat_interval_ms == 5000
@@ -97,6 +108,7 @@ def test_a_full_config_reads_into_sources_and_guardrails(tmp_path: Path, env: No
         ),
         ("[[source]]\ndsn_env = 'SHOP_DSN'\n[colours]\nred = 1\n", "unknown key(s) colours"),
         ("[[source]]\ndsn_env = 'SHOP_DSN'\nevents = 'yes'\n", "events must be true or false"),
+        ("[[source]]\ndsn_env = 'SHOP_DSN'\nsnapshot_events = 1\n", "snapshot_events must be true or false"),
         ("[[source]]\ndsn_env = 'not a name'\n", "is not an environment variable name"),
         ("[[source]\n", "not valid TOML"),
     ],
