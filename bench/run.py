@@ -264,7 +264,11 @@ def phase_snapshot(run: Run) -> None:
     settings = config.load(str(run.state_dir), events=False if run.args.no_events else None)
     run.bridge = bootstrap.build_bridge(
         settings,
-        [SourceSpec(SecretStr(run.dsn), SOURCE, ("public.bench_snapshot", "public.bench_rows"))],
+        [
+            SourceSpec(
+                SecretStr(run.dsn), SOURCE, ("public.bench_snapshot", "public.bench_rows"), initial_load="debezium"
+            )
+        ],
         lambda line: say(f"  bridge: {line}"),
     )
     meter = CpuMeter(run)

@@ -109,9 +109,17 @@ class SourceCapture:
         """The copy path's load (``initial_load = "copy"`` at a first start, or a load still unfinished)."""
         sink = self.sink
         assert sink is not None
-        load = InitialLoad(self.name, self.source, warehouse, lambda s: sink.follow_source(s.ref), sink.gate.insert)
+        load = InitialLoad(
+            self.name,
+            self.source,
+            warehouse,
+            lambda s: sink.follow_source(s.ref),
+            sink.gate.insert,
+            refusal=self.rules.copy_refusal,
+        )
         first = self.spec.initial_load == "copy" and not self._offsets_file.exists()
-        copied = load.prepare(self.schemas, first_start=first)
+        together = self.registry is not None and self.spec.snapshot_events
+        copied = load.prepare(self.schemas, first_start=first, together=together)
         if copied and not load.done:
             self.say(
                 f"initial load: {len(copied)} table(s) by the copy path ({', '.join(s.ref.display for s in copied)})"

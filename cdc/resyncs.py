@@ -39,7 +39,10 @@ class Resyncs:
                 raise ConfigError(f"a resync of {schema.ref.display} is already running")
             job = ResyncJob(capture.name, schema.ref.display)
             self._jobs = [*self._jobs[-19:], job]  # the last twenty
-        work = Resync(capture.source, warehouse, capture.sink, schema.ref)
+        why = capture.rules.copy_refusal(schema)
+        if why:
+            raise ConfigError(f"{schema.ref.display} cannot be resynced while the bridge runs: {why}")
+        work = Resync(capture.source, warehouse, capture.sink, schema.ref, refusal=capture.rules.copy_refusal)
         threading.Thread(target=work.run, args=(job,), name=f"resync-{capture.name}", daemon=True).start()
         return job
 

@@ -35,7 +35,6 @@ from cdc.capture_tables import choose_tables
 from cdc.domain.changes import TableSchema
 from cdc.domain.names import display_table, parse_table
 from cdc.errors import CdcError, ConfigError
-from cdc.mirror.copy_sql import copyable
 from cdc.settings import SourceSpec
 
 if TYPE_CHECKING:
@@ -92,7 +91,7 @@ def new_tables(capture: SourceCapture, tables: list[str]) -> tuple[list[TableSch
     if left_out:
         raise ConfigError(f"cannot capture {', '.join(f'{s}.{t}' for s, t in left_out)}: see the warnings above")
     for schema in added:
-        why = copyable(schema)
+        why = capture.rules.copy_refusal(schema)
         if why:
             raise ConfigError(
                 f"{schema.ref.display} cannot be added while the bridge runs: {why} (the copy path cannot load it);"

@@ -61,9 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-events", action="store_true", help="mirror only: do not run the domain-event consumer")
     run.add_argument(
         "--initial-load",
-        choices=("debezium", "copy"),
-        help="how existing rows reach ClickHouse at a first start: Debezium's snapshot (default), or the parallel, "
-        "resumable copy path (env CDC_INITIAL_LOAD; README, 'Initial load')",
+        choices=("copy", "debezium"),
+        help="how existing rows reach ClickHouse at a first start: the parallel, resumable copy path (default), "
+        "or Debezium's row-by-row snapshot (env CDC_INITIAL_LOAD; README, 'Initial load')",
     )
     run.add_argument(
         "--config",

@@ -91,7 +91,13 @@ def _demo_bridge(
     rate: float,
     ui_wanted: bool = True,
 ) -> int:
-    spec = SourceSpec(SecretStr(source.dsn), shop.DEMO_DATABASE, shop.DEMO_TABLES)
+    spec = SourceSpec(
+        SecretStr(source.dsn),
+        shop.DEMO_DATABASE,
+        shop.DEMO_TABLES,
+        initial_load=settings.initial_load,
+        snapshot_events=settings.snapshot_events,
+    )
     bridge = bootstrap.build_bridge(settings, [spec], say)
     say("Starting Kafka (Tansu), ClickHouse (chDB) and Debezium ...")
     bridge.start()

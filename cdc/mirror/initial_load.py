@@ -111,7 +111,9 @@ class InitialLoad:
         table_of: Callable[[TableSchema], MirrorTable],
         guard: Callable[[], AbstractContextManager[object]],
         workers: int = 2,
+        refusal: Callable[[TableSchema], str | None] = copyable,
     ) -> None:
+        self._refusal = refusal  # why a table must not be copied (default: a type the copy cannot encode)
         self.name = source_name
         self._source, self._warehouse, self._table_of, self._guard = source, warehouse, table_of, guard
         self.workers = workers
@@ -128,18 +130,24 @@ class InitialLoad:
         self.stash: Stash | None = None  # keeps each chunk's change messages for its snapshot events
 
     # -- the plan -----------------------------------------------------------------------------
-    def prepare(self, schemas: Sequence[TableSchema], first_start: bool) -> list[TableSchema]:
+    def prepare(self, schemas: Sequence[TableSchema], first_start: bool, together: bool = False) -> list[TableSchema]:
         """The tables the copy path loads (Debezium's snapshot skips them). At a first start: the copyable
-        ones, planned now; later: those of the stored plan (resumed where it stopped)."""
+        ones, planned now; later: those of the stored plan (resumed where it stopped). ``together``: all
+        or none (the events of existing rows need one snapshot for every table: cdc.mirror.snapshot_events)."""
         by_name = {s.ref.qualified: s for s in schemas}
         self.chunks = [c for c in self._stored() if c.table in by_name]
         if not self.chunks and first_start:
+            why_not = {s.ref.display: why for s in schemas if (why := self._refusal(s))}
+            for table, why in why_not.items():
+                log.warning("%s: loaded by Debezium's snapshot: %s", table, why)
+            if why_not and together:
+                tables = ", ".join(why_not)
+                log.warning("every table is loaded by Debezium's snapshot: the events of existing rows need one"
+                            " snapshot of all tables, and the copy path cannot load %s", tables)  # fmt: skip
+                return []
             for schema in schemas:
-                why = copyable(schema)
-                if why:
-                    log.warning("%s: loaded by Debezium's snapshot: %s", schema.ref.display, why)
-                    continue
-                self.chunks += self._plan(schema)
+                if schema.ref.display not in why_not:
+                    self.chunks += self._plan(schema)
             self._record(self.chunks)
         self.schemas = {c.table: by_name[c.table] for c in self.chunks}
         return list(self.schemas.values())

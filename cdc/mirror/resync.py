@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
-from cdc.domain.changes import TableRef
+from cdc.domain.changes import TableRef, TableSchema
 from cdc.errors import CdcError
 from cdc.mirror.chunks import estimate_rows, key_ranges, where_sql
 from cdc.mirror.copy_sql import copy_table_ddl, copy_view_select, copyable
@@ -81,9 +81,16 @@ class Resync:
     """Reloads the mirror of ``ref`` (see the module's docstring)."""
 
     def __init__(
-        self, source: SourceDatabase, warehouse: Warehouse, mirror: Mirror, ref: TableRef, workers: int = 2
+        self,
+        source: SourceDatabase,
+        warehouse: Warehouse,
+        mirror: Mirror,
+        ref: TableRef,
+        workers: int = 2,
+        refusal: Callable[[TableSchema], str | None] = copyable,
     ) -> None:
         self._source, self._warehouse, self._mirror, self._ref = source, warehouse, mirror, ref
+        self._refusal = refusal  # why the table must not be copied (a type, a masked column)
         self.workers = workers
 
     def run(self, job: ResyncJob) -> None:
@@ -106,7 +113,7 @@ class Resync:
                 self._drop(table)
 
     def _run(self, table: MirrorTable, job: ResyncJob) -> None:
-        why = copyable(table.schema)
+        why = self._refusal(table.schema)
         if why:
             raise ResyncError(f"{self._ref.display} cannot be copied yet: {why}")
         t0 = int(self._warehouse.query("SELECT toUnixTimestamp64Milli(now64(3))")[0][0])

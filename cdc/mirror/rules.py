@@ -6,6 +6,7 @@ from dataclasses import replace
 
 from cdc.domain.changes import TableRef, TableSchema
 from cdc.errors import ConfigError
+from cdc.mirror.copy_sql import copyable
 from cdc.ports import Catalog
 from cdc.settings import SourceSpec
 
@@ -33,6 +34,18 @@ class ColumnRules:
         if not dropped:
             return schema
         return replace(schema, columns=tuple(c for c in schema.columns if c.name not in dropped))
+
+    def copy_refusal(self, schema: TableSchema) -> str | None:
+        """Why the copy path (initial load, resync, added tables) must not read ``schema`` (None: it may).
+        Masks are applied inside Debezium: a copy would bring the clear values into ClickHouse."""
+        why = copyable(schema)
+        if why:
+            return why
+        prefix = f"{schema.ref.schema}.{schema.ref.table}."
+        masked = sorted(r.column.removeprefix(prefix) for r in self._spec.mask if r.column.startswith(prefix))
+        if masked:
+            return f"column(s) {', '.join(masked)} are masked, and only Debezium applies masks"
+        return None
 
     def check(self, schemas: list[TableSchema]) -> None:
         """Every excluded or masked column must exist, be maskable, and not identify rows."""

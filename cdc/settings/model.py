@@ -149,7 +149,7 @@ class Settings(BaseSettings):
     clickhouse_url: SecretStr | None = None
     source_name: str | None = None
     tables: Names = ()
-    initial_load: InitialLoadMode = "debezium"  # existing rows: Debezium's snapshot, or the parallel copy path
+    initial_load: InitialLoadMode = "copy"  # existing rows: the parallel copy path, or Debezium's snapshot
     translators: Names = ()  # modules declaring events and translators
     events: Annotated[bool, BeforeValidator(lambda v: v.lower() not in _OFF if isinstance(v, str) else v)] = True
     # domain events of the rows that existed before the bridge started (op r); off: only changes make events

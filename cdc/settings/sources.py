@@ -39,7 +39,7 @@ class SourceSpec:
     mask: tuple[MaskRule, ...] = ()
     translators: tuple[str, ...] | None = None  # None: the bridge-wide setting
     events: bool | None = None  # None: the bridge-wide setting
-    initial_load: str = "debezium"  # existing rows: "debezium" (its snapshot) or "copy" (cdc.mirror.initial_load)
+    initial_load: str = "copy"  # existing rows: "copy" (cdc.mirror.initial_load) or "debezium" (its snapshot)
     snapshot_events: bool = True  # domain events of existing rows (op r), whichever way they are loaded
 
     def excluded_column(self, schema: str, table: str, column: str) -> bool:
@@ -47,11 +47,7 @@ class SourceSpec:
 
 
 def resolve(
-    config: SourceConfig,
-    env: Mapping[str, str],
-    where: str,
-    initial_load: str = "debezium",
-    snapshot_events: bool = True,
+    config: SourceConfig, env: Mapping[str, str], where: str, initial_load: str = "copy", snapshot_events: bool = True
 ) -> SourceSpec:
     """A ``[[source]]`` with its DSN read from the variable it names."""
     dsn = env.get(config.dsn_env, "")

@@ -34,6 +34,11 @@ def _ticks_equal(ch: Any, db: str, dsn: str) -> bool:
     return [tuple(r) for r in mirror] == [tuple(r) for r in sql(dsn, "SELECT id, v FROM ticks ORDER BY id")]
 
 
+def _chunks_done(state_dir: Path) -> dict[str, int]:
+    sources = status_json(state_dir).get("sources") or [{}]
+    return {p["table"]: p["chunks_done"] for p in sources[0].get("initial_load") or []}
+
+
 def _add(state_dir: Path, *tables: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "cdc.cli", "add-table", *tables, "--state-dir", str(state_dir)],
@@ -58,8 +63,7 @@ def test_a_table_added_to_a_running_bridge_is_copied_then_streamed(
     added = _add(state_dir, "public.readings")
     assert added.returncode == 0, added.stdout + added.stderr
     assert "now captures public.readings" in added.stdout
-    wait_until(lambda: [p["chunks_done"] for p in status_json(state_dir)["sources"][0]["initial_load"]] == [3], 300,
-               "readings copied")  # fmt: skip
+    wait_until(lambda: _chunks_done(state_dir).get("public.readings") == 3, 300, "readings copied")
     again = _add(state_dir, "public.readings")
     assert again.returncode == 2 and "already" in again.stderr, again.stderr
     missing = _add(state_dir, "public.nope")

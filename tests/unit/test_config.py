@@ -25,7 +25,7 @@ mask = { "public.customers.email" = "hash", "public.customers.phone" = "redact" 
 [[source]]
 dsn_env = "CRM_DSN"
 events = false
-initial_load = "copy"
+initial_load = "debezium"
 snapshot_events = false
 
 [masking]
@@ -75,8 +75,8 @@ def test_a_full_config_reads_into_sources_and_guardrails(tmp_path: Path, env: No
     assert shop.mask == (MaskRule("public.customers.email", "hash"), MaskRule("public.customers.phone", "redact"))
     assert shop.translators == ("cdc.demo.events",) and shop.events is None
     assert crm.name is None and crm.events is False and crm.translators is None
-    assert (shop.initial_load, shop.snapshot_events) == ("debezium", True)  # the bridge-wide defaults
-    assert (crm.initial_load, crm.snapshot_events) == ("copy", False)
+    assert (shop.initial_load, shop.snapshot_events) == ("copy", True)  # the bridge-wide defaults
+    assert (crm.initial_load, crm.snapshot_events) == ("debezium", False)
     assert settings.salt_env == "MY_SALT"
     assert settings.max_retained_wal_bytes == 256 * 1024 * 1024
     assert settings.heartbeat_interval_ms == 5000

@@ -3,9 +3,13 @@ encode leave the table to Debezium."""
 
 from dataclasses import replace
 
+from pydantic import SecretStr
+
 from cdc.domain.changes import Column, TableRef, TableSchema
 from cdc.mirror.copy_sql import copy_columns, copy_query, copy_table_ddl, copy_view_select, copyable
+from cdc.mirror.rules import ColumnRules
 from cdc.mirror.table import MirrorTable
+from cdc.settings import MaskRule, SourceSpec
 
 SCHEMA = TableSchema(
     TableRef("shop", "sales", "Order Items"),
@@ -50,3 +54,11 @@ def test_types_the_copy_path_cannot_encode_name_the_column() -> None:
     point = replace(SCHEMA, columns=(*SCHEMA.columns, Column("where", "point")))
     assert copyable(point) == "column where is point"
     assert copyable(replace(SCHEMA, columns=(Column("b", "varbit"),))) == "column b is varbit"
+
+
+def test_a_table_with_a_masked_column_is_never_copied() -> None:
+    spec = SourceSpec(SecretStr("postgresql://x"), "shop", mask=(MaskRule('sales.Order Items.say "hi"', "hash"),))
+    rules = ColumnRules(None, spec)  # type: ignore[arg-type]  # the catalog is not read here
+    assert rules.copy_refusal(SCHEMA) == 'column(s) say "hi" are masked, and only Debezium applies masks'
+    other = replace(SCHEMA, ref=TableRef("shop", "sales", "Orders"))
+    assert rules.copy_refusal(other) is None
