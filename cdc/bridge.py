@@ -131,11 +131,13 @@ class Bridge:
         for capture in self.captures:
             capture.start_debezium(self.bootstrap, salt)
 
-    def _restart_capture(self, capture: SourceCapture) -> None:
-        """Restart one source's Debezium and lanes (its table list changed); the others go on."""
+    def _restart_capture(self, capture: SourceCapture, while_stopped: Callable[[], None]) -> None:
+        """Restart one source's Debezium and lanes, running ``while_stopped`` in between (its table list
+        changes there); the other sources go on."""
         assert self._dead_letters is not None and self._publisher is not None
         capture.stop_debezium(self.say, drain_timeout=10.0)
         capture.stop_consumers(self.say)
+        while_stopped()
         self.wiring.ensure_topics(self.bootstrap, capture.topics + capture.event_topics)
         capture.start_consumers(
             self.bootstrap, self.clickhouse_url, self._dead_letters, self.generation, self._publisher

@@ -104,7 +104,10 @@ class TableAdditions:
     """Requests from the status server's thread, applied by the main thread's :meth:`apply_pending`."""
 
     def __init__(
-        self, captures: list[SourceCapture], restart: Callable[[SourceCapture], None], state_dir: Path
+        self,
+        captures: list[SourceCapture],
+        restart: Callable[[SourceCapture, Callable[[], None]], None],
+        state_dir: Path,
     ) -> None:
         self._captures, self._restart, self._state_dir = captures, restart, state_dir
         self._pending: queue.Queue[tuple[str | None, list[str], Future[dict[str, Any]]]] = queue.Queue()
@@ -151,9 +154,13 @@ class TableAdditions:
         assert capture.sink is not None and capture.load is not None
         capture.source.ensure_publication(capture.slot, [(s.ref.schema, s.ref.table) for s in schemas])
         capture.sink.prepare(schemas)
-        capture.load.add(added)
-        capture.schemas = schemas
-        _remember(self._state_dir, capture.name, [s.ref.display for s in added])
+        load = capture.load
+
+        def grow() -> None:  # with Debezium stopped: no copy may read a table before Debezium streams it
+            load.add(added)
+            capture.schemas = schemas
+
         capture.say(f"adding {', '.join(s.ref.display for s in added)} to source {capture.name}: restarting its stream")
-        self._restart(capture)
+        self._restart(capture, grow)
+        _remember(self._state_dir, capture.name, [s.ref.display for s in added])
         return {"source": capture.name, "added": [s.ref.display for s in added]}
