@@ -7,6 +7,8 @@ from __future__ import annotations
 import math
 
 from cdc.domain.changes import TableSchema
+from cdc.domain.names import sql_table
+from cdc.mirror.copy_sql import pg_ident
 from cdc.ports import SourceDatabase
 
 CHUNK_ROWS = 250_000  # rows per chunk (estimated from the key range)
@@ -23,7 +25,9 @@ def estimate_rows(source: SourceDatabase, schema: TableSchema) -> int:
     )
     if rows and int(rows[0][0]) > 0:
         return int(rows[0][0])
-    return int(source.query(f"SELECT count(*) FROM {_sql(schema)}")[0][0])  # never analyzed
+    return int(
+        source.query(f"SELECT count(*) FROM {sql_table(schema.ref.schema, schema.ref.table)}")[0][0]
+    )  # never analyzed
 
 
 def key_ranges(source: SourceDatabase, schema: TableSchema, estimate: int) -> list[tuple[int | None, int | None]]:
@@ -32,8 +36,8 @@ def key_ranges(source: SourceDatabase, schema: TableSchema, estimate: int) -> li
     column = schema.column_index.get(schema.key[0]) if len(schema.key) == 1 else None
     if column is None or column.pg_type not in _INTEGERS or column.is_array or estimate <= CHUNK_ROWS:
         return [(None, None)]
-    key = _ident(column.name)
-    low, high = source.query(f"SELECT min({key}), max({key}) FROM {_sql(schema)}")[0]
+    key = pg_ident(column.name)
+    low, high = source.query(f"SELECT min({key}), max({key}) FROM {sql_table(schema.ref.schema, schema.ref.table)}")[0]
     if low is None:
         return [(None, None)]
     n = min(math.ceil(estimate / CHUNK_ROWS), 10_000)
@@ -46,16 +50,8 @@ def where_sql(schema: TableSchema, lower: int | None, upper: int | None) -> str:
     """The condition selecting key range ``[lower, upper)`` ('' for the whole table)."""
     if lower is None and upper is None:
         return ""
-    key = _ident(schema.key[0])
+    key = pg_ident(schema.key[0])
     parts = ([f"{key} >= {int(lower)}"] if lower is not None else []) + (
         [f"{key} < {int(upper)}"] if upper is not None else []
     )
     return " AND ".join(parts)
-
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _sql(schema: TableSchema) -> str:
-    return f"{_ident(schema.ref.schema)}.{_ident(schema.ref.table)}"

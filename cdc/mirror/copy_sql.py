@@ -126,7 +126,7 @@ def copy_query(table: MirrorTable, live: TableSchema, where: str = "") -> str:
         if now is None:
             parts.append("NULL")
             continue
-        parts.append(f"({_json(now, _ident(c.name))})::text" if as_json(table, c) else _plain(now, _ident(c.name)))
+        parts.append(f"({_json(now, pg_ident(c.name))})::text" if as_json(table, c) else _plain(now, pg_ident(c.name)))
     ref = live.ref
     return f"SELECT {', '.join(parts) or 'NULL'} FROM {sql_table(ref.schema, ref.table)}" + (
         f" WHERE {where}" if where else ""
@@ -138,14 +138,15 @@ def envelope_query(schema: TableSchema, where: str = "") -> str:
     would send (``op`` r, LSN 0), for the domain events of existing rows (:mod:`cdc.mirror.snapshot_events`)."""
     ref = schema.ref
     parts = [
-        f"{_lit(json.dumps(c.name, ensure_ascii=False) + ':')} || coalesce(({_json(c, _ident(c.name))})::text, 'null')"
+        f"{pg_literal(json.dumps(c.name, ensure_ascii=False) + ':')}"
+        f" || coalesce(({_json(c, pg_ident(c.name))})::text, 'null')"
         for c in schema.columns
     ]
     after = " || ',' || ".join(parts) if parts else "''"
     names = json.dumps({"name": ref.source, "schema": ref.schema, "table": ref.table}, separators=(",", ":"))[1:-1]
     head = '{"op":"r","before":null,"source":{"lsn":0,"txId":null,"snapshot":"true",' + names + ',"ts_ms":'
     now_ms = "(extract(epoch FROM now()) * 1000)::bigint"  # when the snapshot was read, as Debezium's is
-    body = f"{_lit(head)} || {now_ms} || '}},\"after\":{{' || {after} || '}}}}'"
+    body = f"{pg_literal(head)} || {now_ms} || '}},\"after\":{{' || {after} || '}}}}'"
     return f"SELECT row_number() OVER (), {body} FROM {sql_table(ref.schema, ref.table)}" + (
         f" WHERE {where}" if where else ""
     )
@@ -229,9 +230,11 @@ def _plain(c: Column, ref: str) -> str:
     raise Uncopyable(f"column {c.name} is {kind}")
 
 
-def _ident(name: str) -> str:
+def pg_ident(name: str) -> str:
+    """A PostgreSQL identifier, double-quoted."""
     return '"' + name.replace('"', '""') + '"'
 
 
-def _lit(text: str) -> str:
+def pg_literal(text: str) -> str:
+    """A PostgreSQL string literal."""
     return "'" + text.replace("'", "''") + "'"

@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING
 
 from cdc.domain.changes import TableSchema
 from cdc.errors import CdcError
-from cdc.mirror.copy_sql import envelope_query
+from cdc.mirror.copy_sql import envelope_query, pg_literal
+from cdc.mirror.row_checks import literal
 from cdc.ports import Message, SourceDatabase, Warehouse
 
 if TYPE_CHECKING:
@@ -73,7 +74,7 @@ class SnapshotEvents:
             " SETTINGS mutations_sync = 1"
         )  # a chunk copied again after a crash: its messages once
         query = (
-            f"SELECT {_pg(self._load.name)}, {_pg(chunk.table)}, {int(chunk.index)}, n, m"
+            f"SELECT {pg_literal(self._load.name)}, {pg_literal(chunk.table)}, {int(chunk.index)}, n, m"
             f" FROM ({envelope_query(schema, where)}) AS e(n, m)"
         )
         for block in self._source.copy_out(query, 16 << 20, snapshot):
@@ -155,12 +156,4 @@ class SnapshotEvents:
 
 
 def _chunk_sql(source: str, chunk: Chunk) -> str:
-    return f"source = {_lit(source)} AND table = {_lit(chunk.table)} AND chunk = {int(chunk.index)}"
-
-
-def _lit(text: str) -> str:
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def _pg(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
+    return f"source = {literal(source)} AND table = {literal(chunk.table)} AND chunk = {int(chunk.index)}"
