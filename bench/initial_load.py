@@ -123,6 +123,8 @@ def measure(dsn: str, rows: int, state_dir: Path, pg_data: Path) -> dict[str, An
         marks = wait_loaded(bridge, ch, rows)
         copy_cpu, vmhwm_kb = _cpu_since(cpu0, pg_data), procstats.status_kb("self", "VmHWM")
         say(f"  copy path: {rows:,} rows queryable {marks['queryable'] - t0:.1f} s after the bridge start")
+        settled_s = settle(ch)  # the copy's parts merged: their merging does not slow the reference down
+        say(f"  copy path: ClickHouse's merges of its parts ended {settled_s:.1f} s later")
         reference = postgresql_copy(ch, dsn, rows, pg_data)
     except KeyboardInterrupt:
         interrupted = True
@@ -145,6 +147,7 @@ def measure(dsn: str, rows: int, state_dir: Path, pg_data: Path) -> dict[str, An
         "copy_rows_per_s": round(rows / copy_s, 1),
         "rows_per_s_from_bridge_start": round(rows / (marks["queryable"] - t0), 1),
         "cpu_s": copy_cpu,
+        "merges_settled_after_s": round(settled_s, 2),
         "bridge_process_vmhwm_mb": round(vmhwm_kb / 1024, 1),
         "postgresql_function": reference,
     }
@@ -180,6 +183,21 @@ def wait_loaded(bridge: Bridge, ch: ClickHouseWarehouse, rows: int) -> dict[str,
                 f", {p.rate:,.0f} rows/s")  # fmt: skip
         time.sleep(0.02 if "copied" not in marks else 0.05)
     raise TimeoutError(f"{SOURCE}.{workload.LOAD_TABLE}: {_count(ch):,} of {rows:,} rows after {WAIT_TIMEOUT:.0f} s")
+
+
+def settle(ch: ClickHouseWarehouse, timeout: float = 300.0) -> float:
+    """Seconds until ClickHouse runs no merge (checked for a second), at most ``timeout``."""
+    began = time.monotonic()
+    quiet_since = None
+    while time.monotonic() - began < timeout:
+        if int(ch.query("SELECT count() FROM system.merges")[0][0]) == 0:
+            quiet_since = quiet_since or time.monotonic()
+            if time.monotonic() - quiet_since >= 1.0:
+                return quiet_since - began
+        else:
+            quiet_since = None
+        time.sleep(0.05)
+    return timeout
 
 
 def _count(ch: ClickHouseWarehouse, table: str = f"{SOURCE}.{workload.LOAD_TABLE}") -> int:

@@ -74,7 +74,8 @@ def checksums(tables: Mapping[str, Mapping[str, str]], pg_dsn: str, ch: Any, dat
 
 def no_repeats(tables: Mapping[str, Mapping[str, str]], ch: Any, database: str, source: str) -> list[str]:
     """No key twice among current rows, no insert twice in a change log, no event twice, and one
-    event for every change of the log."""
+    event for every change of the log. Existing rows are left out of the last: the copy path loads
+    them into the current state only, and makes their events (op r) all the same."""
     problems = []
     for table in tables:
         q = f"`{database}`.`{table}`"
@@ -88,9 +89,9 @@ def no_repeats(tables: Mapping[str, Mapping[str, str]], ch: Any, database: str, 
     doubled = ch.query(f"SELECT count() - uniqExact(event_id) {events}").result_rows[0][0]
     if doubled:
         problems.append(f"{doubled} domain event(s) stored twice")
-    per_table = dict(ch.query(f"SELECT source_table, count() {events} GROUP BY source_table").result_rows)
+    per_table = dict(ch.query(f"SELECT source_table, count() {events} AND op != 'r' GROUP BY source_table").result_rows)
     for table in tables:
-        changes = ch.query(f"SELECT count() FROM `{database}`.`{table}_changes`").result_rows[0][0]
+        changes = ch.query(f"SELECT count() FROM `{database}`.`{table}_changes` WHERE _op != 'r'").result_rows[0][0]
         stored = next((n for t, n in per_table.items() if str(t).endswith(table)), 0)
         if stored != changes:
             problems.append(f"{table}: {changes} change(s) in the log but {stored} domain event(s)")

@@ -28,7 +28,8 @@ def _initial_load(load: dict[str, Any], snapshot: dict[str, Any]) -> list[str]:
         (
             "copy path",
             f"{load['copy_rows_per_s']:,.0f} rows/s",
-            f"copy began -> every row queryable in bench.bench_load {load['copy_s']:.1f} s ({chunks})",
+            f"copy began -> every row queryable in bench.bench_load {load['copy_s']:.1f} s ({chunks});"
+            f" ClickHouse's merges of its parts ended {load.get('merges_settled_after_s', 0):.1f} s later",
         ),
         (
             "incl. bridge start",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from cdc.domain.changes import TableRef, TableSchema
@@ -140,6 +141,18 @@ class Warehouse(Protocol):
         settings: Mapping[str, Any] | None = None,
     ) -> None:
         """Insert ``data``, already in ClickHouse input format ``fmt``, as it is (no per-row work here)."""
+        ...
+
+    def insert_file(
+        self,
+        database: str,
+        table: str,
+        columns: Sequence[str],
+        path: Path,
+        fmt: str,
+        settings: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Insert the file at ``path`` (ClickHouse input format ``fmt``) as one insert, read as it goes."""
         ...
 
 

@@ -47,9 +47,10 @@ def _first_line(e: Exception) -> str:
 class ClickHouseWarehouse:
     """The Warehouse port over a clickhouse-connect client."""
 
-    def __init__(self, client: Client, where: str) -> None:
+    def __init__(self, client: Client, where: str, in_process: bool = False) -> None:
         self._client = client
         self.where = where
+        self._in_process = in_process  # the embedded chDB store, in this process: it reads files itself
 
     def command(self, sql: str) -> None:
         try:
@@ -91,6 +92,32 @@ class ClickHouseWarehouse:
             self._client.raw_insert(
                 f"{_quote(database)}.{_quote(table)}", list(columns), data, fmt=fmt, settings=dict(settings or {})
             )
+        except (ClickHouseError, OSError) as e:
+            raise _translate(e, f"inserting into {database}.{table}") from e
+
+    def insert_file(
+        self,
+        database: str,
+        table: str,
+        columns: Sequence[str],
+        path: Path,
+        fmt: str,
+        settings: Mapping[str, Any] | None = None,
+    ) -> None:
+        target = f"{_quote(database)}.{_quote(table)}"
+        try:
+            if self._in_process:  # read where it lies (clickhouse-connect would copy it to a file of its own)
+                names = ", ".join(_quote(c) for c in columns)
+                extra = ", ".join(f"{k} = {v!r}" for k, v in (settings or {}).items())
+                infile = "'" + str(path).replace("\\", "\\\\").replace("'", "\\'") + "'"
+                self._client.command(
+                    f"INSERT INTO {target} ({names}) FROM INFILE {infile}"
+                    + (f" SETTINGS {extra}" if extra else "")
+                    + f" FORMAT {fmt}"
+                )
+            else:
+                with path.open("rb") as body:  # streamed to the server
+                    self._client.raw_insert(target, list(columns), body, fmt=fmt, settings=dict(settings or {}))
         except (ClickHouseError, OSError) as e:
             raise _translate(e, f"inserting into {database}.{table}") from e
 
@@ -159,14 +186,18 @@ def open_embedded(state_dir: Path) -> ClickHouseWarehouse:
             f"cannot open the embedded ClickHouse store at {data_dir}: {_first_line(e)} "
             "(another process may own it; start `cdc run` or stop the other process)"
         ) from e
-    return ClickHouseWarehouse(client, f"chDB store {data_dir}")
+    return ClickHouseWarehouse(client, f"chDB store {data_dir}", in_process=True)
 
 
 def _http(url: str) -> ClickHouseWarehouse:
     parts = urlsplit(url)
     where = f"{parts.scheme}://{parts.hostname}:{parts.port or ''}"
     try:
-        client = clickhouse_connect.get_client(dsn=url, connect_timeout=5, send_receive_timeout=300)
+        # no session: the bridge's threads share one client (a session takes one query at a time), and
+        # nothing here keeps state in a session
+        client = clickhouse_connect.get_client(
+            dsn=url, connect_timeout=5, send_receive_timeout=300, autogenerate_session_id=False
+        )
     except (ClickHouseError, OSError) as e:
         msg = f"cannot reach ClickHouse at {where}: {_first_line(e)}; check CDC_CLICKHOUSE_URL"
         raise WarehouseError(msg) from e

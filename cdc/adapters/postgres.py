@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import select
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +39,45 @@ FROM pg_replication_slots ORDER BY slot_name
 
 _SECRET_PARAMS = ("password", "sslpassword")
 _QUOTED = re.compile(r'"[^"]*"')
+
+
+def _copy_blocks(conn: psycopg.Connection[Any], sql: str, block_bytes: int) -> Iterator[bytes]:
+    """The output of ``COPY ... TO STDOUT`` in blocks of whole lines, read from libpq directly: the
+    protocol sends one message per row, and psycopg's ``Copy`` iterator costs twice as much CPU per row
+    (a third of the bridge's work in a copy). Waits for data in ``select``, with the GIL released."""
+    pg = conn.pgconn
+    pg.send_query(sql.encode())
+    while pg.is_busy():
+        select.select([pg.socket], [], [])
+        pg.consume_input()
+    result = pg.get_result()
+    if result is None or result.status != psycopg.pq.ExecStatus.COPY_OUT:
+        raise SourceError(f"PostgreSQL refused a copy: {_pq_error(pg, result)}")
+    pending = bytearray()
+    while True:
+        size, data = pg.get_copy_data(1)
+        if size > 0:
+            pending += data
+            if len(pending) >= block_bytes:
+                yield bytes(pending)
+                pending.clear()
+        elif size == 0:  # nothing buffered: wait for the socket
+            select.select([pg.socket], [], [])
+            pg.consume_input()
+        else:  # -1: the copy ended (its outcome is the next result); -2: the connection failed
+            break
+    outcome = pg.get_result()
+    while pg.get_result() is not None:
+        pass
+    if outcome is None or outcome.status != psycopg.pq.ExecStatus.COMMAND_OK:
+        raise SourceError(f"PostgreSQL failed during a copy: {_pq_error(pg, outcome)}")
+    if pending:
+        yield bytes(pending)
+
+
+def _pq_error(pg: Any, result: Any) -> str:
+    text = (result.error_message if result is not None else b"") or pg.error_message or b"no result"
+    return bytes(text).decode("utf-8", "replace").strip()
 
 
 def redact_dsn(dsn: str) -> str:
@@ -149,18 +189,11 @@ class PostgresSource:
                     conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
                     conn.execute(f"SET TRANSACTION SNAPSHOT '{snapshot.replace(chr(39), '')}'")
                 conn.execute("SET DateStyle = ISO; SET TimeZone = 'UTC'; SET extra_float_digits = 1")
-                with conn.cursor().copy(f"COPY ({query}) TO STDOUT") as copy:
-                    pending = bytearray()
-                    for data in copy:
-                        pending += data
-                        if len(pending) >= block_bytes:
-                            cut = pending.rfind(b"\n") + 1
-                            yield bytes(pending[:cut])
-                            del pending[:cut]
-                    if pending:
-                        yield bytes(pending)
+                yield from _copy_blocks(conn, f"COPY ({query}) TO STDOUT", block_bytes)
             except psycopg.Error as e:
                 raise SourceError(f"PostgreSQL refused a copy: {str(e).strip()}") from e
+            finally:
+                conn.close()  # a copy left unfinished (its reader stopped) ends with the connection
 
     def create_slot_exporting(self, slot: str) -> ExportedSnapshot:
         """Create logical replication slot ``slot`` (pgoutput) and export the snapshot it starts from: a

@@ -11,7 +11,9 @@ from cdc.domain.names import sql_table
 from cdc.mirror.copy_sql import pg_ident
 from cdc.ports import SourceDatabase
 
-CHUNK_ROWS = 250_000  # rows per chunk (estimated from the key range)
+CHUNK_ROWS = 1_000_000  # rows per chunk at most (estimated from the key range): each is one part to merge
+MIN_CHUNK_ROWS = 100_000  # a table above this gets up to MIN_CHUNKS chunks of at least this, to keep workers busy
+MIN_CHUNKS = 4
 _INTEGERS = {"int2", "int4", "int8"}
 
 
@@ -30,17 +32,29 @@ def estimate_rows(source: SourceDatabase, schema: TableSchema) -> int:
     )  # never analyzed
 
 
-def key_ranges(source: SourceDatabase, schema: TableSchema, estimate: int) -> list[tuple[int | None, int | None]]:
-    """Ranges ``[lower, upper)`` of an integer key of about ``CHUNK_ROWS`` each (open at both ends), or one
-    range for the whole table when it is small or has no single integer key."""
+def chunk_count(estimate: int, workers: int = 2) -> int:
+    """How many chunks a table of about ``estimate`` rows is copied in: at most ``CHUNK_ROWS`` each (few,
+    large inserts: ClickHouse merges less), but up to ``MIN_CHUNKS`` of at least ``MIN_CHUNK_ROWS`` (so
+    that the workers share a mid-sized table), and a multiple of ``workers`` so that none ends alone."""
+    if estimate <= MIN_CHUNK_ROWS:
+        return 1
+    n = max(math.ceil(estimate / CHUNK_ROWS), min(MIN_CHUNKS, math.ceil(estimate / MIN_CHUNK_ROWS)))
+    return min(math.ceil(n / workers) * workers, 10_000)
+
+
+def key_ranges(
+    source: SourceDatabase, schema: TableSchema, estimate: int, workers: int = 2
+) -> list[tuple[int | None, int | None]]:
+    """:func:`chunk_count` ranges ``[lower, upper)`` of an integer key (open at both ends), or one range
+    for the whole table when it is small or has no single integer key."""
     column = schema.column_index.get(schema.key[0]) if len(schema.key) == 1 else None
-    if column is None or column.pg_type not in _INTEGERS or column.is_array or estimate <= CHUNK_ROWS:
+    n = chunk_count(estimate, workers)
+    if column is None or column.pg_type not in _INTEGERS or column.is_array or n == 1:
         return [(None, None)]
     key = pg_ident(column.name)
     low, high = source.query(f"SELECT min({key}), max({key}) FROM {sql_table(schema.ref.schema, schema.ref.table)}")[0]
     if low is None:
         return [(None, None)]
-    n = min(math.ceil(estimate / CHUNK_ROWS), 10_000)
     step = max((int(high) - int(low) + 1) // n, 1)
     bounds = [int(low) + i * step for i in range(1, n)]
     return list(zip([None, *bounds], [*bounds, None], strict=True))

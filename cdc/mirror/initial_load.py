@@ -11,23 +11,26 @@ LSN 0). Why any chunk may be read at any time after the slot exists: see :mod:`c
 from __future__ import annotations
 
 import logging
+import queue
+import shutil
 import threading
 import time
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from pathlib import Path
 
 from cdc.domain.changes import TableSchema
-from cdc.errors import CdcError, SourceError
+from cdc.errors import CdcError
 from cdc.mirror.chunks import estimate_rows, key_ranges, where_sql
-from cdc.mirror.copy_sql import copy_columns, copy_query, copyable
+from cdc.mirror.copy_sql import copyable
+from cdc.mirror.copying import insert_rows, read_rows, remove_stale_scratch, scratch_dir
 from cdc.mirror.table import MirrorTable
 from cdc.ports import SnapshotHandle, SourceDatabase, Warehouse
 
 log = logging.getLogger(__name__)
 Stash = Callable[["Chunk", TableSchema, str, str], None]  # (chunk, schema, where, snapshot): see snapshot_events
 
-BLOCK_BYTES = 16 << 20  # per insert: a few tens of thousands of rows of a typical table
 LOADS_DDL = (
     "CREATE TABLE IF NOT EXISTS cdc.initial_loads (source String, table String, chunk UInt32,"
     " lower Nullable(Int64), upper Nullable(Int64), estimate UInt64, done UInt8, rows UInt64,"
@@ -37,32 +40,6 @@ LOADS_DDL = (
     "ALTER TABLE cdc.initial_loads ADD COLUMN IF NOT EXISTS exact UInt8 DEFAULT 0",
     "ALTER TABLE cdc.initial_loads ADD COLUMN IF NOT EXISTS events UInt8 DEFAULT 0",
 )
-_SETTINGS = {"optimize_on_insert": 0}  # each key once per chunk; the views read FINAL anyway (a third faster)
-
-
-def copy_rows(
-    source: SourceDatabase,
-    warehouse: Warehouse,
-    table: MirrorTable,
-    where: str = "",
-    guard: Callable[[], AbstractContextManager[object]] = nullcontext,
-    into: str = "_copy_",
-    snapshot: str | None = None,
-) -> int:
-    """Copy the rows of ``table`` (those matching ``where``, a SQL condition) into its mirror; the count.
-    ``guard()``: held around each insert (the sink takes it exclusively while it recreates the views);
-    ``into``: the prefix of the Null table taking the rows (``cdc.mirror.resync`` has its own);
-    ``snapshot``: an exported snapshot to read under."""
-    live = source.table_schema(table.schema.ref)
-    if live is None:
-        raise SourceError(f"{table.schema.ref.display} is gone from the source")
-    columns = copy_columns(table)
-    rows = 0
-    for block in source.copy_out(copy_query(table, live, where), BLOCK_BYTES, snapshot):
-        with guard():
-            warehouse.insert_raw(table.database, into + table.name, columns, block, "TabSeparated", _SETTINGS)
-        rows += block.count(b"\n")
-    return rows
 
 
 @dataclass
@@ -77,6 +54,32 @@ class Chunk:
     exact: bool = False  # copied under the slot's exported snapshot: its rows are the table as of the slot
     events: bool = False  # its snapshot events are stored (or were skipped: see cdc.mirror.snapshot_events)
     claimed: bool = False  # a worker is copying it
+    copying: int = 0  # rows read so far by the copy under way (shown in the progress, not stored)
+
+    def reading(self, rows: int) -> None:
+        self.copying = rows
+
+
+@dataclass
+class _Finish:
+    """The end of a chunk's files: ``ok`` when every row was read (the chunk is done once they are inserted)."""
+
+    chunk: Chunk
+    scratch: Path  # the chunk's files' directory
+    began: float
+    rows: int = 0
+    exact: bool = False
+    ok: bool = False
+    error: CdcError | None = None  # inserting one of its files failed
+
+
+@dataclass
+class _File:
+    """A file of a chunk's rows, to insert."""
+
+    table: MirrorTable
+    path: Path
+    finish: _Finish
 
 
 @dataclass
@@ -123,9 +126,11 @@ class InitialLoad:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._inserter = threading.Thread()  # inserts the files the workers read (see _work)
         self._began: dict[str, tuple[float, int]] = {}
         for statement in LOADS_DDL:
             warehouse.command(statement)
+        self._inserts: queue.Queue[_File | _Finish] = queue.Queue(maxsize=workers)
         self.snapshot: SnapshotHandle | None = None  # the slot's exported snapshot, while it is valid
         self.stash: Stash | None = None  # keeps each chunk's change messages for its snapshot events
 
@@ -164,7 +169,8 @@ class InitialLoad:
         estimate = estimate_rows(self._source, schema)
         table = schema.ref.qualified
         return [
-            Chunk(table, i, lo, hi, estimate) for i, (lo, hi) in enumerate(key_ranges(self._source, schema, estimate))
+            Chunk(table, i, lo, hi, estimate)
+            for i, (lo, hi) in enumerate(key_ranges(self._source, schema, estimate, self.workers))
         ]
 
     def _stored(self) -> list[Chunk]:
@@ -221,17 +227,24 @@ class InitialLoad:
         if self.done or any(t.is_alive() for t in self._threads):
             return
         self._stop.clear()
-        self._threads = [
+        remove_stale_scratch()
+        self._inserter = threading.Thread(target=self._insert_loop, name=f"load-{self.name}-insert", daemon=True)
+        self._threads = [self._inserter] + [
             threading.Thread(target=self._work, args=(slot_ready,), name=f"load-{self.name}-{i}", daemon=True)
             for i in range(self.workers)
         ]
-        for t in self._threads:
+        for t in self._threads:  # the inserter first: a worker stops when it is gone
             t.start()
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
         for t in self._threads:
             t.join(timeout)
+        while True:  # what the inserter left: the files go, the chunks are copied again at the next start
+            try:
+                self._drop(self._inserts.get_nowait())
+            except queue.Empty:
+                break
         self._close_snapshot()  # a restart reads the rest as of its copy (cdc.mirror.copy_sql)
 
     def _release_snapshot_when_copied(self) -> None:
@@ -246,44 +259,113 @@ class InitialLoad:
         if snapshot is not None:
             snapshot.close()
 
+    # Workers read chunks into files and queue them; one thread inserts them in turn (the embedded
+    # ClickHouse runs one query at a time anyway) and marks each chunk done after its last file, so
+    # reading goes on while ClickHouse inserts. The queue's bound holds the files on disk to a few.
     def _work(self, slot_ready: Callable[[], bool]) -> None:
         while not slot_ready():  # copying before the slot exists could miss changes made in between
             if self._stop.wait(0.5):
                 return
-        while not self._stop.is_set():
+        while not self._stop.is_set() and self._inserter.is_alive():
             chunk = self._claim()
             if chunk is None:
-                return
+                if self.done:
+                    return
+                self._stop.wait(0.5)  # chunks in flight: one may fail and come back
+                continue
+            finish = _Finish(chunk, scratch_dir(), time.monotonic())
             try:
                 where = where_sql(self.schemas[chunk.table], chunk.lower, chunk.upper)
-                began = time.monotonic()
                 snapshot = self.snapshot.name if self.snapshot is not None else None
                 table = self._table_of(self.schemas[chunk.table])
-                rows = copy_rows(self._source, self._warehouse, table, where, self._guard, snapshot=snapshot)
-                if self.stash is not None and snapshot is not None:  # the messages of the same rows, same snapshot
-                    self.stash(chunk, table.schema, where, snapshot)
-                chunk.rows, chunk.done, chunk.exact = rows, True, snapshot is not None
+                for path, rows in read_rows(self._source, table, where, finish.scratch, snapshot, chunk.reading):
+                    if not self._put(_File(table, path, finish)):
+                        break
+                    finish.rows += rows
+                else:
+                    if self.stash is not None and snapshot is not None:  # the messages of the same rows, same snapshot
+                        self.stash(chunk, table.schema, where, snapshot)
+                    finish.exact, finish.ok = snapshot is not None, True
+            except CdcError as e:  # the source away: the chunk is copied again later
+                self._failed(chunk, e)
+            except Exception as e:  # a bug: said in cdc status, and this worker stops (the load does not end)
+                self.error = f"initial load of {chunk.table} stopped: {type(e).__name__}: {e}"
+                log.exception("initial load of %s stopped", chunk.table)
+                self._put(finish, stopping=True)
+                return
+            self._put(finish, stopping=True)
+
+    def _put(self, item: _File | _Finish, stopping: bool = False) -> bool:
+        """Queue ``item`` for the inserter (waiting while the queue is full); False, with the item dropped,
+        once the inserter is gone or the load stops (``stopping``: queued all the same, for the inserter to
+        release the chunk)."""
+        while self._inserter.is_alive() and (stopping or not self._stop.is_set()):
+            try:
+                self._inserts.put(item, timeout=0.5)
+                return True
+            except queue.Full:
+                continue
+        self._drop(item)
+        return False
+
+    def _insert_loop(self) -> None:
+        try:
+            while True:
+                try:
+                    item = self._inserts.get(timeout=0.5)
+                except queue.Empty:
+                    if self._stop.is_set() or self.done:
+                        return
+                    continue
+                if isinstance(item, _Finish):
+                    self._finish(item)
+                    continue
+                if item.finish.error is None and not self._stop.is_set():
+                    try:
+                        insert_rows(self._warehouse, item.table, item.path, guard=self._guard)
+                    except CdcError as e:  # the warehouse away: the chunk is copied again later
+                        item.finish.error = e
+                self._drop(item)
+        except Exception as e:  # a bug: said in cdc status; the workers stop too (the load does not end)
+            self.error = f"initial load stopped: {type(e).__name__}: {e}"
+            log.exception("the initial load's inserts stopped")
+
+    def _finish(self, f: _Finish) -> None:
+        chunk = f.chunk
+        try:
+            if f.error is not None:
+                self._failed(chunk, f.error)
+            elif f.ok and not self._stop.is_set():
+                chunk.rows, chunk.done, chunk.exact = f.rows, True, f.exact
                 chunk.events = self.stash is None  # no snapshot events wanted: none pending
                 self._record([chunk])
                 self._release_snapshot_when_copied()
                 self.error = None
-                log.info("copied %s chunk %d: %d rows in %.1f s", chunk.table, chunk.index, rows,
-                         time.monotonic() - began)  # fmt: skip
-            except CdcError as e:  # the source or the warehouse away: the chunk is copied again later
-                if self.snapshot is not None and "snapshot" in str(e).lower():  # no longer importable
-                    log.warning("the exported snapshot is gone (%s): chunks copied from now on are read as of"
-                                " their copy; the stream makes the mirror exact all the same", e)  # fmt: skip
-                    self._close_snapshot()
-                self.error = f"initial load of {chunk.table}: {e} (retrying)"
-                log.warning("%s", self.error)
-                self._stop.wait(5.0)
-            except Exception as e:  # a bug: said in cdc status, and this worker stops (the load does not end)
-                self.error = f"initial load of {chunk.table} stopped: {type(e).__name__}: {e}"
-                log.exception("initial load of %s stopped", chunk.table)
-                return
-            finally:
-                with self._lock:
-                    chunk.claimed = False
+                log.info("copied %s chunk %d: %d rows in %.1f s", chunk.table, chunk.index, f.rows,
+                         time.monotonic() - f.began)  # fmt: skip
+        except CdcError as e:  # the warehouse away while marking it done: copied again later
+            chunk.done = False
+            self._failed(chunk, e)
+        finally:
+            self._drop(f)
+
+    def _drop(self, item: _File | _Finish) -> None:
+        """Remove ``item``'s files; a chunk's end also frees the chunk (done or to be copied again)."""
+        if isinstance(item, _File):
+            item.path.unlink(missing_ok=True)
+            return
+        shutil.rmtree(item.scratch, ignore_errors=True)
+        with self._lock:
+            item.chunk.claimed, item.chunk.copying = False, 0
+
+    def _failed(self, chunk: Chunk, e: CdcError) -> None:
+        if self.snapshot is not None and "snapshot" in str(e).lower():  # no longer importable
+            log.warning("the exported snapshot is gone (%s): chunks copied from now on are read as of"
+                        " their copy; the stream makes the mirror exact all the same", e)  # fmt: skip
+            self._close_snapshot()
+        self.error = f"initial load of {chunk.table}: {e} (retrying)"
+        log.warning("%s", self.error)
+        self._stop.wait(5.0)
 
     def _claim(self) -> Chunk | None:
         with self._lock:
@@ -311,4 +393,4 @@ class InitialLoad:
 
 
 def _copied(chunks: Sequence[Chunk], table: str) -> int:
-    return sum(c.rows for c in chunks if c.table == table and c.done)
+    return sum(c.rows if c.done else c.copying for c in chunks if c.table == table)

@@ -32,8 +32,8 @@ from cdc.domain.changes import TableRef, TableSchema
 from cdc.errors import CdcError
 from cdc.mirror.chunks import estimate_rows, key_ranges, where_sql
 from cdc.mirror.copy_sql import copy_table_ddl, copy_view_select, copyable
+from cdc.mirror.copying import copy_rows
 from cdc.mirror.ddl_gate import DdlGate
-from cdc.mirror.initial_load import copy_rows
 from cdc.mirror.table import MirrorTable
 from cdc.ports import SourceDatabase, Warehouse
 
@@ -126,7 +126,7 @@ class Resync:
         ):
             self._warehouse.command(statement)
         job.estimate = estimate_rows(self._source, table.schema)
-        ranges = key_ranges(self._source, table.schema, job.estimate)
+        ranges = key_ranges(self._source, table.schema, job.estimate, self.workers)
         job.chunks, job.state = len(ranges), "copying"
         self._copy(table, ranges, job)
         job.state = "swapping"

@@ -191,7 +191,9 @@ class MirrorTable:
                 _PARSE.replace("{ingest}", self._t("_ingest_")).replace("{where}", self._only_mine()),
             ),
         ]
-        mvs.append((self._t("_mv_copy_"), self._t("_log_"), copy_view_select(self)))  # the initial load's rows
+        # the initial load's rows go to the state only, as a resync's do: they are the table as it was, not
+        # changes, and writing each twice would make the load half as fast (the change log starts at the stream)
+        mvs.append((self._t("_mv_copy_"), self._t("_state_"), self.state_select(f"({copy_view_select(self)})")))
         out = [f"DROP VIEW IF EXISTS {mv}" for mv, _, _ in mvs]
         out += [f"DROP TABLE IF EXISTS {self._t('_copy_')}", copy_table_ddl(self)]
         out += [f"CREATE MATERIALIZED VIEW {mv} TO {target} AS {select}" for mv, target, select in mvs]

@@ -211,23 +211,23 @@ def special_sql(col: Column, ref: str, raw: str, b: Bounds) -> str:
             return f"if({raw} = 'null', 'NULL', '')"
         one = special_sql(replace(col, is_array=False), "x", "x", b)
         return f"multiIf({raw} = 'null', 'NULL', arrayExists(x -> {one} != '', {ref}), {raw}, '')"
+    # each tests first for a value held as is (nearly all of them), with the value's own conversion: the
+    # view computes it once for both (a third of the copy path's work in ClickHouse when it did not)
     element = clickhouse_element_type(col)
     if element == "Date32":
         inf, minus = (", ".join(str(k) for k, v in INFINITE_DATES.items() if v == t) for t in ("infinity", "-infinity"))
         return (
-            f"multiIf({ref} IS NULL, '', {ref} IN ({inf}), 'infinity', {ref} IN ({minus}), '-infinity',"
-            f" {ref} BETWEEN {b.date_min} AND {b.date_max}, '', concat(toString({ref}), ' days'))"
-        )
+            f"multiIf({ref} IS NULL, '', {ref} BETWEEN {b.date_min} AND {b.date_max}, '', {ref} IN ({inf}),"
+            f" 'infinity', {ref} IN ({minus}), '-infinity', concat(toString({ref}), ' days'))"
+        )  # the infinity codes lie outside every mirror's dates
     if col.pg_type == "timestamp":
         return (
-            f"multiIf({ref} IS NULL, '', {ref} = {TS_INFINITY}, 'infinity', {ref} = {TS_MINUS_INFINITY},"
-            f" '-infinity', {ref} BETWEEN {b.ts_min} AND {b.ts_max}, '', concat(toString({ref}), ' µs'))"
+            f"multiIf({ref} IS NULL, '', {ref} BETWEEN {b.ts_min} AND {b.ts_max}, '', {ref} = {TS_INFINITY},"
+            f" 'infinity', {ref} = {TS_MINUS_INFINITY}, '-infinity', concat(toString({ref}), ' µs'))"
         )
-    if col.pg_type == "timestamptz":
+    if col.pg_type == "timestamptz":  # 'infinity' and '-infinity' do not parse: kept as they came
         parsed = f"parseDateTime64BestEffortOrNull({ref}, 6, 'UTC')"
-        return (
-            f"multiIf({ref} IS NULL, '', {ref} IN ('infinity', '-infinity'), {ref},"
-            f" ifNull({parsed} BETWEEN {b.ts_lo} AND {b.ts_hi}, 0), '', {ref})"
-        )
+        return f"multiIf({ref} IS NULL, '', ifNull({parsed} BETWEEN {b.ts_lo} AND {b.ts_hi}, 0), '', {ref})"
     cases = ", ".join(f"{ref} IN ({codes}), '{text}'" for codes, text in _NUMERIC_SPECIAL)
-    return f"multiIf({ref} IS NULL, '', {cases}, isNull(toDecimal256OrNull({ref}, 0)), {ref}, '')"
+    parsed = f"toDecimal256OrNull({ref}, {col.numeric_scale or 0})"  # as value_sql: a numeric(p, s) always fits
+    return f"multiIf({ref} IS NULL, '', isNotNull({parsed}), '', {cases}, {ref})"

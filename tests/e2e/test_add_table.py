@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import BridgeProcess, SourceLoad, sql, start_bridge, status_json
-from tests.e2e.test_initial_load import ROWS, SCHEMA, Writer, _equal
+from tests.e2e.test_initial_load import CHUNKS, ROWS, SCHEMA, Writer, _equal
 from tests.polling import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -63,7 +63,7 @@ def test_a_table_added_to_a_running_bridge_is_copied_then_streamed(
     added = _add(state_dir, "public.readings")
     assert added.returncode == 0, added.stdout + added.stderr
     assert "now captures public.readings" in added.stdout
-    wait_until(lambda: _chunks_done(state_dir).get("public.readings") == 3, 300, "readings copied")
+    wait_until(lambda: _chunks_done(state_dir).get("public.readings") == CHUNKS, 300, "readings copied")
     again = _add(state_dir, "public.readings")
     assert again.returncode == 2 and "already" in again.stderr, again.stderr
     missing = _add(state_dir, "public.nope")

@@ -12,12 +12,14 @@ from typing import Any
 
 import pytest
 
+from cdc.mirror.chunks import chunk_count
 from tests.e2e.conftest import BridgeProcess, SourceLoad, sql, start_bridge, status_json
 from tests.polling import wait_until
 
 pytestmark = pytest.mark.e2e
 
-ROWS = 600_000  # three chunks of 250,000 (estimated)
+ROWS = 600_000
+CHUNKS = chunk_count(ROWS)  # four of 150,000 (estimated)
 SCHEMA = f"""
 CREATE TABLE readings (id bigint PRIMARY KEY, sensor int NOT NULL, value numeric(12,2), at timestamptz, note text);
 INSERT INTO readings SELECT g, g % 97, g / 7.0, timestamptz '2024-01-01' + g * interval '1 s', md5(g::text)
@@ -87,7 +89,7 @@ def test_copy_path_loads_while_writes_go_on_survives_kill_9_and_ends_exact(
     wait_until(lambda: any(d for d, _ in _chunks(ch, db).values()), 180, "a first chunk copied")
     before = _chunks(ch, db)
     bridge.kill()
-    assert len(before) == 3 and not all(d for d, _ in before.values()), before
+    assert len(before) == CHUNKS and not all(d for d, _ in before.values()), before
     done_before = {c: at for c, (d, at) in before.items() if d}
 
     again = start_bridge(bridges, state_dir, *args)
@@ -99,7 +101,7 @@ def test_copy_path_loads_while_writes_go_on_survives_kill_9_and_ends_exact(
     after = _chunks(ch, db)
     progress = status_json(state_dir)["sources"][0]["initial_load"]
     assert [(p["table"], p["chunks_done"], p["chunks"], p["eta_s"]) for p in progress] == [
-        ("public.readings", 3, 3, 0.0)
+        ("public.readings", CHUNKS, CHUNKS, 0.0)
     ]
     assert progress[0]["copied"] > ROWS * 0.99 and progress[0]["estimate"] >= ROWS * 0.9
     assert {c: after[c][1] for c in done_before} == done_before  # chunks done before the kill: not copied again

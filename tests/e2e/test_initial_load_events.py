@@ -15,12 +15,14 @@ from typing import Any
 
 import pytest
 
+from cdc.mirror.chunks import chunk_count
 from tests.e2e.conftest import BridgeProcess, SourceLoad, sql, start_bridge, status_json
 from tests.polling import wait_until
 
 pytestmark = pytest.mark.e2e
 
-ROWS = 300_000  # two chunks
+ROWS = 300_000
+CHUNKS = chunk_count(ROWS)
 SCHEMA = f"""
 CREATE TABLE accounts (id bigint PRIMARY KEY, owner text NOT NULL, balance numeric(12,2) NOT NULL);
 INSERT INTO accounts SELECT g, 'owner ' || g, g / 4.0 FROM generate_series(1, {ROWS}) g;
@@ -71,16 +73,16 @@ def test_copied_rows_make_one_snapshot_event_each_as_of_the_slot(
     writes.start()  # every write from here is after the slot's snapshot
     wait_until(lambda: writes.transactions > 50, 60, "writes during the load")
     # kill -9 once the mirror has every chunk and while the events of existing rows are being made
-    wait_until(lambda: [p["chunks_done"] for p in _progress(state_dir)] == [2], 300,
-               "both chunks copied")  # fmt: skip
-    assert [p["events_chunks_done"] for p in _progress(state_dir)] != [2]
+    wait_until(lambda: [p["chunks_done"] for p in _progress(state_dir)] == [CHUNKS], 300,
+               "every chunk copied")  # fmt: skip
+    assert [p["events_chunks_done"] for p in _progress(state_dir)] != [CHUNKS]
     bridge.kill()
     bridge = start_bridge(bridges, state_dir, "--source", database, "--initial-load", "copy")
     ch = bridge.clickhouse()
     wait_until(
-        lambda: [p.get("events_chunks_done") for p in _progress(state_dir)] == [2],
+        lambda: [p.get("events_chunks_done") for p in _progress(state_dir)] == [CHUNKS],
         600,
-        "the snapshot events of both chunks",
+        "the snapshot events of every chunk",
     )
     writes.stop()
     wait_until(lambda: len(_events(ch, "op = 'c'")) == writes.next_id - ROWS - 1, 300, "the inserts' events")

@@ -29,11 +29,12 @@ from backports import zstd
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError
 
+from cdc.adapters.clickhouse import ClickHouseWarehouse, open_embedded
 from cdc.embedded.chdb_body import decode_body
 from cdc.embedded.chdb_http import split_insert
 from cdc.embedded.chdb_server import ChdbHttpServer
 from cdc.embedded.endpoint import chdb_dsn, clear_endpoint, find_endpoint, warehouse_data_dir, write_endpoint
-from cdc.errors import StackError
+from cdc.errors import StackError, WarehouseError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -303,7 +304,7 @@ def test_second_process_cannot_open_store_but_finds_the_endpoint(server: ChdbHtt
         import clickhouse_connect
         from cdc.embedded.chdb_server import ChdbHttpServer
         from cdc.embedded.endpoint import find_endpoint
-        from cdc.errors import StackError
+        from cdc.errors import StackError, WarehouseError
         try:
             ChdbHttpServer(Path({str(data_dir)!r})).start()
         except StackError as e:
@@ -340,6 +341,33 @@ def test_in_process_chdb_client_coexists_with_server(server: ChdbHttpServer, cli
         assert embedded.query("SELECT id, name FROM shop.orders ORDER BY id").result_rows == expected
     finally:
         embedded.close()
+
+
+def test_insert_file_reads_a_file_in_process_and_streams_it_over_http(
+    server: ChdbHttpServer, client: Client, state_dir: Path, tmp_path: Path
+) -> None:
+    """The copy path's inserts (cdc.mirror.initial_load): a file of 200,000 TSV rows, escapes included,
+    as one insert through either transport, with settings."""
+    path = tmp_path / "rows.tsv"
+    rows = 200_000
+    with path.open("wb") as out:
+        for i in range(rows):
+            out.write(f"{i}\tname {i}\\twith a tab's \\\\ escapes\t2026-12-06 10:00:00.123\n".encode())
+    over_http = ClickHouseWarehouse(client, "http")
+    in_process = open_embedded(state_dir)
+    try:
+        for warehouse, table in ((over_http, "orders"), (in_process, "orders_copy")):
+            client.command(f"CREATE TABLE IF NOT EXISTS shop.{table} AS shop.orders")
+            warehouse.insert_file("shop", table, ["id", "name", "at"], path, "TabSeparated", {"optimize_on_insert": 0})
+            got = client.query(f"SELECT count(), uniqExact(id), any(name) FROM shop.{table} WHERE id = 7").result_rows
+            assert got == [(1, 1, "name 7\twith a tab's \\ escapes")]
+            assert client.query(f"SELECT count(), sum(id) FROM shop.{table}").result_rows == [
+                (rows, rows * (rows - 1) // 2)
+            ]
+        with pytest.raises(WarehouseError, match="inserting into shop.orders"):
+            in_process.insert_file("shop", "orders", ["id", "nope"], path, "TabSeparated")
+    finally:
+        in_process.close()
 
 
 # --- endpoint discovery and pure helpers -----------------------------------------------------
