@@ -126,14 +126,15 @@ def copy_query(table: MirrorTable, live: TableSchema, where: str = "") -> str:
         if now is None:
             parts.append("NULL")
             continue
-        parts.append(f"({_json(now, pg_ident(c.name))})::text" if as_json(table, c) else _copied(now, pg_ident(c.name)))
-    ref = live.ref
-    return f"SELECT {', '.join(parts) or 'NULL'} FROM {sql_table(ref.schema, ref.table)}" + (
+        ref = pg_ident(c.name)
+        parts.append(f"({_json(now, ref)})::text" if as_json(table, c) else _copy_value(now, ref))
+    source = live.ref
+    return f"SELECT {', '.join(parts) or 'NULL'} FROM {sql_table(source.schema, source.table)}" + (
         f" WHERE {where}" if where else ""
     )
 
 
-def _copied(c: Column, ref: str) -> str:
+def _copy_value(c: Column, ref: str) -> str:
     """:func:`_plain`, but a ``timestamptz`` of the years every mirror holds (1900-2299) as PostgreSQL's own
     text (``2026-12-06 11:51:18.48+00``: the session is in UTC), which ClickHouse parses to the same value
     as Debezium's ``2026-12-06T11:51:18.480000Z`` and for which no ``_special`` text is kept: ``to_char`` is

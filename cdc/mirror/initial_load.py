@@ -291,9 +291,9 @@ class InitialLoad:
             except Exception as e:  # a bug: said in cdc status, and this worker stops (the load does not end)
                 self.error = f"initial load of {chunk.table} stopped: {type(e).__name__}: {e}"
                 log.exception("initial load of %s stopped", chunk.table)
-                self._put(finish, stopping=True)
                 return
-            self._put(finish, stopping=True)
+            finally:  # after the chunk's files: the inserter marks it done, or frees it to be copied again
+                self._put(finish, stopping=True)
 
     def _put(self, item: _File | _Finish, stopping: bool = False) -> bool:
         """Queue ``item`` for the inserter (waiting while the queue is full); False, with the item dropped,
