@@ -9,6 +9,7 @@ from collections.abc import Mapping
 
 from dagster import Definitions, definitions
 
+from cdc.demo import projections as shop
 from cdc.settings import Projections, projection_settings
 from dagster_project.assets import lineage_specs, projection_assets
 from dagster_project.checks import all_checks
@@ -17,7 +18,6 @@ from dagster_project.resources import SourceResource, WarehouseResource
 from dagster_project.schedules import checks_every_10_minutes, full_rebuild_daily
 from dagster_project.sensors import new_events_sensor
 from dagster_project.tables import shop_tables
-from pipelines import shop
 
 
 def build_definitions(

@@ -148,7 +148,7 @@ def _wait_for_reports(bridge: Bridge, timeout: float) -> str:
     """Eventual consistency, visible: wait until Dagster's sensor runs have built every report up to
     the newest stored event (the demo's check passes without it; this line says how far they got).
     Every report must have been built at least once: a sensor run may build some before others."""
-    from pipelines.shop import projections
+    from cdc.demo.projections import projections
 
     expected = len(projections(bridge.name))
     deadline = time.monotonic() + timeout

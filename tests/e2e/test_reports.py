@@ -18,8 +18,8 @@ from typing import Any
 from cdc.adapters.clickhouse import connect_warehouse
 from cdc.adapters.postgres import PostgresSession, PostgresSource
 from cdc.demo import shop
+from cdc.demo.projections import projections
 from pipelines.builder import ProjectionBuilder
-from pipelines.shop import projections
 from tests.e2e.conftest import BridgeProcess, sql, start_bridge
 from tests.polling import wait_until
 

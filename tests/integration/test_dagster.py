@@ -35,6 +35,7 @@ from dagster import (
 
 from cdc.adapters.clickhouse import ClickHouseWarehouse, open_embedded
 from cdc.adapters.postgres import PostgresSource
+from cdc.demo import projections as shop
 from cdc.demo import shop as demo
 from cdc.domain.changes import Column, TableRef, TableSchema
 from cdc.domain.events import DomainEvent, correlation_id, event_id
@@ -49,7 +50,6 @@ from dagster_project.definitions import build_definitions
 from dagster_project.resources import SourceResource, WarehouseResource
 from dagster_project.sensors import new_events_sensor
 from dagster_project.tables import CapturedTable, shop_tables
-from pipelines import shop
 from tests.envelopes import envelope
 from tests.fakes import StaticCatalog
 

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from cdc.adapters.clickhouse import ClickHouseWarehouse
+from cdc.demo.projections import PROJECTIONS
 from cdc.domain.changes import Column, TableRef, TableSchema
 from cdc.domain.events import DomainEvent, correlation_id, event_id
 from cdc.events.store import ClickHouseEventStore
@@ -25,7 +26,6 @@ from cdc.mirror.sink import ClickHouseMirrorSink
 from cdc.ports import Message
 from pipelines.builder import BuildResult, ProjectionBuilder
 from pipelines.projection import Projection
-from pipelines.shop import PROJECTIONS
 from tests.envelopes import envelope
 from tests.fakes import StaticCatalog
 

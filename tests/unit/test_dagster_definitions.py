@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from dagster import AssetKey, DailyPartitionsDefinition, RunRequest, build_schedule_context
 
+from cdc.demo.projections import PROJECTIONS
 from cdc.errors import ConfigError, WarehouseError
 from dagster_project import quality
 from dagster_project.definitions import build_definitions
 from dagster_project.resources import SourceResource, WarehouseResource
-from pipelines.shop import PROJECTIONS
 
 DEFS = build_definitions()
 ROOT = Path(__file__).resolve().parents[2]

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
+from cdc.demo import projections as shop
 from cdc.domain.events import load_modules
-from pipelines import shop, storage
+from pipelines import storage
 from pipelines.builder import BuildResult, ProjectionBuilder
 from pipelines.projection import Projection, ProjectionError, Sql, bind, in_scope, literal, micros
 

@@ -1,4 +1,5 @@
-"""The pizza shop's reports, declared over its domain events (``cdc.demo.events``).
+"""The pizza shop's reports, declared over its domain events (``cdc.demo.events``): an example of a
+user's projection module (``[projections] modules = ["cdc.demo.projections"]``).
 
 Every query reads stored payloads of every version: OrderPlaced v1 kept its address under
 ``address`` and had no total, so fields are read with fallbacks rather than assumed. Timestamps
