@@ -171,7 +171,7 @@ def served_warehouse(settings: Settings, in_process: bool = False) -> ClickHouse
     """ClickHouse for a long-lived process such as Dagster's: the external server, else the running
     bridge's endpoint. It opens the embedded store itself only with ``in_process`` (tests, one-off
     runs): chDB admits one process per store, and holding it would keep the bridge from starting."""
-    url = settings.secret("clickhouse_url") or find_endpoint(settings.state_dir) or ""
+    url = clickhouse_endpoint(settings) or ""
     if url:
         return connect_warehouse(url, settings.state_dir)
     if in_process:
@@ -180,6 +180,11 @@ def served_warehouse(settings: Settings, in_process: bool = False) -> ClickHouse
         f"no ClickHouse to reach: CDC_CLICKHOUSE_URL is unset and no bridge serves the "
         f"embedded store of {settings.state_dir}; start `cdc run` (or `cdc demo`) with that state dir"
     )
+
+
+def clickhouse_endpoint(settings: Settings) -> str | None:
+    """The external ClickHouse's URL, else the endpoint of the bridge running on the state dir."""
+    return settings.secret("clickhouse_url") or find_endpoint(settings.state_dir)
 
 
 def redact_dsn(dsn: str) -> str:
@@ -240,6 +245,12 @@ def embedded_postgres(settings: Settings) -> EmbeddedPostgres:
     running = (data_dir / "postmaster.pid").exists()
     port = PortBook(settings.state_dir).port("postgres", busy_ok=running)
     return EmbeddedPostgres(data_dir, port, settings.log_dir / "postgres.log")
+
+
+def running_dagster_ui(settings: Settings) -> str | None:
+    """The address of a Dagster UI already serving this state dir, if one answers."""
+    ui = DagsterUi(PortBook(settings.state_dir).port("dagster", busy_ok=True), settings.state_dir, {})
+    return ui.url if ui.ready() else None
 
 
 def dagster_ui(settings: Settings, env: dict[str, str]) -> DagsterUi:

@@ -30,6 +30,7 @@ from cdc.domain.events import EventDefinitionError, EventRegistry, load_modules
 from cdc.domain.names import events_topic
 from cdc.errors import CdcError, ConfigError, SourceError
 from cdc.events.reports import WorkerConfig
+from cdc.mirror import captured
 from cdc.mirror.initial_load import InitialLoad
 from cdc.mirror.rules import ColumnRules
 from cdc.mirror.snapshot_events import SnapshotEvents, export_snapshot
@@ -103,7 +104,27 @@ class SourceCapture:
                 raise ConfigError(f"translators of source {self.name!r}: {e}") from e
         self.sink = self.wiring.mirror_sink(warehouse, self.rules)
         self.sink.prepare(self.schemas)
+        self.record_tables(self.schemas)
         self.load = self._initial_load(warehouse)
+
+    def record_tables(self, schemas: Sequence[TableSchema]) -> None:
+        """Write what this source captures to ``cdc.captured_tables`` (Dagster's definitions read it)."""
+        assert self._warehouse is not None
+        translators = tuple(self.translators) if self.events_enabled else ()
+        rows = [
+            captured.CapturedTable(
+                self.name,
+                s.ref.schema,
+                s.ref.table,
+                s.key,
+                self.slot,
+                self.spec.dsn_env,
+                self.events_enabled,
+                translators,
+            )
+            for s in schemas
+        ]
+        captured.record(self._warehouse, self.name, rows)
 
     def _initial_load(self, warehouse: Warehouse) -> InitialLoad:
         """The copy path's load (``initial_load = "copy"`` at a first start, or a load still unfinished)."""

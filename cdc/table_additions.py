@@ -154,6 +154,7 @@ class TableAdditions:
         assert capture.sink is not None and capture.load is not None
         capture.source.ensure_publication(capture.slot, [(s.ref.schema, s.ref.table) for s in schemas])
         capture.sink.prepare(schemas)
+        capture.record_tables(schemas)
         load = capture.load
 
         def grow() -> None:  # with Debezium stopped: no copy may read a table before Debezium streams it

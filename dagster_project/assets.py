@@ -1,9 +1,11 @@
 """The asset graph: the capture path as external assets, the projections as materializable ones.
 
-``postgres/<table>`` -> ``kafka/<source>.<schema>.<table>`` -> ``clickhouse/<source>/<table>`` (the
-mirror), and the Kafka topics -> ``events/domain_events``. The bridge, not Dagster, keeps those
-up to date; they are here for lineage and for the checks that guard them. Each projection is an
-asset ``reports/<name>`` whose materialization calls :class:`pipelines.builder.ProjectionBuilder`.
+For every captured table of every source: ``postgres/<source>/<table>`` -> ``kafka/<topic>`` ->
+``clickhouse/<source>/<table>`` (the mirror), and the change topics of sources with domain events ->
+``events/domain_events``. The bridge, not Dagster, keeps those up to date; they are here for lineage
+and for the checks that guard them. Each projection is an asset ``reports/<name>`` whose
+materialization calls :class:`pipelines.builder.ProjectionBuilder`, once the checks it depends on
+(:mod:`dagster_project.gate`) have not failed.
 
 No ``from __future__ import annotations`` here: Dagster reads the annotations of the decorated
 functions (config and resource parameters) at definition time.
@@ -16,7 +18,6 @@ from typing import Literal
 
 from dagster import (
     AssetExecutionContext,
-    AssetKey,
     AssetsDefinition,
     AssetSpec,
     BackfillPolicy,
@@ -28,39 +29,17 @@ from dagster import (
 from pydantic import Field
 
 from cdc.ports import Warehouse
+from dagster_project.gate import Gate
+from dagster_project.keys import EVENTS_KEY, mirror_key, postgres_key, projection_key, table_key, topic_key
 from dagster_project.resources import WarehouseResource
 from dagster_project.tables import CapturedTable
 from pipelines.builder import BuildResult, ProjectionBuilder
 from pipelines.projection import Projection
 
 PROJECTIONS_GROUP = "projections"
-EVENTS_KEY = AssetKey(["events", "domain_events"])
 # Days before this have no partition; early enough for the demo, settable for older data.
 PARTITIONS_START = os.environ.get("CDC_PARTITIONS_START") or "2020-01-01"
 DAILY = DailyPartitionsDefinition(start_date=PARTITIONS_START, timezone="UTC", end_offset=1)  # today included
-PARTITIONED = frozenset({"revenue_daily_product"})
-
-
-def postgres_key(t: CapturedTable) -> AssetKey:
-    return AssetKey(["postgres", t.name])
-
-
-def topic_key(t: CapturedTable) -> AssetKey:
-    return AssetKey(["kafka", t.topic])
-
-
-def mirror_key(t: CapturedTable) -> AssetKey:
-    return AssetKey(["clickhouse", t.source, t.name])
-
-
-def projection_key(p: Projection) -> AssetKey:
-    return AssetKey(["reports", p.name])
-
-
-def _table_key(qualified: str) -> AssetKey:
-    """``shop.products`` (a mirror view a projection reads) as the mirror's asset key."""
-    database, _, name = qualified.partition(".")
-    return AssetKey(["clickhouse", database, name])
 
 
 def lineage_specs(tables: Sequence[CapturedTable]) -> list[AssetSpec]:
@@ -71,7 +50,7 @@ def lineage_specs(tables: Sequence[CapturedTable]) -> list[AssetSpec]:
                 postgres_key(t),
                 group_name="source",
                 kinds={"postgres"},
-                description=f"Table {t.ref.qualified} of the source database (captured through the WAL).",
+                description=f"Table {t.ref.qualified} of source database {t.source} (captured through the WAL).",
             ),
             AssetSpec(
                 topic_key(t),
@@ -93,7 +72,7 @@ def lineage_specs(tables: Sequence[CapturedTable]) -> list[AssetSpec]:
     specs.append(
         AssetSpec(
             EVENTS_KEY,
-            deps=[topic_key(t) for t in tables],
+            deps=list(dict.fromkeys(topic_key(t) for t in tables if t.events)),
             group_name="events",
             kinds={"clickhouse"},
             metadata={"dagster/table_name": "events.domain_events"},
@@ -111,13 +90,14 @@ class BuildConfig(Config):
     )
 
 
-def projection_asset(p: Projection, partitions: DailyPartitionsDefinition | None = None) -> AssetsDefinition:
-    """``reports/<name>``, built by :class:`ProjectionBuilder`; with ``partitions`` (a Date-scoped
-    projection) a run of one day, or a range of days, recomputes exactly those days."""
+def projection_asset(p: Projection, gate: Gate) -> AssetsDefinition:
+    """``reports/<name>``, built by :class:`ProjectionBuilder` unless ``gate`` finds a failed check it
+    depends on; a projection with daily partitions rebuilds exactly the days of a run's partitions."""
+    partitions = DAILY if p.daily_partitions else None
 
     @asset(
         key=projection_key(p),
-        deps=[EVENTS_KEY, *(_table_key(t) for t in p.tables)],
+        deps=[EVENTS_KEY, *(table_key(t) for t in p.tables)],
         group_name=PROJECTIONS_GROUP,
         description=p.description,
         kinds={"clickhouse"},
@@ -127,6 +107,7 @@ def projection_asset(p: Projection, partitions: DailyPartitionsDefinition | None
         pool=f"reports.{p.name}",  # builds of one projection must not overlap (a pool limit of 1 enforces it)
     )
     def build(context: AssetExecutionContext, config: BuildConfig, warehouse: WarehouseResource) -> MaterializeResult:  # type: ignore[type-arg]
+        gate.enforce(context.instance, p)
         wh = warehouse.warehouse()
         result = _build(ProjectionBuilder(wh), p, context, config.mode)
         metadata = build_metadata(wh, p, result)
@@ -169,5 +150,5 @@ def summary(p: Projection, result: BuildResult, metadata: dict[str, str | int | 
     )
 
 
-def projection_assets(projections: Sequence[Projection]) -> list[AssetsDefinition]:
-    return [projection_asset(p, DAILY if p.name in PARTITIONED else None) for p in projections]
+def projection_assets(projections: Sequence[Projection], gate: Gate) -> list[AssetsDefinition]:
+    return [projection_asset(p, gate) for p in projections]

@@ -1,9 +1,10 @@
 """Asset checks on the mirrors and the event store; what they verify lives in ``quality``.
 
-Per mirror ``clickhouse/<source>/<table>``: ``row_count_matches_postgres``, ``fresh``,
-``unique_keys``, ``no_toast_placeholders``. On ``events/domain_events``: ``fresh``.
-Freshness fails when the newest source commit seen is older than ``CDC_FRESHNESS_SECONDS``
-(default 300); it warns rather than errs, since a quiet source is not always a broken bridge.
+Per mirror ``clickhouse/<source>/<table>``: ``row_count_matches_postgres``, ``unique_keys`` and
+``no_toast_placeholders`` are blocking (severity ERROR: the reports that read the mirror wait while one
+fails, :mod:`dagster_project.gate`); ``fresh`` warns. On ``events/domain_events``: ``fresh`` per source.
+Freshness is measured against the source's activity (``quality.source_lag``), with the limit
+``CDC_FRESHNESS_SECONDS`` (default 300).
 """
 
 from collections.abc import Sequence
@@ -11,7 +12,7 @@ from collections.abc import Sequence
 from dagster import AssetCheckResult, AssetChecksDefinition, AssetCheckSeverity, asset_check
 
 from dagster_project import quality
-from dagster_project.assets import EVENTS_KEY, mirror_key
+from dagster_project.keys import EVENTS_KEY, mirror_key
 from dagster_project.resources import SourceResource, WarehouseResource
 from dagster_project.tables import CapturedTable
 
@@ -31,18 +32,27 @@ def mirror_checks(t: CapturedTable) -> list[AssetChecksDefinition]:
     @asset_check(
         asset=key,
         name="row_count_matches_postgres",
+        blocking=True,
         description=f"The mirror has as many rows as {t.ref.qualified} in PostgreSQL.",
     )
     def row_count(warehouse: WarehouseResource, source: SourceResource) -> AssetCheckResult:
-        return _result(quality.row_counts(warehouse.warehouse(), source.source(), t))
+        return _result(quality.row_counts(warehouse.warehouse(), source.source(t), t))
 
-    @asset_check(asset=key, name="fresh", description="The newest source commit in the change log is recent.")
-    def fresh(warehouse: WarehouseResource) -> AssetCheckResult:
-        verdict = quality.commit_lag(warehouse.warehouse(), t, quality.freshness_limit())
+    @asset_check(
+        asset=key,
+        name="fresh",
+        description=f"Every change source {t.source} committed before the check is in the mirror within "
+        "the limit (an idle table is fresh).",
+    )
+    def fresh(warehouse: WarehouseResource, source: SourceResource) -> AssetCheckResult:
+        verdict = quality.source_lag(warehouse.warehouse(), source.source(t), t, quality.freshness_limit())
         return _result(verdict, AssetCheckSeverity.WARN)
 
     @asset_check(
-        asset=key, name="unique_keys", description=f"No ({', '.join(t.key)}) appears twice among the current rows."
+        asset=key,
+        name="unique_keys",
+        blocking=True,
+        description=f"No ({', '.join(t.key) or 'key'}) appears twice among the current rows.",
     )
     def unique_keys(warehouse: WarehouseResource) -> AssetCheckResult:
         return _result(quality.duplicate_keys(warehouse.warehouse(), t))
@@ -50,6 +60,7 @@ def mirror_checks(t: CapturedTable) -> list[AssetChecksDefinition]:
     @asset_check(
         asset=key,
         name="no_toast_placeholders",
+        blocking=True,
         description="No text column holds Debezium's __debezium_unavailable_value placeholder.",
     )
     def no_toast_placeholders(warehouse: WarehouseResource) -> AssetCheckResult:
@@ -58,18 +69,25 @@ def mirror_checks(t: CapturedTable) -> list[AssetChecksDefinition]:
     return [row_count, fresh, unique_keys, no_toast_placeholders]
 
 
-def events_fresh(source: str) -> AssetChecksDefinition:
+def events_fresh(t: CapturedTable) -> AssetChecksDefinition:
+    """Freshness of the events of ``t``'s source (any of its tables stands for the source)."""
+
     @asset_check(
         asset=EVENTS_KEY,
-        name="fresh",
-        description=f"The newest event of source {source} was committed at the source recently.",
+        name=f"fresh_{_identifier(t.source)}",
+        description=f"Every change source {t.source} committed before the check has its events stored.",
     )
-    def fresh(warehouse: WarehouseResource) -> AssetCheckResult:
-        verdict = quality.event_lag(warehouse.warehouse(), source, quality.freshness_limit())
+    def fresh(warehouse: WarehouseResource, source: SourceResource) -> AssetCheckResult:
+        verdict = quality.source_lag(warehouse.warehouse(), source.source(t), t, quality.freshness_limit())
         return _result(verdict, AssetCheckSeverity.WARN)
 
     return fresh
 
 
-def all_checks(tables: Sequence[CapturedTable], source: str) -> list[AssetChecksDefinition]:
-    return [check for t in tables for check in mirror_checks(t)] + [events_fresh(source)]
+def _identifier(name: str) -> str:
+    return "".join(c if c.isalnum() or c == "_" else "_" for c in name)
+
+
+def all_checks(tables: Sequence[CapturedTable]) -> list[AssetChecksDefinition]:
+    first = {t.source: t for t in reversed([t for t in tables if t.events])}
+    return [check for t in tables for check in mirror_checks(t)] + [events_fresh(t) for t in first.values()]

@@ -23,7 +23,8 @@ from dagster import (
     op,
 )
 
-from dagster_project.assets import PROJECTIONS_GROUP, build_metadata, projection_key, summary
+from dagster_project.assets import PROJECTIONS_GROUP, build_metadata, summary
+from dagster_project.keys import projection_key
 from dagster_project.resources import WarehouseResource
 from pipelines.builder import ProjectionBuilder
 from pipelines.projection import Projection
@@ -67,6 +68,7 @@ def full_rebuild_job(projections: Sequence[Projection]) -> JobDefinition:
 checks_job = define_asset_job(
     "checks",
     selection=AssetSelection.all_asset_checks(),
-    description="Run every asset check: mirror row counts, freshness, unique keys, TOAST placeholders.",
+    description="Run every asset check: the mirrors' row counts, content parity, freshness, unique keys and "
+    "TOAST placeholders, and the event store's.",
     executor_def=in_process_executor,
 )

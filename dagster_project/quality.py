@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+import time
 from dataclasses import dataclass, field
 
 from cdc.adapters.postgres import PostgresSource
@@ -84,37 +85,86 @@ def row_counts(warehouse: Warehouse, source: PostgresSource, t: CapturedTable) -
     )
 
 
-def commit_lag(warehouse: Warehouse, t: CapturedTable, limit_s: float) -> Verdict:
-    """The newest source commit in the table's change log is at most ``limit_s`` old."""
-    if not exists(warehouse, t.source, "_log_" + t.name):
-        return _missing(t)
-    sql = f"SELECT count(), max(_commit_ts), {_AGE_MS.format(column='_commit_ts')} FROM {t.change_log}"
-    return _lag_verdict(warehouse.query(sql)[0], limit_s, f"the change log of {t.ref.qualified}")
+def source_lag(warehouse: Warehouse, source: PostgresSource, t: CapturedTable, limit_s: float) -> Verdict:
+    """Every change the source committed more than ``limit_s`` ago is queryable in ClickHouse.
+
+    Measured against the source's activity, not the table's: the check reads the source's WAL
+    position, then waits (at most ``min(limit_s, WAIT_S)``) for the replication slot to pass it. The
+    slot confirms only what every lane made durable, so passing it proves that this mirror (and the
+    events) hold every change committed before the check began; an idle table is therefore fresh. When
+    the slot does not get there, the lag is at least the wait, and the newest source commit applied to
+    the source's mirrors tells how far behind they are.
+    """
+    if not t.slot:
+        return Verdict(False, {"limit_seconds": limit_s}, f"no replication slot recorded for source {t.source}")
+    key = (t.source, t.slot)
+    cached = _LAGS.get(key)
+    if cached is None or time.monotonic() - cached[0] > _LAG_CACHE_S:
+        cached = (time.monotonic(), _measure_lag(warehouse, source, t, limit_s))
+        _LAGS[key] = cached
+    return cached[1]
 
 
-def event_lag(warehouse: Warehouse, source: str, limit_s: float) -> Verdict:
-    """The newest event of ``source`` occurred (was committed at the source) at most ``limit_s`` ago."""
-    if not exists(warehouse, EVENTS_DATABASE, EVENTS_TABLE):
-        return Verdict(False, {"limit_seconds": limit_s}, f"{EVENTS} does not exist yet")
-    sql = (
-        f"SELECT count(), max(occurred_at), {_AGE_MS.format(column='occurred_at')} FROM {EVENTS}"
-        f" WHERE source = {literal(source)}"
+WAIT_S = 20.0
+_LAG_CACHE_S = 30.0  # the checks of one source's tables share one measurement
+_LAGS: dict[tuple[str, str], tuple[float, Verdict]] = {}
+
+
+def _measure_lag(warehouse: Warehouse, source: PostgresSource, t: CapturedTable, limit_s: float) -> Verdict:
+    target = source.current_wal_lsn()
+    began = time.monotonic()
+    wait = min(limit_s, WAIT_S)
+    while True:
+        flushed = source.slot_flushed_lsn(t.slot)
+        if flushed is None:
+            return Verdict(
+                False,
+                {"slot": t.slot, "limit_seconds": limit_s},
+                f"replication slot {t.slot} does not exist: no bridge captures source {t.source}",
+            )
+        waited = time.monotonic() - began
+        if flushed >= target:
+            return Verdict(
+                True,
+                {"caught_up_within_seconds": round(waited, 3), "limit_seconds": limit_s},
+                f"every change source {t.source} committed before the check is in ClickHouse "
+                f"(caught up within {waited:.1f} s; an idle table is fresh)",
+            )
+        if waited >= wait:
+            break
+        time.sleep(0.5)
+    behind = target - flushed
+    newest = _newest_applied(warehouse, t.source)
+    lag = max(waited, newest[1]) if newest else waited
+    metadata: Metadata = {
+        "wal_bytes_behind": behind,
+        "lag_seconds_at_least": round(lag, 3),
+        "limit_seconds": limit_s,
+        "newest_applied_commit": _iso(newest[0]) if newest else "none",
+    }
+    passed = lag <= limit_s
+    return Verdict(
+        passed,
+        metadata,
+        f"source {t.source} has changes not yet in ClickHouse ({behind} WAL bytes behind after {waited:.0f} s); "
+        f"the newest applied commit is {lag:.0f} s old (limit {limit_s:.0f} s)",
     )
-    return _lag_verdict(warehouse.query(sql)[0], limit_s, f"the events of source {source}")
+
+
+def _newest_applied(warehouse: Warehouse, source: str) -> tuple[object, float] | None:
+    """The newest source commit in any change log of ``source``, and its age in seconds."""
+    logs = warehouse.query(
+        "SELECT name FROM system.tables WHERE database = {d:String} AND startsWith(name, '_log_')", {"d": source}
+    )
+    if not logs:
+        return None
+    union = " UNION ALL ".join(f"SELECT max(_commit_ts) AS ts FROM {quote(source)}.{quote(n)}" for (n,) in logs)
+    newest, age_ms = warehouse.query(f"SELECT max(ts), {_AGE_MS.format(column='ts')} FROM ({union})")[0]
+    return newest, int(str(age_ms)) / 1000
 
 
 # measured by the warehouse's clock, the one that also stamps what it stores
 _AGE_MS = "toInt64(toUnixTimestamp64Milli(now64(3))) - toInt64(toUnixTimestamp64Milli(max({column})))"
-
-
-def _lag_verdict(row: tuple[object, ...], limit_s: float, what: str) -> Verdict:
-    count, newest, age_ms = row
-    if not int(str(count)):
-        return Verdict(False, {"limit_seconds": limit_s}, f"nothing captured yet in {what}")
-    lag = int(str(age_ms)) / 1000
-    metadata: Metadata = {"last_commit": _iso(newest), "lag_seconds": round(lag, 3), "limit_seconds": limit_s}
-    passed = lag <= limit_s
-    return Verdict(passed, metadata, f"newest commit in {what} is {lag:.0f} s old (limit {limit_s:.0f} s)")
 
 
 def _iso(value: object) -> str:

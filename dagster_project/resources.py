@@ -7,6 +7,8 @@ Settings left empty fall back to the bridge's settings at that moment, the same 
 come from :mod:`cdc.bootstrap`, the composition root.
 """
 
+import os
+
 from dagster import ConfigurableResource, InitResourceContext
 from pydantic import Field, PrivateAttr
 
@@ -15,6 +17,7 @@ from cdc import settings as config
 from cdc.adapters.clickhouse import ClickHouseWarehouse
 from cdc.adapters.postgres import PostgresSource
 from cdc.errors import ConfigError
+from cdc.mirror.captured import CapturedTable
 from cdc.ports import Warehouse
 
 
@@ -56,19 +59,31 @@ class WarehouseResource(ConfigurableResource):  # type: ignore[type-arg]
 
 
 class SourceResource(ConfigurableResource):  # type: ignore[type-arg]
-    """The source PostgreSQL database, read-only use (row counts). The DSN is never shown:
-    it is hidden from the resource's repr, and errors carry it with the password removed."""
+    """The source PostgreSQL databases, read-only use (counts, the replication slot's position).
+
+    A table's source is reached through the variable its ``[[source]]`` names (``dsn_env``, recorded
+    by the bridge), else ``dsn``, else ``CDC_SOURCE_DSN``. The DSN is never shown: it is hidden from
+    the resource's repr, and errors carry it with the password removed."""
 
     dsn: str = Field(
         default="",
         repr=False,
-        description="PostgreSQL DSN; empty: CDC_SOURCE_DSN. Prefer the environment: a DSN typed here shows in the UI",
+        description="PostgreSQL DSN of a single source; empty: CDC_SOURCE_DSN. Prefer the environment: "
+        "a DSN typed here shows in the UI",
     )
 
-    def source(self) -> PostgresSource:
+    def source(self, table: CapturedTable | None = None) -> PostgresSource:
+        if table is not None and table.dsn_env:
+            dsn = os.environ.get(table.dsn_env, "")
+            if not dsn:
+                raise ConfigError(
+                    f"source {table.source}: environment variable {table.dsn_env} is not set in the Dagster "
+                    "processes; export it with the source's DSN"
+                )
+            return bootstrap.postgres(dsn, read_only=True)
         dsn = self.dsn or config.load().secret("source_dsn")
         if not dsn:
             raise ConfigError(
                 "no source database: set CDC_SOURCE_DSN (the bridge sets it for the Dagster UI it starts)"
             )
-        return bootstrap.postgres(dsn)
+        return bootstrap.postgres(dsn, read_only=True)

@@ -1,70 +1,53 @@
-"""The captured tables the Dagster project knows: the demo shop's, with the source's primary keys.
+"""The captured tables the Dagster project knows: what the bridge records, and what the configuration names.
 
-The keys are stated here, from the shop's schema (``cdc/demo/schema.sql``), rather than read from
-the mirror: the uniqueness check must hold the mirror to the source's identity, not to its own.
+The bridge writes every table it captures to ``cdc.captured_tables`` (:mod:`cdc.mirror.captured`),
+with the source's primary key: the uniqueness check holds the mirror to the source's identity, not
+to its own. Tables a ``cdc.toml`` ``[[source]]`` lists by name but no bridge has captured yet are
+added without a key, so their checks say "not mirrored yet" instead of the table missing from the graph.
+Reading the record needs ClickHouse; when it cannot be reached the graph has the configured tables
+only, and a warning says so (reload the code location once the bridge runs).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 
-from cdc.demo.shop import DEMO_TABLES
-from cdc.domain.changes import TableRef
-from cdc.mirror.table import mirror_name, quote
+from cdc import settings as config
+from cdc.errors import CdcError
+from cdc.mirror.captured import CapturedTable, read
+from cdc.ports import Warehouse
 
-SHOP_KEYS: dict[str, tuple[str, ...]] = {
-    "public.customers": ("id",),
-    "public.products": ("id",),
-    "public.orders": ("id",),
-    "public.order_items": ("order_id", "line_no"),
-}
+log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True, slots=True)
-class CapturedTable:
-    """One source table and where the bridge puts it: topic ``<source>.<schema>.<table>`` and
-    ClickHouse views ``<source>.<table>`` (current rows) and ``<source>.<table>_changes``."""
-
-    source: str
-    schema: str
-    table: str
-    key: tuple[str, ...]
-
-    @property
-    def ref(self) -> TableRef:
-        return TableRef(self.source, self.schema, self.table)
-
-    @property
-    def name(self) -> str:
-        """The mirror's name (the table, prefixed by its schema outside ``public``)."""
-        return mirror_name(self.ref)
-
-    @property
-    def topic(self) -> str:
-        return self.ref.topic
-
-    @property
-    def view(self) -> str:
-        return f"{quote(self.source)}.{quote(self.name)}"
-
-    @property
-    def change_log(self) -> str:
-        """The physical change log (every change once; ``max(_commit_ts)`` needs no FINAL)."""
-        return f"{quote(self.source)}.{quote('_log_' + self.name)}"
-
-    @property
-    def postgres_table(self) -> str:
-        return f"{_pg_quote(self.schema)}.{_pg_quote(self.table)}"
+__all__ = ["CapturedTable", "captured_tables", "configured_tables"]
 
 
-def _pg_quote(identifier: str) -> str:
-    return '"' + identifier.replace('"', '""') + '"'
+def captured_tables(
+    warehouse: Callable[[], AbstractContextManager[Warehouse]] | None, configured: Sequence[CapturedTable] = ()
+) -> list[CapturedTable]:
+    """The recorded tables (read through a connection ``warehouse`` opens, if given), then the configured
+    ones not recorded."""
+    recorded: list[CapturedTable] = []
+    if warehouse is not None:
+        try:
+            with warehouse() as wh:
+                recorded = read(wh)
+        except CdcError as e:
+            log.warning("cannot read the captured tables from ClickHouse (%s); the graph shows configured ones", e)
+    have = {(t.source, t.schema, t.table) for t in recorded}
+    return recorded + [t for t in configured if (t.source, t.schema, t.table) not in have]
 
 
-def shop_tables(source: str) -> list[CapturedTable]:
-    """The demo shop's four tables, captured under the logical source name ``source``."""
-    tables = []
-    for qualified in DEMO_TABLES:
-        schema, _, table = qualified.partition(".")
-        tables.append(CapturedTable(source, schema, table, SHOP_KEYS[qualified]))
-    return tables
+def configured_tables(settings: config.Settings) -> list[CapturedTable]:
+    """The tables each named ``[[source]]`` of the configuration lists (``--tables`` for a named source)."""
+    found: list[CapturedTable] = []
+    named = [(s.name, s.tables, s.dsn_env) for s in settings.source if s.name]
+    if not settings.source and settings.source_name:
+        named.append((settings.source_name, settings.tables, ""))
+    for name, tables, dsn_env in named:
+        for qualified in tables:
+            schema, _, table = qualified.rpartition(".")
+            found.append(CapturedTable(name, schema or "public", table, (), dsn_env=dsn_env))
+    return found

@@ -46,7 +46,8 @@ class Projection:
 
     ``scope`` must be one of the key columns: a key then never moves between scopes, so
     recomputing the scopes an event touched is enough to find every row it changed.
-    ``event_types`` and ``tables`` (mirror views such as ``shop.products``) are its lineage.
+    ``event_types`` and ``tables`` (mirror views such as ``shop.products``) are its lineage: its build
+    waits while a check of those mirrors, or of the event store, fails.
     """
 
     name: str
@@ -58,6 +59,7 @@ class Projection:
     rows_sql: str
     event_types: tuple[str, ...] = ()
     tables: tuple[str, ...] = ()
+    daily_partitions: bool = False  # a Date scope: Dagster shows one partition per day, and rebuilds days
 
     def __post_init__(self) -> None:
         for problem in _problems(self):
@@ -103,6 +105,8 @@ def _problems(p: Projection) -> list[str]:
     problems += [f"key column {k} is not a declared column" for k in p.key if k not in names]
     if p.scope not in p.key:
         problems.append(f"scope {p.scope} must be a key column (a key must never move between scopes)")
+    elif p.daily_partitions and p.scope_type != "Date":
+        problems.append(f"daily partitions need a Date scope; {p.scope} is {p.scope_type}")
     for text, wanted in ((p.scopes_sql, ("lo", "hi")), (p.rows_sql, ("scopes", "full"))):
         found = {m.group(1) for m in _PARAMETER.finditer(text)}
         problems += [f"SQL does not use the parameter {{{w}:...}}" for w in wanted if w not in found]

@@ -96,7 +96,9 @@ def _main(args: argparse.Namespace) -> int:
             extra = split_list(args.translators) or settings.translators
             demo_settings = config.load(args.state_dir, translators=("cdc.demo.events", *extra))
             return run.demo(demo_settings, args.duration, args.rate, not args.no_ui)
-        return run.run(_run_settings(args), args.until_caught_up, args.timeout)
+        if args.command == "ui":
+            return run.serve_ui(settings, split_list(args.projections))
+        return run.run(_run_settings(args), args.until_caught_up, args.timeout, args.ui)
     except CdcError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_ERROR

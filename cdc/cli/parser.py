@@ -66,11 +66,30 @@ def build_parser() -> argparse.ArgumentParser:
         "or Debezium's row-by-row snapshot (env CDC_INITIAL_LOAD; README, 'Initial load')",
     )
     run.add_argument(
+        "--ui",
+        action="store_true",
+        help="also start the Dagster webserver and daemon (asset graph, checks, reports) and print their address",
+    )
+    run.add_argument(
         "--config",
         help="cdc.toml naming one or more sources with their table and column rules "
         "(env CDC_CONFIG); replaces --source/--source-name/--tables",
     )
     state_dir_arg(run)
+
+    ui = sub.add_parser(
+        "ui",
+        help="start the Dagster UI for a running bridge",
+        description="Start the Dagster webserver and daemon (asset graph, checks, report builds) for the bridge "
+        "running on the state dir, or for CDC_CLICKHOUSE_URL, until Ctrl-C; prints the address. The "
+        "graph shows the tables the bridge captures; reports come from [projections] modules.",
+    )
+    ui.add_argument(
+        "--projections",
+        help="comma-separated modules declaring projections (env CDC_PROJECTIONS__MODULES; cdc.toml "
+        "[projections] modules)",
+    )
+    state_dir_arg(ui)
 
     sql = sub.add_parser(
         "sql",

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 CATCH_UP_TIMEOUT = 600.0
 UI_TIMEOUT = 120.0
+DEMO_PROJECTIONS = "cdc.demo.projections"
 
 
 def _run_until(bridge: Bridge, status: StatusLine, done: Callable[[], bool]) -> None:
@@ -59,17 +60,21 @@ def demo(settings: Settings, duration: float | None, rate: float, ui: bool = Tru
             pg.stop()
 
 
-def start_ui(settings: Settings, bridge: Bridge, source_dsn: str) -> DagsterUi | None:
-    """The Dagster webserver and daemon over the running bridge; None (with a warning) if they do not come up."""
-    ui = bootstrap.dagster_ui(
-        settings,
-        {
-            "CDC_STATE_DIR": str(settings.state_dir),
-            "CDC_CLICKHOUSE_URL": bridge.clickhouse_url,
-            "CDC_SOURCE_DSN": source_dsn,
-            "CDC_SOURCE_NAME": bridge.name,
-        },
-    )
+def ui_env(settings: Settings, clickhouse_url: str, source_dsn: str = "", **extra: str) -> dict[str, str]:
+    """What the Dagster processes need beside the inherited environment (``CDC_CONFIG``, the sources'
+    DSN variables): the state dir, the ClickHouse to read and, for a single source, its DSN."""
+    env = {"CDC_STATE_DIR": str(settings.state_dir), "CDC_CLICKHOUSE_URL": clickhouse_url, **extra}
+    if source_dsn:
+        env["CDC_SOURCE_DSN"] = source_dsn
+    if settings.config is not None:
+        env["CDC_CONFIG"] = str(settings.config)
+    return env
+
+
+def start_ui(settings: Settings, env: dict[str, str]) -> DagsterUi | None:
+    """The Dagster webserver and daemon for the bridge ``env`` describes; None (with a warning) if they
+    do not come up."""
+    ui = bootstrap.dagster_ui(settings, env)
     say("Starting the Dagster webserver and daemon ...")
     ui.start()
     if ui.wait_ready(UI_TIMEOUT):
@@ -81,6 +86,35 @@ def start_ui(settings: Settings, bridge: Bridge, source_dsn: str) -> DagsterUi |
         f"{settings.log_dir}/dagster-*.log (the bridge runs on without it)"
     )
     return None
+
+
+def serve_ui(settings: Settings, projections: tuple[str, ...]) -> int:
+    """`cdc ui`: the Dagster UI for the bridge running on the state dir (or the external ClickHouse),
+    in the foreground until Ctrl-C."""
+    url = bootstrap.clickhouse_endpoint(settings)
+    if not url:
+        raise ConfigError(
+            f"no bridge runs on state dir {settings.state_dir} and CDC_CLICKHOUSE_URL is unset: start "
+            "`cdc run --ui` (or `cdc run`, then `cdc ui`), or point CDC_CLICKHOUSE_URL at your ClickHouse"
+        )
+    serving = bootstrap.running_dagster_ui(settings)
+    if serving:
+        say(f"Dagster UI: {serving} (already running for state dir {settings.state_dir})")
+        return 0
+    extra = {"CDC_PROJECTIONS__MODULES": ",".join(projections)} if projections else {}
+    ui = start_ui(settings, ui_env(settings, url, settings.secret("source_dsn"), **extra))
+    if ui is None:
+        return 1
+    say(f"Dagster UI: {ui.url}  (Ctrl-C stops it; the bridge keeps running)")
+    try:
+        while ui.running():
+            time.sleep(1.0)
+        say(f"the Dagster UI stopped: {ui.diagnosis()}")
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        ui.stop()
 
 
 def _demo_bridge(
@@ -105,7 +139,15 @@ def _demo_bridge(
     status = StatusLine(bridge)
     ui: DagsterUi | None = None
     try:
-        ui = start_ui(settings, bridge, source.dsn) if ui_wanted else None
+        env = ui_env(
+            settings,
+            bridge.clickhouse_url,
+            source.dsn,
+            CDC_SOURCE_NAME=bridge.name,
+            CDC_PROJECTIONS__MODULES=DEMO_PROJECTIONS,
+            CDC_PROJECTIONS__SOURCE=bridge.name,
+        )
+        ui = start_ui(settings, env) if ui_wanted else None
         banner(
             bridge,
             ([f"Dagster UI:          {ui.url}"] if ui else [])
@@ -150,7 +192,7 @@ def _wait_for_reports(bridge: Bridge, timeout: float) -> str:
     Every report must have been built at least once: a sensor run may build some before others."""
     from cdc.demo.projections import projections
 
-    expected = len(projections(bridge.name))
+    expected = len(projections(bridge.name))  # the demo's UI reads DEMO_PROJECTIONS
     deadline = time.monotonic() + timeout
     built, current = 0, 0
     while time.monotonic() < deadline:
@@ -185,7 +227,7 @@ def _verify(bridge: Bridge, source: PostgresSource, status: StatusLine) -> int:
     return 0 if not differ else 1
 
 
-def run(settings: Settings, until_caught_up: bool, timeout: float) -> int:
+def run(settings: Settings, until_caught_up: bool, timeout: float, ui: bool = False) -> int:
     bootstrap.refuse_running_bridge(settings)
     pg: EmbeddedPostgres | None = None
     started = False
@@ -200,7 +242,7 @@ def run(settings: Settings, until_caught_up: bool, timeout: float) -> int:
         started = start_embedded_postgres(pg, settings)
         dsn = pg.dsn(shop.DEMO_DATABASE)
     try:
-        return _run_bridge(settings, source_specs(settings, dsn), until_caught_up, timeout)
+        return _run_bridge(settings, source_specs(settings, dsn), until_caught_up, timeout, ui)
     finally:
         if pg is not None and started:
             pg.stop()
@@ -219,14 +261,24 @@ def run_preflight(specs: tuple[SourceSpec, ...]) -> None:
             say(f"preflight: {len(report.warnings)} warning(s) for {where}; `cdc preflight DSN` explains each")
 
 
-def _run_bridge(settings: Settings, specs: tuple[SourceSpec, ...], until_caught_up: bool, timeout: float) -> int:
+def _run_bridge(
+    settings: Settings, specs: tuple[SourceSpec, ...], until_caught_up: bool, timeout: float, ui_wanted: bool = False
+) -> int:
     run_preflight(specs)
     bridge = bootstrap.build_bridge(settings, specs, say)
     targets = [c.source.current_wal_lsn() if until_caught_up else 0 for c in bridge.captures]
     bridge.start()
     status = StatusLine(bridge)
+    ui: DagsterUi | None = None
     try:
-        banner(bridge, [f"PostgreSQL:          {c.name}: {c.where}" for c in bridge.captures])
+        if ui_wanted:
+            single = specs[0].dsn.get_secret_value() if len(specs) == 1 and not specs[0].dsn_env else ""
+            ui = start_ui(settings, ui_env(settings, bridge.clickhouse_url, single))
+        banner(
+            bridge,
+            ([f"Dagster UI:          {ui.url}"] if ui else [])
+            + [f"PostgreSQL:          {c.name}: {c.where}" for c in bridge.captures],
+        )
         if until_caught_up:
             by_source = {c.name: t for c, t in zip(bridge.captures, targets, strict=True)}
             ok = bridge.wait_caught_up(by_source, timeout, status.tick)
@@ -241,4 +293,6 @@ def _run_bridge(settings: Settings, specs: tuple[SourceSpec, ...], until_caught_
         say("Stopping (ClickHouse first stores what was captured; the rest stays in the slot) ...")
         return 0
     finally:
+        if ui is not None:
+            ui.stop()
         bridge.stop()

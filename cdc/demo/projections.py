@@ -124,6 +124,7 @@ def revenue_daily_product(source: str = SOURCE) -> Projection:
         rows_sql=rows,
         event_types=("OrderDelivered", *_ITEM_EVENTS),
         tables=(f"{source}.products",),
+        daily_partitions=True,
     )
 
 

@@ -125,6 +125,10 @@ class DagsterUi:
         except (urllib.error.URLError, OSError):
             return False
 
+    def running(self) -> bool:
+        """Both children still run."""
+        return bool(self._procs) and all(p.poll() is None for p in self._procs)
+
     def wait_ready(self, timeout: float = 120.0) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -93,13 +93,15 @@ def projection_settings(env: Mapping[str, str] | None = None) -> Projections:
     alone so Dagster's processes need none of the sources' DSN variables."""
     env = os.environ if env is None else env
     path = env.get("CDC_CONFIG")
-    if not path:
-        return Projections()
-    doc = load_file(Path(path), ("projections",))
+    doc = dict(load_file(Path(path), ("projections",))) if path else {}
+    for name in Projections.model_fields:  # CDC_PROJECTIONS__MODULES and the like win over the file
+        value = env.get(f"CDC_PROJECTIONS__{name.upper()}", "")
+        if value:
+            doc[name] = value
     try:
         return Projections(**doc)
     except ValidationError as e:
-        raise ConfigError(one_line(e, f"{path} [projections]", {})) from e
+        raise ConfigError(one_line(e, f"{path or 'CDC_PROJECTIONS__*'} [projections]", {})) from e
 
 
 def one_line(error: ValidationError, where: str, doc: Mapping[str, Any]) -> str:

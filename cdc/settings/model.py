@@ -132,8 +132,10 @@ class Guardrails(_Section):
 
 
 class Projections(_Section):
-    source: str | None = None  # the source the Dagster projections read
+    source: str | None = None  # the source the Dagster projections read (default: the only one captured)
+    modules: Names = ()  # modules declaring projections: `def projections(source) -> list[Projection]`
     sensor_interval_seconds: Positive = 15
+    checks_interval_minutes: Positive = 10  # the checks schedule (on by default); 0 is refused, stop it in the UI
 
 
 class Settings(BaseSettings):

@@ -41,6 +41,7 @@ class SourceSpec:
     events: bool | None = None  # None: the bridge-wide setting
     initial_load: str = "copy"  # existing rows: "copy" (cdc.mirror.initial_load) or "debezium" (its snapshot)
     snapshot_events: bool = True  # domain events of existing rows (op r), whichever way they are loaded
+    dsn_env: str = ""  # the variable the DSN came from ("": a flag or CDC_SOURCE_DSN); recorded, never the DSN
 
     def excluded_column(self, schema: str, table: str, column: str) -> bool:
         return f"{schema}.{table}.{column}" in self.exclude_columns
@@ -64,4 +65,5 @@ def resolve(
         events=config.events,
         initial_load=config.initial_load or initial_load,
         snapshot_events=config.snapshot_events if config.snapshot_events is not None else snapshot_events,
+        dsn_env=config.dsn_env,
     )

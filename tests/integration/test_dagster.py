@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import shutil
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -44,17 +45,21 @@ from cdc.embedded.pg_cluster import EmbeddedPostgres
 from cdc.events.store import ClickHouseEventStore
 from cdc.mirror.sink import ClickHouseMirrorSink
 from cdc.ports import Message
-from dagster_project.assets import lineage_specs, projection_assets, projection_key
+from dagster_project import quality
+from dagster_project.assets import lineage_specs, projection_assets
 from dagster_project.checks import events_fresh, mirror_checks
 from dagster_project.definitions import build_definitions
+from dagster_project.gate import Gate
+from dagster_project.keys import projection_key
 from dagster_project.resources import SourceResource, WarehouseResource
 from dagster_project.sensors import new_events_sensor
-from dagster_project.tables import CapturedTable, shop_tables
+from dagster_project.tables import CapturedTable
 from tests.envelopes import envelope
 from tests.fakes import StaticCatalog
 
-LINEAGE = lineage_specs(shop_tables(shop.SOURCE))
-PROJECTIONS = projection_assets(shop.PROJECTIONS)
+SHOP_TABLES = [CapturedTable(shop.SOURCE, "public", t.split(".")[1], ("id",), events=True) for t in demo.DEMO_TABLES]
+LINEAGE = lineage_specs(SHOP_TABLES)
+PROJECTIONS = projection_assets(shop.PROJECTIONS, Gate())
 
 DAY = dt.date(2025, 11, 24)
 NOW_MS = int(time.time() * 1000)  # for data whose age does not matter; freshness tests read the clock themselves
@@ -116,11 +121,17 @@ def unique_source() -> str:
     return f"src{uuid.uuid4().hex[:8]}"
 
 
-def run_check(check: AssetChecksDefinition, **resources: object) -> tuple[bool, dict[str, Any]]:
+def run_check(
+    check: AssetChecksDefinition, instance: DagsterInstance | None = None, **resources: object
+) -> tuple[bool, dict[str, Any]]:
     keys = list(check.check_keys)
     assert len(keys) == 1
     result = materialize(
-        [AssetSpec(keys[0].asset_key), check], selection=AssetSelection.checks(check), resources=resources
+        [AssetSpec(keys[0].asset_key), check],
+        selection=AssetSelection.checks(check),
+        resources=resources,
+        instance=instance,
+        raise_on_error=False,  # a failed blocking check fails its step
     )
     (evaluation,) = result.get_asset_check_evaluations()
     return evaluation.passed, {k: v.value for k, v in evaluation.metadata.items()}
@@ -331,7 +342,10 @@ def test_a_partitioned_run_rebuilds_its_day_only(resource: WarehouseResource, sh
 
 
 def test_full_rebuild_job_runs_a_full_build_of_every_projection(resource: WarehouseResource, shop_data: None) -> None:
-    job = build_definitions({"warehouse": resource, "source": SourceResource()}).resolve_job_def("full_rebuild")
+    definitions = build_definitions(
+        {"warehouse": resource, "source": SourceResource()}, tables=SHOP_TABLES, projections=shop.PROJECTIONS
+    )
+    job = definitions.resolve_job_def("full_rebuild")
     built = _materializations(job.execute_in_process(instance=DagsterInstance.ephemeral()))
     assert {name: meta["mode"] for name, meta in built.items()} == {p.name: "full" for p in shop.PROJECTIONS}
     assert all(meta["rows_written"] == meta["dagster/row_count"] > 0 for meta in built.values())
@@ -398,39 +412,70 @@ def test_no_toast_placeholders_fails_on_debeziums_placeholder(
     assert not passed and meta[f"column {column}"] == 1 and meta["placeholder_values"] == 1
 
 
-def test_mirror_freshness_fails_when_the_newest_commit_is_older_than_the_limit(
-    wh: ClickHouseWarehouse, resource: WarehouseResource, monkeypatch: pytest.MonkeyPatch
+class SlotReader:
+    """A stand-in for a healthy bridge: consumes a logical slot continuously, so it keeps up with the WAL."""
+
+    def __init__(self, source: PostgresSource, slot: str) -> None:
+        self.source, self.slot = source, slot
+        source.execute("SELECT pg_create_logical_replication_slot(%s, 'test_decoding')", (slot,))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.2):
+            self.source.query("SELECT count(*) FROM pg_logical_slot_get_changes(%s, NULL, NULL)", (self.slot,))
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def drop(self) -> None:
+        self.source.execute("SELECT pg_drop_replication_slot(%s)", (self.slot,))
+
+
+def test_freshness_is_measured_against_source_activity(
+    wh: ClickHouseWarehouse, resource: WarehouseResource, postgres: PostgresSource, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    source = unique_source()
-    orders = schema(source, "orders", ("id",), Column("id", "int8", nullable=False), Column("status", "text"))
-    check = check_named(mirror_checks(CapturedTable(source, "public", "orders", ("id",))), "fresh")
     monkeypatch.delenv("CDC_FRESHNESS_SECONDS", raising=False)
-    assert not run_check(check, warehouse=resource)[0]  # not mirrored yet
+    monkeypatch.setattr(quality, "WAIT_S", 3.0)
+    monkeypatch.setattr(quality, "_LAGS", {})
+    source = unique_source()
+    slot = f"cdc_{source}"
+    t = CapturedTable(source, "public", "orders", ("id",), slot, "", True)
+    (mirror_fresh,) = [c for c in mirror_checks(t) if next(iter(c.check_keys)).name == "fresh"]
+    resources = {"warehouse": resource, "source": SourceResource(dsn=postgres.dsn)}
+    passed, meta = run_check(mirror_fresh, **resources)
+    assert not passed and meta["slot"] == slot  # no slot: nothing captures the source
+    quality._LAGS.clear()  # one measurement stands for every table of a source for a while
+    orders = schema(source, "orders", ("id",), Column("id", "int8", nullable=False), Column("status", "text"))
     hour_ago_ms = int(time.time() * 1000) - 3_600_000  # now, not at import: the suite may run for minutes first
     mirror(wh, orders, ("r", {"id": 1, "status": "placed"}, 10, hour_ago_ms))
-    passed, meta = run_check(check, warehouse=resource)
-    assert not passed and meta["limit_seconds"] == 300 and 3590 < meta["lag_seconds"] < 3700
-    monkeypatch.setenv("CDC_FRESHNESS_SECONDS", "7200")
-    assert run_check(check, warehouse=resource)[0]
-    monkeypatch.delenv("CDC_FRESHNESS_SECONDS")
-    mirror(wh, orders, ("u", {"id": 1, "status": "baking"}, 11, int(time.time() * 1000)))
-    assert run_check(check, warehouse=resource)[0]
-
-
-def test_event_freshness_fails_when_the_newest_event_is_older_than_the_limit(
-    wh: ClickHouseWarehouse, resource: WarehouseResource, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.delenv("CDC_FRESHNESS_SECONDS", raising=False)
-    source = unique_source()
-    check = events_fresh(source)
-    store = ClickHouseEventStore(wh)
-    assert not run_check(check, warehouse=resource)[0]  # no event of this source yet
-    now_ms = int(time.time() * 1000)  # now, not at import: the suite may run for minutes first
-    store.append([placed(source, 1, now_ms - 3_600_000)])
-    passed, meta = run_check(check, warehouse=resource)
-    assert not passed and meta["lag_seconds"] > 3590
-    store.append([placed(source, 2, now_ms)])
-    assert run_check(check, warehouse=resource)[0]
+    reader = SlotReader(postgres, slot)
+    reader.start()
+    try:
+        # an hour since the table's last change, but the bridge keeps up with the source: fresh
+        passed, meta = run_check(mirror_fresh, **resources)
+        assert passed and meta["caught_up_within_seconds"] < 3, meta
+        quality._LAGS.clear()
+        assert run_check(events_fresh(t), **resources)[0]  # the event store's check measures the same way
+    finally:
+        reader.stop()
+    try:
+        # the bridge stopped while the source goes on: the newest applied commit is an hour old
+        quality._LAGS.clear()
+        postgres.execute("CREATE TABLE IF NOT EXISTS busy (id int)")
+        postgres.execute("INSERT INTO busy VALUES (1)")
+        passed, meta = run_check(mirror_fresh, **resources)
+        assert not passed and meta["wal_bytes_behind"] > 0 and meta["lag_seconds_at_least"] > 3590, meta
+        assert meta["limit_seconds"] == 300
+        quality._LAGS.clear()
+        monkeypatch.setenv("CDC_FRESHNESS_SECONDS", "7200")
+        assert run_check(mirror_fresh, **resources)[0]
+    finally:
+        reader.drop()
 
 
 @pytest.fixture(scope="module")
@@ -467,3 +512,37 @@ def test_row_count_check_compares_the_mirror_with_postgres(
     assert run_check(check, **resources) == (True, {"postgres_rows": 2, "clickhouse_rows": 2, "difference": 0})
     postgres.execute("INSERT INTO customers (id, name, email, address) VALUES (3, 'c3', 'c3@x', 'x')")
     assert run_check(check, **resources) == (False, {"postgres_rows": 3, "clickhouse_rows": 2, "difference": -1})
+
+
+def test_a_failed_blocking_check_stops_the_reports_built_on_it_until_it_passes(
+    wh: ClickHouseWarehouse, resource: WarehouseResource, postgres: PostgresSource, shop_data: None
+) -> None:
+    source = unique_source()
+    customers_table = CapturedTable(source, "public", "customers", ("id",))
+    postgres.execute("INSERT INTO customers (id, name, email, address) VALUES (101, 'g', %s, 'x')", (f"g@{source}",))
+    customers = schema(source, "customers", ("id",), *CUSTOMER)
+    pg_rows = int(postgres.query("SELECT count(*) FROM customers")[0][0])
+    mirror(wh, customers, *(("r", {"id": i, "name": "n", "email": "e"}, 10 + i, NOW_MS) for i in range(pg_rows - 1)))
+    check = check_named(mirror_checks(customers_table), "row_count_matches_postgres")
+    (funnel,) = [p for p in shop.PROJECTIONS if p.name == "order_funnel"]
+    gate = Gate({funnel.name: tuple(check.check_keys)})
+    report = projection_assets([funnel], gate)
+    instance = DagsterInstance.ephemeral()
+    resources = {"warehouse": resource, "source": SourceResource(dsn=postgres.dsn)}
+
+    def build() -> Any:
+        return materialize([*LINEAGE, *report], selection=[projection_key(funnel)], resources=resources,
+                           instance=instance, raise_on_error=False)  # fmt: skip
+
+    assert build().success  # the check has not run: nothing known to be wrong
+    assert not run_check(check, instance, **resources)[0]
+    failed = build()
+    assert not failed.success and not failed.get_asset_materialization_events()
+    (failure,) = [e for e in failed.all_events if e.event_type_value == "STEP_FAILURE"]
+    message = str(failure.event_specific_data.error.message)  # type: ignore[union-attr]
+    assert "reports/order_funnel is not built" in message and "row_count_matches_postgres" in message
+    assert f"PostgreSQL has {pg_rows} rows, the mirror {pg_rows - 1}" in message
+    mirror(wh, customers, ("r", {"id": pg_rows, "name": "n", "email": "e"}, 10 + pg_rows, NOW_MS))
+    assert run_check(check, instance, **resources)[0]
+    built = build()
+    assert built.success and _materializations(built)["order_funnel"]["rows_written"] >= 0
