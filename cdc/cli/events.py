@@ -1,4 +1,4 @@
-"""`cdc events ...` (catalog, check, replay) and the dispatch of `cdc events`/`cdc dlq` to their parts."""
+"""`cdc events ...` (catalog, check, replay, upcast) and the dispatch of `cdc events`/`cdc dlq` to their parts."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from cdc.domain import compat
 from cdc.domain.events import DomainEvent, EventRegistry, Payload
 from cdc.errors import ConfigError
 from cdc.events.store import ClickHouseEventStore
+from cdc.events.upcast import UpcastResult, upcast_stored
 from cdc.ports import Warehouse
 from cdc.settings import Settings, split_list
 
@@ -127,6 +128,22 @@ def _event_doc(stored: DomainEvent, current: DomainEvent) -> dict[str, Any]:
     }
 
 
+def upcast(warehouse: Warehouse, registry: EventRegistry, dry_run: bool, batch_rows: int) -> int:
+    """Exit 0 when every event behind was upcast (or would be, with ``dry_run``), 1 when an upcaster failed."""
+    if batch_rows < 1:
+        raise ConfigError(f"--batch-rows must be at least 1, got {batch_rows}")
+
+    def progress(result: UpcastResult) -> None:
+        out(f"  {result.done}/{result.behind} events" + (f", {result.failed.total()} failed" if result.failed else ""))
+
+    result = upcast_stored(warehouse, registry, batch_rows, dry_run, progress)
+    if result.behind:
+        out(f"{result.behind} stored event(s) were behind the latest versions of {', '.join(sorted(result.targets))}")
+    for line in result.summary():
+        out(line)
+    return 1 if result.failed else 0
+
+
 def dispatch(args: argparse.Namespace, settings: Settings) -> int:
     """Ask the composition root for the registry, warehouse and broker each subcommand needs."""
     from cdc import bootstrap
@@ -140,6 +157,8 @@ def dispatch(args: argparse.Namespace, settings: Settings) -> int:
     broker = bootstrap.running_broker(settings) if args.command == "dlq" and args.dlq_command == "replay" else ""
     warehouse = bootstrap.warehouse(settings)
     try:
+        if args.command == "events" and args.events_command == "upcast":
+            return upcast(warehouse, bootstrap.registry(settings, modules), args.dry_run, args.batch_rows)
         if args.command == "events":
             registry = bootstrap.registry(settings, modules, required=False)
             return replay_aggregate(

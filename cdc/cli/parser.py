@@ -145,7 +145,7 @@ def _preflight_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
 def _events_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     events = sub.add_parser(
         "events",
-        help="domain events: catalog, compatibility check, replay of an aggregate",
+        help="domain events: catalog, compatibility check, replay of an aggregate, upcast of the store",
         description="Work with the versioned domain events the bridge derives from row changes.",
     )
     esub = events.add_subparsers(dest="events_command", required=True, metavar="SUBCOMMAND")
@@ -170,7 +170,20 @@ def _events_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     replay.add_argument("aggregate_id", help="e.g. 42")
     replay.add_argument("--as-of", help="only events that occurred up to this ISO 8601 time (UTC by default)")
     replay.add_argument("--format", choices=["text", "json"], default="text", help="output format")
-    for p in (catalog, check, replay):
+    upcast = esub.add_parser(
+        "upcast",
+        help="store the latest shape of events stored before their type's newest version shipped",
+        description="Find events in events.domain_events whose latest_version is below their type's latest "
+        "version in the translators, upcast each from its stored payload (which stays as it is) and re-insert "
+        "the row with the new payload_latest (a new stored_at: the next incremental projection builds "
+        "recompute what changed). Idempotent; the bridge's events worker also does this when it starts. "
+        "Exit 0 when every event was upcast, 1 when an upcaster failed on some (they are named).",
+    )
+    upcast.add_argument("--dry-run", action="store_true", help="count and try, but write nothing")
+    upcast.add_argument(
+        "--batch-rows", type=int, default=10_000, help="events read and re-inserted at a time (default 10000)"
+    )
+    for p in (catalog, check, replay, upcast):
         _translators_arg(p)
         state_dir_arg(p)
 

@@ -1,8 +1,9 @@
 """The pizza shop's reports, declared over its domain events (``cdc.demo.events``): an example of a
 user's projection module (``[projections] modules = ["cdc.demo.projections"]``).
 
-Every query reads stored payloads of every version: OrderPlaced v1 kept its address under
-``address`` and had no total, so fields are read with fallbacks rather than assumed. Timestamps
+Every query reads ``payload_latest``, each event in the latest shape of its type (the event store
+keeps it; see ``cdc.events.store``), so no query repeats an upcaster: OrderPlaced v1's ``address``
+is read as v2's ``delivery_address`` like any other. Timestamps
 are the ISO strings the events carry; one that cannot be parsed falls back to the event's commit
 time, so a bad value shifts one order instead of failing every build. Only the events of the one
 source database (``source``, default ``shop``) are read; its mirror views live in that database.
@@ -31,7 +32,7 @@ def _ts(text: str) -> str:
 
 def _at(field: str) -> str:
     """A payload timestamp field as DateTime64(6, 'UTC')."""
-    return _ts(f"JSONExtractString(payload, '{field}')")
+    return _ts(f"JSONExtractString(payload_latest, '{field}')")
 
 
 def _events(source: str, aggregate: str) -> str:
@@ -39,15 +40,11 @@ def _events(source: str, aggregate: str) -> str:
 
 
 def _placed(source: str) -> str:
-    """One row per placed order, from its first OrderPlaced (v1 or v2)."""
-    address = (
-        "coalesce(JSONExtract(payload, 'delivery_address', 'Nullable(String)'),"
-        " JSONExtract(payload, 'address', 'Nullable(String)'), '')"
-    )
+    """One row per placed order, from its first OrderPlaced."""
     return (
         f"SELECT {_ORDER_ID} AS order_id,"
-        " argMin(JSONExtract(payload, 'customer_id', 'Int64'), (lsn, sequence)) AS customer_id,"
-        f" argMin({address}, (lsn, sequence)) AS delivery_address,"
+        " argMin(JSONExtract(payload_latest, 'customer_id', 'Int64'), (lsn, sequence)) AS customer_id,"
+        " argMin(JSONExtractString(payload_latest, 'delivery_address'), (lsn, sequence)) AS delivery_address,"
         f" argMin({_at('placed_at')}, (lsn, sequence)) AS placed_at"
         f" FROM {_events(source, 'order')} AND event_type = 'OrderPlaced' GROUP BY order_id"
     )
@@ -57,29 +54,29 @@ def _delivered(source: str) -> str:
     return (
         f"SELECT {_ORDER_ID} AS order_id,"
         f" argMax({_at('delivered_at')}, (lsn, sequence)) AS delivered_at,"
-        " argMax(JSONExtract(payload, 'total', 'Decimal(18, 2)'), (lsn, sequence)) AS total"
+        " argMax(JSONExtract(payload_latest, 'total', 'Decimal(18, 2)'), (lsn, sequence)) AS total"
         f" FROM {_events(source, 'order')} AND event_type = 'OrderDelivered' GROUP BY order_id"
     )
 
 
 def _item_field(name: str, kind: str) -> str:
     """A field of an item event: the whole row on create, only what changed on update."""
-    changed = f"JSONExtract(payload, 'changed', '{name}', 'Nullable({kind})')"
+    changed = f"JSONExtract(payload_latest, 'changed', '{name}', 'Nullable({kind})')"
     return (
         f"argMaxIf(if(event_type = 'OrderItemUpdated', {changed},"
-        f" JSONExtract(payload, '{name}', 'Nullable({kind})')), (lsn, sequence),"
-        f" event_type = 'OrderItemCreated' OR JSONHas(payload, 'changed', '{name}'))"
+        f" JSONExtract(payload_latest, '{name}', 'Nullable({kind})')), (lsn, sequence),"
+        f" event_type = 'OrderItemCreated' OR JSONHas(payload_latest, 'changed', '{name}'))"
     )
 
 
 def _items(source: str, orders: str) -> str:
     """Current lines of the orders ``orders`` selects: latest value per field, deleted lines dropped."""
     return (
-        f"SELECT argMax(JSONExtract(payload, 'order_id', 'Int64'), (lsn, sequence)) AS order_id,"
+        f"SELECT argMax(JSONExtract(payload_latest, 'order_id', 'Int64'), (lsn, sequence)) AS order_id,"
         f" assumeNotNull({_item_field('product_id', 'Int64')}) AS product_id,"
         f" assumeNotNull({_item_field('quantity', 'Int64')}) AS quantity,"
         f" assumeNotNull({_item_field('unit_price', 'Decimal(18, 2)')}) AS unit_price"
-        f" FROM {_events(source, 'order_item')} AND JSONExtract(payload, 'order_id', 'Int64') IN ({orders})"
+        f" FROM {_events(source, 'order_item')} AND JSONExtract(payload_latest, 'order_id', 'Int64') IN ({orders})"
         " GROUP BY aggregate_id HAVING argMax(event_type, (lsn, sequence)) != 'OrderItemDeleted'"
     )
 
@@ -87,7 +84,7 @@ def _items(source: str, orders: str) -> str:
 def _touched_orders(source: str, aggregates: str = "'order'") -> str:
     """Orders with an event (of the given aggregates) stored in the build window."""
     return (
-        f"SELECT JSONExtract(payload, 'order_id', 'Int64') FROM {EVENTS} WHERE source = {quote(source)}"
+        f"SELECT JSONExtract(payload_latest, 'order_id', 'Int64') FROM {EVENTS} WHERE source = {quote(source)}"
         f" AND aggregate_type IN ({aggregates}){_WINDOW}"
     )
 
@@ -132,7 +129,7 @@ def order_funnel(source: str = SOURCE) -> Projection:
     placed = (
         f"SELECT order_id, placed_at, toDate(placed_at) AS day FROM ({_placed(source)}) WHERE {in_scope('day', 'Date')}"
     )
-    to_status = "JSONExtractString(payload, 'to_status')"
+    to_status = "JSONExtractString(payload_latest, 'to_status')"
     progress = (
         f"SELECT {_ORDER_ID} AS order_id,"
         f" max(multiIf(event_type = 'OrderDelivered', 3, {to_status} = 'out_for_delivery', 2,"
@@ -209,9 +206,9 @@ def customer_lifetime_value(source: str = SOURCE) -> Projection:
 def orders_in_flight(source: str = SOURCE) -> Projection:
     status = (
         "multiIf(event_type = 'OrderPlaced', 'placed', event_type = 'OrderStatusChanged',"
-        " JSONExtractString(payload, 'to_status'), event_type = 'OrderDelivered', 'delivered', 'cancelled')"
+        " JSONExtractString(payload_latest, 'to_status'), event_type = 'OrderDelivered', 'delivered', 'cancelled')"
     )
-    changed = _ts("JSONExtractString(payload, if(event_type = 'OrderPlaced', 'placed_at', 'changed_at'))")
+    changed = _ts("JSONExtractString(payload_latest, if(event_type = 'OrderPlaced', 'placed_at', 'changed_at'))")
     latest = (
         f"SELECT {_ORDER_ID} AS order_id, argMaxIf({status}, (lsn, sequence), event_type != 'OrderPurged') AS st,"
         f" argMaxIf({changed}, (lsn, sequence), event_type != 'OrderPurged') AS changed_at,"

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import contextlib
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 from cdc.consume.loop import ConsumerService
 from cdc.events.reports import WorkerReport
 from cdc.events.sink import DomainEventSink
-from cdc.ports import ChangeStream, Publisher
+from cdc.events.upcast import UpcastResult, any_behind, upcast_stored
+from cdc.ports import ChangeStream, Publisher, Warehouse
 
 
-class _Closable(Protocol):
+class _ClosableWarehouse(Warehouse, Protocol):
     def close(self) -> None: ...
 
 
@@ -23,12 +25,18 @@ class EventsLane:
     sink: DomainEventSink
     stream: ChangeStream
     publisher: Publisher
-    warehouse: _Closable
+    warehouse: _ClosableWarehouse
 
     def report(self, error: str | None) -> WorkerReport:
         return WorkerReport(
             copy.deepcopy(self.service.stats), self.sink.counts.translated, self.sink.counts.stored, error
         )
+
+    def upcast_stored(self, progress: Callable[[UpcastResult], None]) -> UpcastResult | None:
+        """Lift the stored events behind the lane's registry (None: a cheap look found none behind)."""
+        if not any_behind(self.warehouse, self.sink.registry):
+            return None
+        return upcast_stored(self.warehouse, self.sink.registry, progress=progress)
 
     def close(self) -> None:
         for close in (self.stream.close, self.publisher.close, self.warehouse.close):

@@ -1,6 +1,7 @@
 """The domain-event sink: change messages -> translated events -> Kafka ``events.*`` + the event store.
 
-``write`` returns after the broker acknowledged every event and the store holds them, so
+``write`` returns after the broker acknowledged every event and the store holds them (each
+also in its type's latest shape: see :mod:`cdc.events.store`), so
 the consume loop may then commit the change-topic offsets. Redelivered changes translate
 to the same event ids: the store keeps one copy, and consumers of ``events.*`` can drop
 repeats by the ``event_id`` header. A message that cannot be parsed or translated comes
@@ -18,7 +19,7 @@ from cdc.debezium.envelope import is_tombstone, parse_change
 from cdc.domain.changes import Op, TableRef, TableSchema
 from cdc.domain.events import DomainEvent, EventRegistry
 from cdc.errors import BadMessage
-from cdc.events.store import ClickHouseEventStore, payload_json
+from cdc.events.store import ClickHouseEventStore, Latest, LatestShapes, payload_json
 from cdc.ports import Catalog, Message, OutRecord, Publisher, Rejected
 from cdc.translate import translate
 
@@ -75,6 +76,10 @@ def _payloads(events: Sequence[DomainEvent]) -> list[str]:
         raise BadMessage(f"an event payload cannot be written as JSON: {e}") from e
 
 
+class UpcastError(BadMessage):
+    """An upcaster (the user's code, like a translator) failed on an event this message made."""
+
+
 class DomainEventSink:
     """Translates with ``registry``; publishes with ``publisher``; stores in ``store``."""
 
@@ -92,15 +97,31 @@ class DomainEventSink:
         self._publisher = publisher
         self._store = store
         self._schemas: dict[TableRef, TableSchema | None] = {}
+        self._shapes = LatestShapes(registry)
         self.counts = EventCounts()
 
     def write(self, topic: str, messages: Sequence[Message]) -> Sequence[Rejected]:
         events, records, rejected, payloads = self.translate_all(messages)
         if events:
+            latest = self._latest(events)  # before publishing: a failing upcaster's message goes to the dead letters
             self._publisher.publish(records)
-            self.counts.stored += self._store.append(events, payloads)
+            self.counts.stored += self._store.append(events, payloads, latest)
             self.counts.translated += len(events)
         return rejected
+
+    def _latest(self, events: Sequence[DomainEvent]) -> dict[str, Latest]:
+        """The latest shape of the events translated below their type's latest version (seldom any:
+        translators usually emit the latest); the others are stored as their own latest shape."""
+        latest = {}
+        for e in events:
+            if self._shapes.behind(e):
+                try:
+                    latest[e.event_id] = self._shapes.of(e)
+                except Exception as error:  # the upcaster's own; the consume loop isolates the message behind it
+                    raise UpcastError(
+                        f"upcasting {e.event_type} v{e.version} at lsn {e.lsn} failed: {type(error).__name__}: {error}"
+                    ) from error
+        return latest
 
     def translate_all(
         self, messages: Sequence[Message]

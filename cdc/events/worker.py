@@ -30,6 +30,7 @@ from cdc.consume.loop import ConsumerService, Stats
 from cdc.embedded.children import die_with_parent
 from cdc.errors import CdcError, StackError
 from cdc.events.reports import WorkerConfig, WorkerReport
+from cdc.events.upcast import UpcastResult
 
 log = logging.getLogger(__name__)
 _REPORT_EVERY_S = 0.1
@@ -57,6 +58,8 @@ class Lane(Protocol):
     def service(self) -> ConsumerService: ...
 
     def report(self, error: str | None) -> WorkerReport: ...
+
+    def upcast_stored(self, progress: Callable[[UpcastResult], None]) -> UpcastResult | None: ...
 
     def close(self) -> None: ...
 
@@ -86,6 +89,7 @@ def run_worker(
         return
     lane.service.stop_on(stop)  # a warehouse retry ends as soon as the bridge says stop
     try:
+        _upcast_stored(lane, reports, config.epoch)
         _consume(lane, reports, stop, epoch, config.epoch)
     except Exception as e:  # not an outage: a bug or a broken dependency; nothing of the batch was committed
         log.exception("the domain-event consumer stopped")
@@ -95,6 +99,20 @@ def run_worker(
         lane.close()
         sys.exit(3)
     lane.close()
+
+
+def _upcast_stored(lane: Lane, reports: Any, epoch: int) -> None:
+    """Before consuming: give the events stored before this registry's newest versions their latest
+    shape (SQL projections read it). Usually one cheap query finds none behind. Events the lane
+    writes meanwhile need nothing: it writes them in the latest shape itself."""
+    try:
+        result = lane.upcast_stored(lambda _: reports.put(_report(lane, None, epoch)))  # stay heard while it runs
+    except CdcError as e:  # an outage: the lane's own retries wait for it; the next start upcasts
+        log.warning("stored events behind the translators' latest versions were not upcast: %s", e)
+        return
+    if result is not None:
+        for line in result.summary():
+            (log.error if result.failed else log.info)("upcast stored events: %s", line)
 
 
 def _consume(lane: Lane, reports: Any, stop: multiprocessing.synchronize.Event, epoch: Any, seen: int) -> None:

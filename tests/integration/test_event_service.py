@@ -26,7 +26,7 @@ from cdc.consume.dlq import list_dead_letters, replay
 from cdc.consume.loop import ConsumerService
 from cdc.demo import events as shop_events
 from cdc.domain.changes import Column, TableRef, TableSchema
-from cdc.domain.events import EventRegistry, collecting, load_modules, translator
+from cdc.domain.events import EventRegistry, Payload, Upcaster, collecting, event, load_modules, translator, upcaster
 from cdc.embedded.broker import TansuBroker
 from cdc.embedded.net import free_port
 from cdc.events.sink import DomainEventSink
@@ -231,6 +231,29 @@ def _fixed_shop() -> EventRegistry:
             yield from shop_events.orders(dataclasses.replace(change, after=after))
 
     return registry
+
+
+def _legacy_shop(upcast: Upcaster = shop_events.order_placed_v1_to_v2) -> EventRegistry:
+    """OrderPlaced v1 and v2, with a translator that still emits v1 (one not yet updated for v2)."""
+    registry = EventRegistry()
+    with collecting(registry):
+        event("OrderPlaced", version=1, aggregate="order", key="order_id")(shop_events.OrderPlacedV1)
+        event("OrderPlaced", version=2, aggregate="order", key="order_id")(shop_events.OrderPlaced)
+        upcaster("OrderPlaced", from_version=1)(upcast)
+
+        @translator("public.orders")
+        def orders(change: Change) -> Iterator[object]:
+            row = change.row
+            yield shop_events.OrderPlacedV1(row["id"], row["customer_id"], row["delivery_address"], row["placed_at"])
+
+    return registry
+
+
+def _stored_shapes(wh: ClickHouseWarehouse) -> list[tuple[Any, ...]]:
+    return wh.query(
+        "SELECT aggregate_id, version, JSONExtractKeys(payload), latest_version, payload_latest"
+        " FROM events.domain_events FINAL ORDER BY aggregate_id"
+    )
 
 
 # -- tests ---------------------------------------------------------------------------------------
@@ -441,3 +464,47 @@ def test_a_registry_loaded_later_leaves_the_first_one_working(
         (["OrderPlaced"], []),
         (["OrderPlaced"], []),
     ]
+
+
+def test_an_event_translated_in_an_old_version_is_stored_also_in_its_latest_shape(
+    lanes: Lanes, publisher: KafkaPublisher, wh: ClickHouseWarehouse
+) -> None:
+    _produce(publisher, [(_key(601), _change("c", None, _order(601), lsn=6010))])
+    service, sink = lanes.start(_legacy_shop(), "events-legacy")
+    _consume(service, 1)
+
+    ((aggregate_id, version, keys, latest_version, latest),) = _stored_shapes(wh)
+    assert (aggregate_id, version, sorted(keys), latest_version) == (
+        "601",
+        1,
+        ["address", "customer_id", "order_id", "placed_at"],  # the payload as translated, v1
+        2,
+    )
+    assert json.loads(latest) == {
+        "order_id": 601,
+        "customer_id": 7,
+        "delivery_address": "1 Via Roma",
+        "total": None,
+        "channel": None,
+        "placed_at": PLACED_AT,
+    }
+    assert (sink.counts.stored, service.stats.dead_letters) == (1, 0)
+
+
+def test_an_upcaster_failing_on_an_event_sends_its_message_to_the_dead_letters(
+    lanes: Lanes, publisher: KafkaPublisher, wh: ClickHouseWarehouse
+) -> None:
+    def picky(payload: Payload) -> Payload:
+        if payload["order_id"] == 702:
+            raise KeyError("no such street")
+        return shop_events.order_placed_v1_to_v2(payload)
+
+    orders = [(_key(o), _change("c", None, _order(o), lsn=o * 10)) for o in (701, 702, 703)]
+    _produce(publisher, orders)
+    service, sink = lanes.start(_legacy_shop(picky), "events-picky")
+    _consume(service, 3)
+
+    assert [(r[0], r[1], r[3]) for r in _stored_shapes(wh)] == [("701", 1, 2), ("703", 1, 2)]
+    ((offset, error),) = wh.query("SELECT offset, error FROM cdc.dead_letters")
+    assert offset == 1 and "upcasting OrderPlaced v1 at lsn 7020 failed: KeyError" in error
+    assert (sink.counts.stored, service.stats.dead_letters) == (2, 1)

@@ -20,7 +20,7 @@ import pytest
 from cdc.adapters.clickhouse import ClickHouseWarehouse
 from cdc.demo.projections import PROJECTIONS
 from cdc.domain.changes import Column, TableRef, TableSchema
-from cdc.domain.events import DomainEvent, correlation_id, event_id
+from cdc.domain.events import DomainEvent, correlation_id, event_id, load_modules
 from cdc.events.store import ClickHouseEventStore
 from cdc.mirror.sink import ClickHouseMirrorSink
 from cdc.ports import Message
@@ -326,7 +326,7 @@ class Outcome:
 def scenario(chdb_warehouse: ClickHouseWarehouse) -> dict[str, Outcome]:
     wh = chdb_warehouse
     _mirror_products(wh)
-    store = ClickHouseEventStore(wh)
+    store = ClickHouseEventStore(wh, load_modules(["cdc.demo.events"]))  # stores v1 events' latest shape too
     store.append(_phase1())
     builder = ProjectionBuilder(wh, overlap=dt.timedelta(0))  # no overlap: touched scopes are exact here
     firsts = {p.name: (builder.full(p), view_rows(wh, p)) for p in PROJECTIONS}
