@@ -2,7 +2,8 @@
 
 Per mirror ``clickhouse/<source>/<table>``: ``row_count_matches_postgres``, ``unique_keys`` and
 ``no_toast_placeholders`` are blocking (severity ERROR: the reports that read the mirror wait while one
-fails, :mod:`dagster_project.gate`); ``fresh`` warns. On ``events/domain_events``: ``fresh`` per source.
+fails, :mod:`dagster_project.gate`); ``fresh`` warns. On ``events/domain_events``: ``fresh_<source>`` per
+source, and (blocking) ``upcast_current`` when translators declare event versions.
 Freshness is measured against the source's activity (``quality.source_lag``), with the limit
 ``CDC_FRESHNESS_SECONDS`` (default 300).
 """
@@ -14,7 +15,7 @@ from dagster import AssetCheckResult, AssetChecksDefinition, AssetCheckSeverity,
 from dagster_project import quality
 from dagster_project.keys import EVENTS_KEY, mirror_key
 from dagster_project.resources import SourceResource, WarehouseResource
-from dagster_project.tables import CapturedTable
+from dagster_project.tables import CapturedTable, load_registry, translator_modules
 
 
 def _result(verdict: quality.Verdict, severity: AssetCheckSeverity = AssetCheckSeverity.ERROR) -> AssetCheckResult:
@@ -84,10 +85,30 @@ def events_fresh(t: CapturedTable) -> AssetChecksDefinition:
     return fresh
 
 
+def events_upcast_current(modules: tuple[str, ...]) -> AssetChecksDefinition:
+    """No stored event is behind the latest version its translators (``modules``) declare."""
+
+    @asset_check(
+        asset=EVENTS_KEY,
+        name="upcast_current",
+        blocking=True,
+        description="Every stored event is in the latest shape of its type (payload_latest), as the reports read it.",
+    )
+    def upcast_current(warehouse: WarehouseResource) -> AssetCheckResult:
+        return _result(quality.upcast_current(warehouse.warehouse(), load_registry(modules)))
+
+    return upcast_current
+
+
 def _identifier(name: str) -> str:
     return "".join(c if c.isalnum() or c == "_" else "_" for c in name)
 
 
 def all_checks(tables: Sequence[CapturedTable]) -> list[AssetChecksDefinition]:
     first = {t.source: t for t in reversed([t for t in tables if t.events])}
-    return [check for t in tables for check in mirror_checks(t)] + [events_fresh(t) for t in first.values()]
+    modules = translator_modules(tables)
+    return (
+        [check for t in tables for check in mirror_checks(t)]
+        + [events_fresh(t) for t in first.values()]
+        + ([events_upcast_current(modules)] if modules else [])
+    )

@@ -21,12 +21,12 @@ from cdc.settings import Projections, projection_settings
 from dagster_project.assets import lineage_specs, projection_assets
 from dagster_project.checks import all_checks
 from dagster_project.gate import build_gate
-from dagster_project.jobs import checks_job, full_rebuild_job, projections_job
+from dagster_project.jobs import checks_job, full_rebuild_job, projections_job, upcast_job
 from dagster_project.keys import EVENTS_KEY
 from dagster_project.resources import SourceResource, WarehouseResource
 from dagster_project.schedules import checks_schedule, full_rebuild_daily
 from dagster_project.sensors import new_events_sensor
-from dagster_project.tables import CapturedTable, captured_tables, configured_tables
+from dagster_project.tables import CapturedTable, captured_tables, configured_tables, translator_modules
 from pipelines.catalog import load_projections
 from pipelines.projection import Projection
 
@@ -54,6 +54,9 @@ def build_definitions(
         jobs += [projections_job, rebuild]
         schedules.append(full_rebuild_daily(rebuild))
         sensors.append(new_events_sensor(settings.sensor_interval_seconds))
+    modules = translator_modules(tables)
+    if modules:
+        jobs.append(upcast_job(modules))
     gate = build_gate(projections, tables, EVENTS_KEY)
     return Definitions(
         assets=[*lineage_specs(tables), *projection_assets(projections, gate)],

@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 
 from dagster import AssetCheckKey, AssetCheckSeverity, AssetKey, DagsterInstance, Failure
 
-from cdc.domain.events import EventDefinitionError, EventRegistry, load_modules
+from cdc.domain.events import EventRegistry
+from cdc.errors import ConfigError
 from cdc.translate import generic_names
-from dagster_project.tables import CapturedTable
+from dagster_project.tables import CapturedTable, load_registry
 from pipelines.projection import Projection
 
 MIRROR_BLOCKING = ("row_count_matches_postgres", "content_parity", "unique_keys", "no_toast_placeholders")
@@ -97,14 +98,9 @@ def _event_feeds(tables: Sequence[CapturedTable]) -> dict[str, list[CapturedTabl
     return feeds
 
 
-_registries: dict[tuple[str, ...], EventRegistry] = {}
-
-
 def _registry(modules: tuple[str, ...]) -> EventRegistry:
-    """The translator modules' registry; an empty one when they cannot be imported here."""
-    if modules not in _registries:
-        try:
-            _registries[modules] = load_modules(modules)
-        except (EventDefinitionError, ImportError):
-            _registries[modules] = EventRegistry()
-    return _registries[modules]
+    """The translator modules' registry; an empty one when they cannot be loaded here (lineage only)."""
+    try:
+        return load_registry(modules)
+    except ConfigError:
+        return EventRegistry()

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dagster import (
     AssetMaterialization,
     AssetSelection,
+    Failure,
     JobDefinition,
     OpExecutionContext,
     define_asset_job,
@@ -23,9 +24,11 @@ from dagster import (
     op,
 )
 
+from cdc.events.upcast import upcast_stored
 from dagster_project.assets import PROJECTIONS_GROUP, build_metadata, summary
 from dagster_project.keys import projection_key
 from dagster_project.resources import WarehouseResource
+from dagster_project.tables import load_registry
 from pipelines.builder import ProjectionBuilder
 from pipelines.projection import Projection
 
@@ -72,3 +75,33 @@ checks_job = define_asset_job(
     "TOAST placeholders, and the event store's.",
     executor_def=in_process_executor,
 )
+
+
+def upcast_job(modules: tuple[str, ...]) -> JobDefinition:
+    """``upcast_events``: what ``cdc events upcast`` does, for the translators the sources use."""
+
+    @op(description="Rewrite stored events behind their type's latest version in its latest shape.")
+    def upcast_stored_events(context: OpExecutionContext, warehouse: WarehouseResource) -> None:
+        result = upcast_stored(
+            warehouse.warehouse(),
+            load_registry(modules),
+            progress=lambda r: context.log.info(f"{r.done} of {r.behind} event(s) behind upcast"),
+        )
+        for line in result.summary():
+            context.log.info(line)
+        if result.failures or result.failed:
+            raise Failure(
+                description=f"{result.failed.total()} event(s) could not be upcast: "
+                + "; ".join(f"{f.event_type} v{f.version} {f.event_id}: {f.error}" for f in result.failures[:5])
+            )
+
+    @job(
+        name="upcast_events",
+        executor_def=in_process_executor,
+        description="Lift stored events to the latest version of their type (after a new version ships), so "
+        "that the reports read every event in its latest shape; the next builds recompute what changed.",
+    )
+    def upcast_events() -> None:
+        upcast_stored_events()
+
+    return upcast_events

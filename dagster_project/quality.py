@@ -14,9 +14,12 @@ import time
 from dataclasses import dataclass, field
 
 from cdc.adapters.postgres import PostgresSource
+from cdc.domain.events import EventRegistry
 from cdc.errors import ConfigError
 from cdc.events.store import DATABASE as EVENTS_DATABASE
 from cdc.events.store import TABLE as EVENTS_TABLE
+from cdc.events.store import ClickHouseEventStore
+from cdc.events.upcast import behind_counts
 from cdc.mirror.table import quote
 from cdc.ports import Warehouse
 from cdc.translate.core import UNAVAILABLE
@@ -210,3 +213,24 @@ def toast_placeholders(warehouse: Warehouse, t: CapturedTable) -> Verdict:
     metadata: Metadata = {"text_columns": len(text), "placeholder_values": sum(bad.values())}
     metadata.update({f"column {name}": n for name, n in bad.items()})
     return Verdict(not bad, metadata, f"placeholder found in {', '.join(bad)}" if bad else "no placeholders")
+
+
+def upcast_current(warehouse: Warehouse, registry: EventRegistry) -> Verdict:
+    """No stored event is behind the latest version of its type: SQL projections read ``payload_latest``,
+    so an event left in an older shape would be read wrongly (``cdc events upcast`` lifts them)."""
+    if not exists(warehouse, EVENTS_DATABASE, EVENTS_TABLE):
+        return Verdict(True, {"events_behind": 0}, f"{EVENTS} does not exist yet")
+    ClickHouseEventStore(warehouse)  # the latest-shape columns, on a store an older bridge made
+    behind = behind_counts(warehouse, registry)
+    total = sum(behind.values())
+    metadata: Metadata = {"events_behind": total}
+    metadata.update({f"{name} v{version}": n for (name, version), n in behind.items()})
+    if not total:
+        return Verdict(True, metadata, "every stored event is in the latest shape of its type")
+    kinds = ", ".join(f"{n} {name} v{version}" for (name, version), n in behind.items())
+    return Verdict(
+        False,
+        metadata,
+        f"{total} stored event(s) are behind their type's latest version ({kinds}): run `cdc events upcast` "
+        "or the upcast_events job",
+    )

@@ -10,18 +10,20 @@ only, and a warning says so (reload the code location once the bridge runs).
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 
 from cdc import settings as config
-from cdc.errors import CdcError
+from cdc.domain.events import EventDefinitionError, EventRegistry, load_modules
+from cdc.errors import CdcError, ConfigError
 from cdc.mirror.captured import CapturedTable, read
 from cdc.ports import Warehouse
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CapturedTable", "captured_tables", "configured_tables"]
+__all__ = ["CapturedTable", "captured_tables", "configured_tables", "load_registry", "translator_modules"]
 
 
 def captured_tables(
@@ -51,3 +53,20 @@ def configured_tables(settings: config.Settings) -> list[CapturedTable]:
             schema, _, table = qualified.rpartition(".")
             found.append(CapturedTable(name, schema or "public", table, (), dsn_env=dsn_env))
     return found
+
+
+def translator_modules(tables: Sequence[CapturedTable]) -> tuple[str, ...]:
+    """Every translator module the sources with domain events use, once each."""
+    return tuple(dict.fromkeys(m for t in tables if t.events for m in t.translators))
+
+
+@functools.cache
+def load_registry(modules: tuple[str, ...]) -> EventRegistry:
+    """The events, versions and upcasters the translator ``modules`` declare (loaded once per process)."""
+    try:
+        return load_modules(modules)
+    except (EventDefinitionError, ImportError) as e:
+        raise ConfigError(
+            f"cannot load the translator modules {', '.join(modules)} in the Dagster processes ({e}); "
+            "install them where Dagster runs"
+        ) from e

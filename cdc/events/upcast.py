@@ -138,6 +138,19 @@ def any_behind(warehouse: Warehouse, registry: EventRegistry) -> bool:
     return bool(found[0][0])
 
 
+def behind_counts(warehouse: Warehouse, registry: EventRegistry) -> dict[tuple[str, int], int]:
+    """Events stored behind ``registry``'s latest version of their type, by (type, stored latest version)."""
+    targets = _targets(registry)
+    if not targets:
+        return {}
+    rows = warehouse.query(
+        f"SELECT event_type, latest_version, count() FROM {_TABLE} FINAL{_BEHIND}"
+        " GROUP BY event_type, latest_version ORDER BY event_type, latest_version",
+        _params(targets),
+    )
+    return {(str(name), int(version)): int(n) for name, version, n in rows}
+
+
 def _targets(registry: EventRegistry) -> dict[str, int]:
     """Event type -> its latest version, for the types an event can be behind (declared in several versions)."""
     return {s.name: s.version for s in map(registry.latest, registry.names()) if s is not None and s.version > 1}

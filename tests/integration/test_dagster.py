@@ -8,6 +8,7 @@ each other's mirrors; the projection tests use the shop source the definitions a
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import shutil
 import tempfile
@@ -47,9 +48,10 @@ from cdc.mirror.sink import ClickHouseMirrorSink
 from cdc.ports import Message
 from dagster_project import quality
 from dagster_project.assets import lineage_specs, projection_assets
-from dagster_project.checks import events_fresh, mirror_checks
+from dagster_project.checks import events_fresh, events_upcast_current, mirror_checks
 from dagster_project.definitions import build_definitions
 from dagster_project.gate import Gate
+from dagster_project.jobs import upcast_job
 from dagster_project.keys import projection_key
 from dagster_project.resources import SourceResource, WarehouseResource
 from dagster_project.sensors import new_events_sensor
@@ -546,3 +548,29 @@ def test_a_failed_blocking_check_stops_the_reports_built_on_it_until_it_passes(
     assert run_check(check, instance, **resources)[0]
     built = build()
     assert built.success and _materializations(built)["order_funnel"]["rows_written"] >= 0
+
+
+def test_events_behind_their_latest_version_fail_a_blocking_check_until_the_upcast_job_lifts_them(
+    wh: ClickHouseWarehouse, resource: WarehouseResource
+) -> None:
+    source = unique_source()
+    old = dataclasses.replace(
+        placed(source, 1, NOW_MS),
+        version=1,
+        payload={"order_id": 1, "customer_id": 7, "address": "1 Elm St", "placed_at": "x"},
+    )
+    ClickHouseEventStore(wh).append([old])  # a writer that knew only v1: stored in its own shape
+    modules = ("cdc.demo.events",)
+    check = events_upcast_current(modules)
+    passed, meta = run_check(check, warehouse=resource)
+    assert not passed and meta["events_behind"] >= 1 and meta["OrderPlaced v1"] >= 1, meta
+    result = upcast_job(modules).execute_in_process(resources={"warehouse": resource})
+    assert result.success
+    passed, meta = run_check(check, warehouse=resource)
+    assert passed and meta["events_behind"] == 0, meta
+    (latest,) = wh.query(
+        "SELECT latest_version, JSONExtractString(payload_latest, 'delivery_address') FROM events.domain_events"
+        " FINAL WHERE event_id = {id:UUID}",
+        {"id": old.event_id},
+    )
+    assert latest == (2, "1 Elm St")

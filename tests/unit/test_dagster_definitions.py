@@ -119,7 +119,13 @@ def test_asset_graph_of_the_demo_with_its_projection_module() -> None:
         assert spec.group_name == "projections"
         assert (spec.partitions_def is None) == (not p.daily_partitions)
     blocking = {(k.asset_key, k.name) for k in graph.asset_check_keys if graph.get_check_spec(k).blocking}
-    assert blocking == {(AssetKey(["clickhouse", "shop", t]), n) for t in SHOP_TABLES for n in BLOCKING}
+    events = AssetKey(["events", "domain_events"])
+    assert blocking == {(AssetKey(["clickhouse", "shop", t]), n) for t in SHOP_TABLES for n in BLOCKING} | {
+        (events, "upcast_current")
+    }
+    # the demo's translators declare OrderPlaced v1 and v2: the upcast job lifts stored events
+    assert DEFS.resolve_job_def("upcast_events").name == "upcast_events"
+    assert "upcast_events" not in {j.name for j in CRM_DEFS.jobs or []}
 
 
 def test_a_report_is_gated_by_the_checks_of_what_it_reads() -> None:
