@@ -34,6 +34,7 @@ from cdc.supervision import step
 from cdc.table_additions import TableAdditions
 from cdc.truncation import Truncator
 from cdc.wiring import BridgeWiring, ClosableWarehouse, Service, StatusServer
+from pipelines.freshness import ReportLag, report_lags
 
 log = logging.getLogger(__name__)
 Say = Callable[[str], None]
@@ -210,6 +211,9 @@ class Bridge:
 
     def pending_dead_letters(self) -> dict[str, int]:
         return {str(t): int(n) for t, n in self.warehouse.query(PENDING_DEAD_LETTERS)}
+
+    def report_lags(self) -> list[ReportLag]:
+        return report_lags(self.warehouse)
 
     @property
     def services(self) -> list[Stats]:

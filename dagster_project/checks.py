@@ -13,9 +13,10 @@ from collections.abc import Sequence
 from dagster import AssetCheckResult, AssetChecksDefinition, AssetCheckSeverity, asset_check
 
 from dagster_project import quality
-from dagster_project.keys import EVENTS_KEY, mirror_key
+from dagster_project.keys import EVENTS_KEY, mirror_key, projection_key
 from dagster_project.resources import SourceResource, WarehouseResource
 from dagster_project.tables import CapturedTable, load_registry, translator_modules
+from pipelines.projection import Projection
 
 
 def _result(verdict: quality.Verdict, severity: AssetCheckSeverity = AssetCheckSeverity.ERROR) -> AssetCheckResult:
@@ -100,15 +101,29 @@ def events_upcast_current(modules: tuple[str, ...]) -> AssetChecksDefinition:
     return upcast_current
 
 
+def report_fresh(p: Projection) -> AssetChecksDefinition:
+    @asset_check(
+        asset=projection_key(p),
+        name="fresh",
+        description="No stored event waits longer than the limit (CDC_FRESHNESS_SECONDS) for a build of this report.",
+    )
+    def fresh(warehouse: WarehouseResource) -> AssetCheckResult:
+        verdict = quality.report_lag(warehouse.warehouse(), p.name, quality.freshness_limit())
+        return _result(verdict, AssetCheckSeverity.WARN)
+
+    return fresh
+
+
 def _identifier(name: str) -> str:
     return "".join(c if c.isalnum() or c == "_" else "_" for c in name)
 
 
-def all_checks(tables: Sequence[CapturedTable]) -> list[AssetChecksDefinition]:
+def all_checks(tables: Sequence[CapturedTable], projections: Sequence[Projection] = ()) -> list[AssetChecksDefinition]:
     first = {t.source: t for t in reversed([t for t in tables if t.events])}
     modules = translator_modules(tables)
     return (
         [check for t in tables for check in mirror_checks(t)]
         + [events_fresh(t) for t in first.values()]
         + ([events_upcast_current(modules)] if modules else [])
+        + [report_fresh(p) for p in projections]
     )

@@ -60,7 +60,7 @@ def build_definitions(
     gate = build_gate(projections, tables, EVENTS_KEY)
     return Definitions(
         assets=[*lineage_specs(tables), *projection_assets(projections, gate)],
-        asset_checks=all_checks(tables),
+        asset_checks=all_checks(tables, projections),
         jobs=jobs,
         sensors=sensors,
         schedules=schedules,

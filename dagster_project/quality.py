@@ -24,6 +24,7 @@ from cdc.mirror.table import quote
 from cdc.ports import Warehouse
 from cdc.translate.core import UNAVAILABLE
 from dagster_project.tables import CapturedTable
+from pipelines.freshness import report_lags
 from pipelines.projection import literal
 
 EVENTS = f"{EVENTS_DATABASE}.{EVENTS_TABLE}"
@@ -213,6 +214,26 @@ def toast_placeholders(warehouse: Warehouse, t: CapturedTable) -> Verdict:
     metadata: Metadata = {"text_columns": len(text), "placeholder_values": sum(bad.values())}
     metadata.update({f"column {name}": n for name, n in bad.items()})
     return Verdict(not bad, metadata, f"placeholder found in {', '.join(bad)}" if bad else "no placeholders")
+
+
+def report_lag(warehouse: Warehouse, name: str, limit_s: float) -> Verdict:
+    """The report has no stored event waiting longer than ``limit_s`` for a build (``pipelines.freshness``)."""
+    found = [r for r in report_lags(warehouse) if r.name == name]
+    if not found:
+        return Verdict(False, {"limit_seconds": limit_s}, f"report {name} has not been built yet")
+    r = found[0]
+    metadata: Metadata = {
+        "watermark": r.watermark.isoformat(),
+        "pending_events": r.pending_events,
+        "lag_seconds": round(r.lag_s, 3),
+        "limit_seconds": limit_s,
+    }
+    if not r.pending_events:
+        return Verdict(True, metadata, "built up to the newest stored event")
+    text = (
+        f"{r.pending_events} stored event(s) wait for a build, the oldest for {r.lag_s:.0f} s (limit {limit_s:.0f} s)"
+    )
+    return Verdict(r.lag_s <= limit_s, metadata, text)
 
 
 def upcast_current(warehouse: Warehouse, registry: EventRegistry) -> Verdict:

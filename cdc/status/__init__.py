@@ -9,6 +9,7 @@ from cdc.status.checks import GIB, Thresholds, format_bytes, format_seconds, war
 from cdc.status.model import (
     SCHEMA_VERSION,
     LoadProgress,
+    ReportStatus,
     SchemaNotice,
     SourceStatus,
     StatusSnapshot,
@@ -27,6 +28,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "LoadProgress",
     "RateWindow",
+    "ReportStatus",
     "SchemaNotice",
     "SourceStatus",
     "StatusSnapshot",

@@ -16,6 +16,7 @@ class Thresholds:
     max_retained_wal_bytes: int | None = GIB
     max_freshness_s: float | None = 300.0
     max_lag_messages: int | None = None
+    max_report_lag_s: float | None = 600.0
 
 
 def format_bytes(n: int) -> str:
@@ -45,6 +46,12 @@ def warnings_for(snapshot: StatusSnapshot, thresholds: Thresholds | None = None)
         found.extend(_slot_warnings(source, limits))
         found.extend(_flow_warnings(source, limits))
         found.extend(_attention_warnings(source, snapshot.state_dir))
+    for r in snapshot.reports or ():
+        if limits.max_report_lag_s is not None and r.lag_s > limits.max_report_lag_s:
+            found.append(
+                f"report {r.name}: {r.pending_events:,} stored event(s) waited {format_seconds(r.lag_s)} for a build: "
+                "is the Dagster daemon running (`cdc ui`)? Its runs show why a build failed or waits"
+            )
     attributed = sum(s.dead_letters or 0 for s in snapshot.sources)
     if snapshot.dead_letters and snapshot.dead_letters > attributed:
         found.append(

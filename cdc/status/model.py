@@ -201,6 +201,25 @@ class SourceStatus:
 
 
 @dataclass(frozen=True)
+class ReportStatus:
+    """One report (projection) against the event store: its watermark (the newest ``stored_at`` its last
+    build saw), the events stored since, and the age of the oldest of them (0 when none waits)."""
+
+    name: str
+    watermark: str
+    pending_events: int
+    lag_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "watermark": self.watermark, "pending_events": self.pending_events,
+                "lag_s": self.lag_s}  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ReportStatus:
+        return cls(_str(data, "name"), _str(data, "watermark"), _int(data, "pending_events"), _float(data, "lag_s"))
+
+
+@dataclass(frozen=True)
 class StatusSnapshot:
     """The running bridge at one moment. `clickhouse_url` and `kafka_bootstrap` must hold no secret.
 
@@ -217,6 +236,7 @@ class StatusSnapshot:
     dead_letters: int | None = None
     warnings: tuple[str, ...] = ()
     version: int = SCHEMA_VERSION
+    reports: tuple[ReportStatus, ...] | None = ()  # None: unknown (the query failed)
 
     def with_warnings(self, warnings: Sequence[str]) -> StatusSnapshot:
         """A copy whose warnings are this one's followed by `warnings`, without repeats."""
@@ -233,6 +253,7 @@ class StatusSnapshot:
             "sources": [s.to_dict() for s in self.sources],
             "dead_letters": self.dead_letters,
             "warnings": list(self.warnings),
+            "reports": None if self.reports is None else [r.to_dict() for r in self.reports],
         }
 
     @classmethod
@@ -254,7 +275,16 @@ class StatusSnapshot:
             sources=tuple(SourceStatus.from_dict(s) for s in _list(data, "sources")),
             dead_letters=_opt_int(data, "dead_letters"),
             warnings=tuple(str(w) for w in _list(data, "warnings")),
+            reports=_reports(data),
         )
+
+
+def _reports(data: Mapping[str, Any]) -> tuple[ReportStatus, ...] | None:
+    if "reports" not in data:
+        return ()
+    if data["reports"] is None:
+        return None
+    return tuple(ReportStatus.from_dict(r) for r in _list(data, "reports"))
 
 
 def as_snapshot(value: StatusSnapshot | Mapping[str, Any]) -> StatusSnapshot:

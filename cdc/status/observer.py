@@ -19,6 +19,7 @@ from cdc.ports import SlotInfo
 from cdc.status import (
     LoadProgress,
     RateWindow,
+    ReportStatus,
     SchemaNotice,
     SourceStatus,
     StatusSnapshot,
@@ -109,6 +110,11 @@ class BridgeView(Protocol):
         """Dead letters not yet replayed, per change topic; raises CdcError when it cannot tell."""
         ...
 
+    def report_lags(self) -> Sequence[Any]:
+        """Each built report's watermark, pending events and lag (pipelines.freshness.ReportLag);
+        raises CdcError when it cannot tell."""
+        ...
+
     @property
     def truncates(self) -> bool:
         """Whether the bridge empties its (embedded) broker's topics once durable."""
@@ -144,6 +150,18 @@ class Observer:
             kafka_bootstrap=self.bridge.bootstrap,
             sources=sources,
             dead_letters=total,
+            reports=self._reports(),
+        )
+
+    def _reports(self) -> tuple[ReportStatus, ...] | None:
+        try:
+            lags = self.bridge.report_lags()
+        except CdcError as e:
+            log.warning("cannot read the reports' watermarks: %s", e)
+            return None
+        return tuple(
+            ReportStatus(r.name, r.watermark.isoformat().replace("+00:00", "Z"), r.pending_events, round(r.lag_s, 3))
+            for r in lags
         )
 
     def _source(self, c: SourceView, dead: dict[str, int] | None) -> SourceStatus:

@@ -6,6 +6,7 @@ out rather than reported as 0, so an alert on a missing series can tell "unknown
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -75,6 +76,9 @@ def _families() -> dict[str, _Family]:
         ("schema_notices", "gauge", "source schema changes that need a look"),
         ("source_errors", "gauge", "errors the bridge reports for the source"),
         ("warnings", "gauge", "warnings `cdc status` shows"),
+        ("report_lag_seconds", "gauge", "age of the oldest stored event the report has not built yet (0: none)"),
+        ("report_pending_events", "gauge", "events stored after the report's watermark"),
+        ("report_watermark_timestamp_seconds", "gauge", "the newest stored_at the report's last build had seen"),
     ]
     return {name: _Family(f"cdc_{name}", kind, text) for name, kind, text in spec}
 
@@ -91,6 +95,10 @@ def prometheus_text(snapshot: StatusSnapshot) -> str:
     if snapshot.dead_letters is not None and (not snapshot.sources or snapshot.dead_letters > attributed):
         fam["dead_letters"].add(snapshot.dead_letters - attributed, source="")  # not tied to a source
     fam["warnings"].add(len(snapshot.warnings))
+    for r in snapshot.reports or ():
+        fam["report_lag_seconds"].add(r.lag_s, report=r.name)
+        fam["report_pending_events"].add(r.pending_events, report=r.name)
+        fam["report_watermark_timestamp_seconds"].add(_epoch(r.watermark), report=r.name)
     return "".join(_render(f) for f in fam.values() if f.samples)
 
 
@@ -130,3 +138,10 @@ def _render(family: _Family) -> str:
 def _labels(labels: Iterable[tuple[str, str]]) -> str:
     parts = [f'{key}="{escape_label_value(value)}"' for key, value in labels]
     return "{" + ",".join(parts) + "}" if parts else ""
+
+
+def _epoch(iso: str) -> float | None:
+    try:
+        return dt.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None

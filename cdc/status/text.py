@@ -18,12 +18,26 @@ def render_text(snapshot: StatusSnapshot) -> str:
         lines += ["", "no source is being captured"]
     for source in snapshot.sources:
         lines += ["", *_source_block(source)]
+    lines += ["", *_reports_block(snapshot)]
     lines += ["", f"dead letters waiting: {_count(snapshot.dead_letters)}"]
     if snapshot.warnings:
         lines += ["", f"warnings ({len(snapshot.warnings)}):", *(f"  ! {w}" for w in snapshot.warnings)]
     else:
         lines += ["", "no warnings"]
     return "\n".join(lines) + "\n"
+
+
+def _reports_block(snapshot: StatusSnapshot) -> list[str]:
+    if snapshot.reports is None:
+        return ["reports: ? (cannot read their watermarks)"]
+    if not snapshot.reports:
+        return ["reports: none built yet (Dagster builds them: `cdc ui`)"]
+    width = max(len(r.name) for r in snapshot.reports)
+    lines = [f"reports (against the event store)   {'report':<{width}}  {'waiting':>9}  {'lag':>8}  built up to"]
+    for r in snapshot.reports:
+        lag = format_seconds(r.lag_s) if r.pending_events else "current"
+        lines.append(f"{'':<36}{r.name:<{width}}  {r.pending_events:>9,}  {lag:>8}  {r.watermark}")
+    return lines
 
 
 def _source_block(source: SourceStatus) -> list[str]:

@@ -48,7 +48,7 @@ from cdc.mirror.sink import ClickHouseMirrorSink
 from cdc.ports import Message
 from dagster_project import quality
 from dagster_project.assets import lineage_specs, projection_assets
-from dagster_project.checks import events_fresh, events_upcast_current, mirror_checks
+from dagster_project.checks import events_fresh, events_upcast_current, mirror_checks, report_fresh
 from dagster_project.definitions import build_definitions
 from dagster_project.gate import Gate
 from dagster_project.jobs import upcast_job
@@ -56,6 +56,7 @@ from dagster_project.keys import projection_key
 from dagster_project.resources import SourceResource, WarehouseResource
 from dagster_project.sensors import new_events_sensor
 from dagster_project.tables import CapturedTable
+from pipelines.freshness import report_lags
 from tests.envelopes import envelope
 from tests.fakes import StaticCatalog
 
@@ -574,3 +575,24 @@ def test_events_behind_their_latest_version_fail_a_blocking_check_until_the_upca
         {"id": old.event_id},
     )
     assert latest == (2, "1 Elm St")
+
+
+def test_report_freshness_is_its_watermark_against_the_event_store(
+    wh: ClickHouseWarehouse, resource: WarehouseResource, shop_data: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (funnel,) = [p for p in shop.PROJECTIONS if p.name == "order_funnel"]
+    check = report_fresh(funnel)
+    materialize([*LINEAGE, *PROJECTIONS], selection=[projection_key(funnel)], resources={"warehouse": resource})
+    passed, meta = run_check(check, warehouse=resource)
+    assert passed and meta["pending_events"] == 0 and meta["lag_seconds"] == 0, meta
+    (lag,) = [r for r in report_lags(wh) if r.name == funnel.name]
+    assert lag.pending_events == 0 and lag.watermark.isoformat() == meta["watermark"]
+    ClickHouseEventStore(wh).append([placed(unique_source(), 1, NOW_MS)])  # stored after the build
+    time.sleep(1.2)
+    (lag,) = [r for r in report_lags(wh) if r.name == funnel.name]
+    assert lag.pending_events == 1 and 1.0 <= lag.lag_s < 60
+    monkeypatch.setenv("CDC_FRESHNESS_SECONDS", "0.5")
+    passed, meta = run_check(check, warehouse=resource)
+    assert not passed and meta["pending_events"] == 1, meta
+    materialize([*LINEAGE, *PROJECTIONS], selection=[projection_key(funnel)], resources={"warehouse": resource})
+    assert run_check(check, warehouse=resource)[0]  # built up to the newest event again

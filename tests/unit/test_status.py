@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import json
 import re
 
@@ -10,6 +12,7 @@ import pytest
 from cdc.status import (
     GIB,
     RateWindow,
+    ReportStatus,
     SchemaNotice,
     SourceStatus,
     StatusSnapshot,
@@ -289,3 +292,36 @@ def test_prometheus_leaves_unknowns_out() -> None:
     names = {name for name, _, _ in samples}
     assert not {"cdc_slot_active", "cdc_slot_retained_wal_bytes", "cdc_freshness_seconds"} & names
     assert "cdc_dead_letters" not in types
+
+
+REPORTS = (
+    ReportStatus("order_funnel", "2025-01-02T03:00:00Z", 0, 0.0),
+    ReportStatus("revenue_daily_product", "2025-01-02T02:00:00Z", 1200, 900.5),
+)
+
+
+def test_reports_trailing_the_event_store_show_in_status_metrics_and_warnings() -> None:
+    snap = dataclasses.replace(_snapshot(), reports=REPORTS)
+    assert StatusSnapshot.from_dict(json.loads(json.dumps(snap.to_dict()))) == snap
+    text = render_text(snap)
+    assert "order_funnel" in text and "current" in text
+    assert "revenue_daily_product" in text and "1,200" in text and "15m00s" in text
+    (warning,) = warnings_for(snap)
+    assert (
+        warning.startswith("report revenue_daily_product: 1,200 stored event(s) waited 15m00s") and "cdc ui" in warning
+    )
+    assert not warnings_for(snap, Thresholds(max_report_lag_s=None))
+    _, samples = _parse(prometheus_text(snap))
+    values = {(name, tuple(sorted(labels.items()))): value for name, labels, value in samples}
+    assert values[("cdc_report_lag_seconds", (("report", "revenue_daily_product"),))] == 900.5
+    assert values[("cdc_report_pending_events", (("report", "order_funnel"),))] == 0
+    stamp = values[("cdc_report_watermark_timestamp_seconds", (("report", "order_funnel"),))]
+    assert stamp == dt.datetime(2025, 1, 2, 3, tzinfo=dt.UTC).timestamp()
+
+
+def test_unknown_reports_are_shown_as_unknown_not_as_none() -> None:
+    snap = dataclasses.replace(_snapshot(), reports=None)
+    assert StatusSnapshot.from_dict(json.loads(json.dumps(snap.to_dict()))).reports is None
+    assert "reports: ?" in render_text(snap)
+    assert "none built yet" in render_text(_snapshot())
+    assert "cdc_report_lag_seconds" not in prometheus_text(snap)
