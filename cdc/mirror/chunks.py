@@ -5,6 +5,7 @@ source's catalog and key bounds only."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 from cdc.domain.changes import TableSchema
 from cdc.domain.names import sql_table
@@ -51,8 +52,7 @@ def key_ranges(
     n = chunk_count(estimate, workers)
     if column is None or column.pg_type not in _INTEGERS or column.is_array or n == 1:
         return [(None, None)]
-    key = pg_ident(column.name)
-    low, high = source.query(f"SELECT min({key}), max({key}) FROM {sql_table(schema.ref.schema, schema.ref.table)}")[0]
+    low, high = source.query(min_max_sql(schema))[0]
     if low is None:
         return [(None, None)]
     step = max((int(high) - int(low) + 1) // n, 1)
@@ -60,11 +60,18 @@ def key_ranges(
     return list(zip([None, *bounds], [*bounds, None], strict=True))
 
 
-def where_sql(schema: TableSchema, lower: int | None, upper: int | None) -> str:
-    """The condition selecting key range ``[lower, upper)`` ('' for the whole table)."""
+def min_max_sql(schema: TableSchema) -> str:
+    """The smallest and largest value of the (first) key column: an index-only read."""
+    key = pg_ident(schema.key[0])
+    return f"SELECT min({key}), max({key}) FROM {sql_table(schema.ref.schema, schema.ref.table)}"
+
+
+def where_sql(schema: TableSchema, lower: int | None, upper: int | None, ident: Callable[[str], str] = pg_ident) -> str:
+    """The condition selecting key range ``[lower, upper)`` ('' for the whole table); ``ident`` quotes the
+    key column (PostgreSQL's by default; ClickHouse's reads the same range of the mirror)."""
     if lower is None and upper is None:
         return ""
-    key = pg_ident(schema.key[0])
+    key = ident(schema.key[0])
     parts = ([f"{key} >= {int(lower)}"] if lower is not None else []) + (
         [f"{key} < {int(upper)}"] if upper is not None else []
     )
