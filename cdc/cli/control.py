@@ -81,7 +81,7 @@ def _parity_line(r: dict[str, Any]) -> str:
     head = f"{r['source']} {r['table']}: {r['result']}"
     if r["result"] in ("unsupported", "failed"):
         return f"{head}: {r['reason']}"
-    cycle = "the whole table" if r["complete_cycle"] and r["next_cursor"] is None else "part of the table"
+    cycle = "to the table's end" if r["complete_cycle"] else f"the next run goes on from {_bound(r['next_cursor'])}"
     line = f"{head}, {r['rows_compared']:,} rows in {r['ranges_checked']} range(s) ({cycle}, {r['seconds']:.1f} s)"
     if r["unsettled"]:
         line += f", {r['unsettled']} key(s) still changing"

@@ -52,18 +52,13 @@ def key_ranges(
     n = chunk_count(estimate, workers)
     if column is None or column.pg_type not in _INTEGERS or column.is_array or n == 1:
         return [(None, None)]
-    low, high = source.query(min_max_sql(schema))[0]
+    key = pg_ident(column.name)
+    low, high = source.query(f"SELECT min({key}), max({key}) FROM {sql_table(schema.ref.schema, schema.ref.table)}")[0]
     if low is None:
         return [(None, None)]
     step = max((int(high) - int(low) + 1) // n, 1)
     bounds = [int(low) + i * step for i in range(1, n)]
     return list(zip([None, *bounds], [*bounds, None], strict=True))
-
-
-def min_max_sql(schema: TableSchema) -> str:
-    """The smallest and largest value of the (first) key column: an index-only read."""
-    key = pg_ident(schema.key[0])
-    return f"SELECT min({key}), max({key}) FROM {sql_table(schema.ref.schema, schema.ref.table)}"
 
 
 def where_sql(schema: TableSchema, lower: int | None, upper: int | None, ident: Callable[[str], str] = pg_ident) -> str:

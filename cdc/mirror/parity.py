@@ -50,7 +50,7 @@ from typing import Any
 
 from cdc.errors import CdcError
 from cdc.mirror import parity_ranges as pr
-from cdc.mirror.chunks import estimate_rows, min_max_sql
+from cdc.mirror.chunks import estimate_rows
 from cdc.mirror.copy_sql import copyable
 from cdc.mirror.copying import copy_rows
 from cdc.mirror.parity_ranges import KeyRange
@@ -198,21 +198,14 @@ class ContentParity:
         )
 
     def _planner(self, kind: str | None) -> Callable[[pr.Bound], KeyRange]:
-        schema = self._table.schema
-        if kind == "integer":
-            low, high = self._source.query(min_max_sql(schema))[0]
-            if low is None:
-                return lambda lower: KeyRange(lower, None)
-            step = pr.integer_step(int(low), int(high), self._report.rows_estimate, self.range_rows)
-            return lambda lower: pr.next_integer_range(None if lower is None else int(lower), int(low), int(high), step)
-        if kind == "text":
+        if kind is None:
+            return lambda lower: KeyRange(None, None)
 
-            def text_range(lower: pr.Bound) -> KeyRange:
-                bound = self._source.query(pr.text_bound_sql(schema, pr.as_text(lower), self.range_rows))
-                return KeyRange(lower, str(bound[0][0]) if bound else None)
+        def next_range(lower: pr.Bound) -> KeyRange:
+            bound = self._source.query(pr.bound_sql(self._table.schema, kind, lower, self.range_rows))
+            return KeyRange(lower, bound[0][0] if bound else None)
 
-            return text_range
-        return lambda lower: KeyRange(None, None)
+        return next_range
 
     def _check_range(self, kind: str | None, rng: KeyRange) -> None:
         schema, report = self._table.schema, self._report

@@ -4,16 +4,16 @@ one range (or a few keys) on both sides, and the cursor kept between runs. Pure:
 A range must select the same rows in PostgreSQL and in ClickHouse, so only keys whose order both agree on
 are walked in ranges:
 
-* a single integer key (``int2``/``int4``/``int8``): ranges of key values, ``[lower, upper)``, about
-  ``range_rows`` wide by the table's density (:func:`cdc.mirror.chunks.where_sql` on both sides);
+* a single integer key (``int2``/``int4``/``int8``): ranges of key values, ``[lower, upper)``
+  (:func:`cdc.mirror.chunks.where_sql` on both sides);
 * a single ``text``/``varchar`` key: ranges in PostgreSQL's ``COLLATE "C"`` order, which is byte order,
-  as ClickHouse compares strings; each upper bound is the key ``range_rows`` further on (PostgreSQL sorts
-  the keys above the cursor to find it: a scan, with memory bounded by the offset);
+  as ClickHouse compares strings;
 * any other key (several columns, uuid, dates...): the whole table at once, or not at all when it is
   larger than the budget (the report says so).
 
-The first range starts and the last ends open (``None``), so keys below the smallest or above the largest
-seen when planning are covered too.
+Each range's upper bound is the key ``range_rows`` rows further on when it is planned (:func:`bound_sql`),
+so a range holds about ``range_rows`` rows however unevenly the keys are spread. The first range starts
+and the last ends open (``None``), so keys below the smallest or above the largest seen are covered too.
 """
 
 from __future__ import annotations
@@ -62,30 +62,17 @@ def walk_kind(schema: TableSchema) -> str | None:
     return "text" if column.pg_type in TEXT_KEYS else None
 
 
-def integer_step(low: int, high: int, estimate: int, range_rows: int) -> int:
-    """Key values per range so that a range holds about ``range_rows`` rows of ``estimate`` spread over
-    ``[low, high]``."""
-    span = high - low + 1
-    return max(1, span * range_rows // max(estimate, 1))
-
-
-def next_integer_range(lower: int | None, low: int, high: int, step: int) -> KeyRange:
-    """The range starting at ``lower`` (None: the table's start); open above once it passes ``high``."""
-    start = low if lower is None else lower
-    upper = start + step
-    return KeyRange(lower, None if upper > high else upper)
-
-
-def as_text(bound: Bound) -> str | None:
-    return None if bound is None else str(bound)
-
-
-def text_bound_sql(schema: TableSchema, lower: str | None, range_rows: int) -> str:
-    """The key ``range_rows`` rows above ``lower`` in ``COLLATE "C"`` order (no row: the range is the last)."""
-    key = f'{pg_ident(schema.key[0])} COLLATE "C"'
-    where = f" WHERE {key} >= {pg_literal(lower)}" if lower is not None else ""
+def bound_sql(schema: TableSchema, kind: str, lower: Bound, range_rows: int) -> str:
+    """The key ``range_rows`` rows above ``lower`` in the walk's order (no row: the range from ``lower`` is the
+    last). An integer key reads that many entries of its index; a text key is ordered ``COLLATE "C"``, which
+    its index (in the database's collation) does not give: PostgreSQL scans the keys above ``lower`` for it."""
+    key = pg_ident(schema.key[0]) + (' COLLATE "C"' if kind == "text" else "")
+    where = pg_where(schema, kind, KeyRange(lower, None))
     table = sql_table(schema.ref.schema, schema.ref.table)
-    return f"SELECT {pg_ident(schema.key[0])} FROM {table}{where} ORDER BY {key} OFFSET {int(range_rows)} LIMIT 1"
+    return (
+        f"SELECT {pg_ident(schema.key[0])} FROM {table}{' WHERE ' + where if where else ''}"
+        f" ORDER BY {key} OFFSET {int(range_rows)} LIMIT 1"
+    )
 
 
 def pg_where(schema: TableSchema, kind: str | None, rng: KeyRange) -> str:

@@ -116,7 +116,7 @@ def test_a_correct_mirror_passes_with_masks_exclusions_and_any_key(stack: Stack)
     assert run.returncode == 0, run.stdout + run.stderr
     lines = run.stdout.splitlines()
     assert len(lines) == 4 and all(": ok, " in line for line in lines), run.stdout
-    assert "par public.items: ok, 3,000 rows" in run.stdout and "(the whole table" in run.stdout
+    assert "par public.items: ok, 3,000 rows" in run.stdout and "(to the table's end" in run.stdout
 
     (report,) = stack.parity(table="public.codes", range_rows=100)
     assert report["result"] == "ok" and report["rows_compared"] == 505 and report["ranges_checked"] == 6, report
@@ -198,6 +198,8 @@ def test_the_budget_walks_the_table_over_successive_runs(stack: Stack) -> None:
     assert [r["rows_compared"] for r in runs] == [1000, 1000, 1000], runs  # every row once in the cycle
     (again,) = stack.parity(table="public.walk", budget_rows=1000, range_rows=500)
     assert again["next_cursor"] == 1001 and not again["complete_cycle"], again  # a new cycle from the start
+    (skewed,) = stack.parity(table="public.busy", budget_rows=1000, range_rows=500)
+    assert skewed["rows_compared"] == 1000 and skewed["next_cursor"] == 1001, skewed  # ids 1-3000 and 100000+
     stack.corrupt("walk", "id = 1700", "'drifted' AS v")
     (whole,) = stack.parity(table="public.walk", budget_rows=5000, range_rows=500)
     assert whole["first_range"] == {"lower": 1501, "upper": 2001} and whole["complete_cycle"], whole

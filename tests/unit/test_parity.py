@@ -38,16 +38,6 @@ def test_only_keys_both_engines_order_alike_are_walked_in_ranges() -> None:
     assert pr.walk_kind(bpchar) is None  # padding makes its order not byte order
 
 
-def test_integer_ranges_are_about_range_rows_wide_and_open_at_both_ends() -> None:
-    step = pr.integer_step(1, 3000, 3000, 500)
-    assert step == 500
-    assert pr.next_integer_range(None, 1, 3000, step) == KeyRange(None, 501)  # open below: keys under the min
-    assert pr.next_integer_range(501, 1, 3000, step) == KeyRange(501, 1001)
-    assert pr.next_integer_range(2501, 1, 3000, step) == KeyRange(2501, None)  # open above: keys over the max
-    assert pr.integer_step(1, 10, 10**9, 500) == 1  # dense beyond one row per key: never zero
-    assert pr.integer_step(1, 10**6, 1000, 500) == 500_000  # sparse keys: wide ranges
-
-
 def test_a_range_selects_the_same_keys_on_both_sides() -> None:
     rng = KeyRange(501, 1001)
     assert pr.pg_where(ORDERS, "integer", rng) == '"id" >= 501 AND "id" < 1001'
@@ -59,9 +49,15 @@ def test_a_range_selects_the_same_keys_on_both_sides() -> None:
     assert pr.pg_where(PAIRS, None, KeyRange()) == "" and pr.ch_where(PAIRS, None, KeyRange()) == "1"
 
 
-def test_the_next_text_bound_is_range_rows_further_in_c_order() -> None:
-    sql = pr.text_bound_sql(CODES, "m", 100)
-    assert sql == (
+def test_the_next_bound_is_range_rows_further_in_the_walks_order() -> None:
+    assert (
+        pr.bound_sql(ORDERS, "integer", None, 500)
+        == 'SELECT "id" FROM "public"."orders" ORDER BY "id" OFFSET 500 LIMIT 1'
+    )
+    assert pr.bound_sql(ORDERS, "integer", 501, 500) == (
+        'SELECT "id" FROM "public"."orders" WHERE "id" >= 501 ORDER BY "id" OFFSET 500 LIMIT 1'
+    )  # an index range scan of 500 entries, however the keys are spread
+    assert pr.bound_sql(CODES, "text", "m", 100) == (
         'SELECT "code" FROM "public"."codes" WHERE "code" COLLATE "C" >= \'m\''
         ' ORDER BY "code" COLLATE "C" OFFSET 100 LIMIT 1'
     )
@@ -131,3 +127,33 @@ def test_the_report_says_drift_unsupported_or_failed() -> None:
                         "extra", "differing", "unsettled", "rechecked", "next_cursor", "seconds"}  # fmt: skip
     assert ParityReport("shop", "t", supported=False, reason="x").result == "unsupported"
     assert ParityReport("shop", "t", failed=True, reason="x").result == "failed"
+
+
+def test_the_route_refuses_malformed_requests_and_waits_for_a_starting_bridge() -> None:
+    from cdc.parities import Parities
+
+    parities = Parities([], lambda: None, lambda: "")
+    assert parities.action("GET", None)[0] == 405
+    for body in ({"table": 5}, {"source": ["x"]}, {"budget_rows": "many"}, {"budget_rows": True}, {"wait_s": -1}):
+        code, answer = parities.action("POST", body)
+        assert code == 400 and "POST a JSON object" in answer["error"], body
+    code, answer = parities.action("POST", {"table": "public.orders", "budget_rows": 10})
+    assert code == 409 and "still starting" in answer["error"]
+
+
+def test_the_cli_line_names_the_result_the_first_range_and_the_keys() -> None:
+    from cdc.cli.control import _parity_line
+
+    drift = replace(
+        ParityReport("shop", "public.orders", rows_compared=1200, ranges_checked=3, complete_cycle=False),
+        missing=1, differing=2, first_range=KeyRange(501, 1001).to_json(), sample_keys=[[507], [600], [990]],
+        next_cursor=1201, seconds=0.42,
+    )  # fmt: skip
+    assert _parity_line(drift.to_json()) == (
+        "shop public.orders: drift, 1,200 rows in 3 range(s) (the next run goes on from 1201, 0.4 s);"
+        " 1 missing, 0 extra, 2 differing; first differing range [501, 1001); keys 507, 600, 990"
+    )
+    text = replace(drift, first_range=KeyRange("a", None).to_json(), sample_keys=[["ab"], ["b", 1]])
+    assert _parity_line(text.to_json()).endswith('first differing range ["a", open); keys "ab", ["b", 1]')
+    unsupported = ParityReport("shop", "public.flags", supported=False, reason="column b is varbit")
+    assert _parity_line(unsupported.to_json()) == "shop public.flags: unsupported: column b is varbit"
