@@ -16,8 +16,9 @@ are dropped at the end.
 again on both sides, up to ``attempts`` times ``wait_s`` apart; before each re-read of the mirror the
 check waits (at most ``settle_s``) until the stream has stored every change committed before the source
 was read (``caught_up(lsn)``). A key is drift only when it still differs and neither its source row nor its
-mirror row changed between two reads (a change committed just after the source was read reaches the mirror
-before the mirror is read: the mirror's side moved); one that kept changing is *unsettled*, not drift.
+mirror row changed between two reads, the second one made after the stream caught up (a change committed
+just after the source was read may reach the mirror before it is read: the mirror's side moved); one that
+kept changing, or whose stream did not catch up within ``settle_s``, is *unsettled*, not drift.
 
 **Bounded cost.** A run compares at most about ``budget_rows`` source rows of a table, range by range
 (:mod:`cdc.mirror.parity_ranges`), and keeps where it stopped in ``cdc.parity_progress``; the next run goes
@@ -28,7 +29,8 @@ A table of at most ``budget_rows`` (the planner's estimate) is compared whole in
 
     {"source": "shop", "table": "public.orders",
      "result": "ok" | "drift" | "unsupported" | "failed",
-     "supported": true, "reason": null,          # why not supported, or why it failed
+     "supported": true, "failed": false,
+     "reason": null,                             # why not supported, or why it failed
      "rows_compared": 1200, "rows_estimate": 5000,
      "ranges_checked": 3, "complete_cycle": false,
      "missing": 0, "extra": 0, "differing": 0,   # confirmed drift, in the ranges checked
@@ -209,7 +211,7 @@ class ContentParity:
 
     def _check_range(self, kind: str | None, rng: KeyRange) -> None:
         schema, report = self._table.schema, self._report
-        rows, first = self._compare(pr.pg_where(schema, kind, rng), pr.ch_where(schema, kind, rng))
+        rows, first, _ = self._compare(pr.pg_where(schema, kind, rng), pr.ch_where(schema, kind, rng))
         drift, unsettled = self._recheck(kind, rng, first)
         report.rechecked += len(first)
         report.rows_compared += rows
@@ -239,13 +241,13 @@ class ContentParity:
             by_pg, by_ch = pr.keys_where(schema, keys, "pg"), pr.keys_where(schema, keys, "ch")
             if by_pg is None or by_ch is None:
                 by_pg, by_ch = pr.pg_where(schema, kind, rng), pr.ch_where(schema, kind, rng)
-            _, again = self._compare(by_pg, by_ch, settle=True)
+            _, again, settled = self._compare(by_pg, by_ch, settle=True)
             still = {}
             for key, before in pending.items():
                 now = again.get(key)
                 if now is None:
                     continue  # equal now: it was in flight
-                if now == before:  # neither side moved between two reads: not a change in flight
+                if now == before and settled:  # neither side moved, the stream caught up: not in flight
                     drift[key] = now
                 else:
                     still[key] = now
@@ -253,26 +255,31 @@ class ContentParity:
         return drift, len(pending)
 
     # -- one comparison in ClickHouse -------------------------------------------------------------
-    def _compare(self, pg_where: str, ch_where: str, settle: bool = False) -> tuple[int, dict[Key, Hashes]]:
+    def _compare(self, pg_where: str, ch_where: str, settle: bool = False) -> tuple[int, dict[Key, Hashes], bool]:
         """Copy the source rows matching ``pg_where`` to the scratch table and compare them with the
-        mirror's rows matching ``ch_where``: the copied rows' count and the keys that differ."""
+        mirror's rows matching ``ch_where``: the copied rows' count, the keys that differ, and whether the
+        stream had caught up with the copy (``settle``: waiting for it first) when the mirror was read."""
         table = self._table
         self._warehouse.command(f"TRUNCATE TABLE {table.qualified(SCRATCH)}")
         rows = copy_rows(self._source, self._warehouse, table, pg_where, into=COPY, masks=self._masks)
-        if settle:
-            self._settle()
+        settled = self._settle() if settle else False
         n = len(table.known.key)
         found = self._warehouse.query(diff_sql(table, ch_where))
-        return rows, {tuple(r[:n]): (r[n + 2] if r[n] else None, r[n + 3] if r[n + 1] else None) for r in found}
+        diffs = {tuple(r[:n]): (r[n + 2] if r[n] else None, r[n + 3] if r[n + 1] else None) for r in found}
+        return rows, diffs, settled
 
-    def _settle(self) -> None:
-        """Wait until the stream has stored every change committed before now (bounded by ``settle_s``)."""
+    def _settle(self) -> bool:
+        """Wait until the stream has stored every change committed before now; False if it has not within
+        ``settle_s`` (true at once without a ``caught_up`` to ask: then only ``wait_s`` lets it catch up)."""
         if self._caught_up is None:
-            return
+            return True
         lsn = self._source.current_wal_lsn()
         deadline = time.monotonic() + self.settle_s
-        while not self._caught_up(lsn) and time.monotonic() < deadline:
+        while not self._caught_up(lsn):
+            if time.monotonic() >= deadline:
+                return False
             time.sleep(0.2)
+        return True
 
     def _prepare(self) -> None:
         self._drop()
