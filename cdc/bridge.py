@@ -26,6 +26,7 @@ from cdc.capture_view import CaptureView
 from cdc.consume.dead_letters import DEAD_LETTER_TOPIC, DeadLetters
 from cdc.consume.loop import Stats
 from cdc.errors import CdcError, ConfigError
+from cdc.parities import Parities
 from cdc.ports import Publisher
 from cdc.resyncs import Resyncs
 from cdc.status import Thresholds
@@ -62,6 +63,7 @@ class Bridge:
         self.generation = 0  # embedded brokers replaced so far
         self.observer = Observer(self)
         self.resyncs = Resyncs(self.captures, lambda: self._warehouse)  # cdc resync TABLE
+        self.parities = Parities(self.captures, lambda: self._warehouse, lambda: self._salt)  # cdc verify
         self.additions = TableAdditions(self.captures, self._restart_capture, wiring.state_dir)  # cdc add-table
         self._dead_letters: DeadLetters | None = None
         self._salt = ""
@@ -160,7 +162,7 @@ class Bridge:
     def _start_status(self) -> None:
         """Serve /status and /metrics on loopback; `cdc status` finds the URL in the state dir."""
         thresholds = Thresholds(max_retained_wal_bytes=self.wiring.max_retained_wal_bytes)
-        actions = {"/resync": self.resyncs.action, "/tables": self.additions.action}
+        actions = {"/resync": self.resyncs.action, "/tables": self.additions.action, "/parity": self.parities.action}
         self._status = self.wiring.status_server(self.observer.snapshot, thresholds, actions)
         self._status.start()
 

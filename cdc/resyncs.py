@@ -28,7 +28,7 @@ class Resyncs:
 
     def start(self, table: str, source: str | None = None) -> ResyncJob:
         """Start reloading ``table`` (``schema.table``; ``source``: needed when several sources have it)."""
-        capture, schema = self._find(table, source)
+        capture, schema = find_table(self._captures, table, source)
         warehouse = self._warehouse()
         if warehouse is None or capture.sink is None:
             raise ConfigError("the bridge is still starting: run `cdc resync` again in a moment")
@@ -46,27 +46,6 @@ class Resyncs:
         threading.Thread(target=work.run, args=(job,), name=f"resync-{capture.name}", daemon=True).start()
         return job
 
-    def _find(self, table: str, source: str | None) -> tuple[SourceCapture, TableSchema]:
-        try:
-            wanted = parse_table(table)
-        except ValueError as e:
-            raise ConfigError(str(e)) from None
-        found = [
-            (c, s)
-            for c in self._captures
-            if source in (None, c.name)
-            for s in c.schemas
-            if (s.ref.schema, s.ref.table) == wanted
-        ]
-        if not found:
-            captured = ", ".join(f"{c.name}: {s.ref.display}" for c in self._captures for s in c.schemas)
-            where = f"source {source!r}" if source else "any source"
-            raise ConfigError(f"{display_table(*wanted)} is not captured by {where}; captured: {captured or 'none'}")
-        if len(found) > 1:
-            names = ", ".join(c.name for c, _ in found)
-            raise ConfigError(f"{display_table(*wanted)} is captured by several sources ({names}): name one")
-        return found[0]
-
     def action(self, method: str, body: Mapping[str, Any] | None) -> tuple[int, Any]:
         """``GET /resync``: the jobs; ``POST /resync {"table": ..., "source": ...}``: start one."""
         if method == "GET":
@@ -79,3 +58,22 @@ class Resyncs:
             return 202, self.start(table, source).to_dict()
         except CdcError as e:
             return 409, {"error": str(e)}
+
+
+def find_table(captures: Sequence[SourceCapture], table: str, source: str | None) -> tuple[SourceCapture, TableSchema]:
+    """The capture of ``table`` (``schema.table``) by ``source`` (any, when None); ConfigError if none or several."""
+    try:
+        wanted = parse_table(table)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    found = [
+        (c, s) for c in captures if source in (None, c.name) for s in c.schemas if (s.ref.schema, s.ref.table) == wanted
+    ]
+    if not found:
+        captured = ", ".join(f"{c.name}: {s.ref.display}" for c in captures for s in c.schemas)
+        where = f"source {source!r}" if source else "any source"
+        raise ConfigError(f"{display_table(*wanted)} is not captured by {where}; captured: {captured or 'none'}")
+    if len(found) > 1:
+        names = ", ".join(c.name for c, _ in found)
+        raise ConfigError(f"{display_table(*wanted)} is captured by several sources ({names}): name one")
+    return found[0]

@@ -1,5 +1,5 @@
 """Commands the running bridge carries out, over its status server: `cdc resync TABLE` (``POST /resync``,
-then its progress) and `cdc add-table TABLE...` (``POST /tables``)."""
+then its progress), `cdc add-table TABLE...` (``POST /tables``) and `cdc verify [TABLE...]` (``POST /parity``)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Any
 from cdc.errors import ConfigError, StackError
 from cdc.status.server import find_status_url
 
-EXIT_DONE, EXIT_FAILED = 0, 2
+EXIT_DONE, EXIT_DRIFT, EXIT_FAILED = 0, 1, 2
 
 
 def resync(state_dir: Path, table: str, source: str | None, wait: bool = True, only_list: bool = False) -> int:
@@ -54,6 +54,50 @@ def add_tables(state_dir: Path, tables: list[str], source: str | None) -> int:
     print(f"source {answer['source']} now captures {', '.join(answer['added'])}; their rows are being copied"
           " (progress: `cdc status`)")  # fmt: skip
     return EXIT_DONE
+
+
+def verify(state_dir: Path, tables: list[str], source: str | None, budget_rows: int | None) -> int:
+    """Compare ``tables`` (every captured table when none) with the source, one line per table: exit 0 all
+    equal, 1 drift found, 2 a table could not be compared (or the bridge refused)."""
+    url = _bridge(state_dir)
+    reports = []
+    wanted: list[str | None] = list(tables) or [None]
+    for table in wanted:
+        code, answer = _call_code(
+            url, "/parity", "POST", {"table": table, "source": source, "budget_rows": budget_rows}
+        )
+        if code != 200:
+            print(f"error: {answer.get('error', answer)}", file=sys.stderr)
+            return EXIT_FAILED
+        reports += answer["reports"]
+    for report in reports:
+        print(_parity_line(report), flush=True)
+    if any(r["result"] == "drift" for r in reports):
+        return EXIT_DRIFT
+    return EXIT_DONE if all(r["result"] == "ok" for r in reports) else EXIT_FAILED
+
+
+def _parity_line(r: dict[str, Any]) -> str:
+    head = f"{r['source']} {r['table']}: {r['result']}"
+    if r["result"] in ("unsupported", "failed"):
+        return f"{head}: {r['reason']}"
+    cycle = "to the table's end" if r["complete_cycle"] else f"the next run goes on from {_bound(r['next_cursor'])}"
+    line = f"{head}, {r['rows_compared']:,} rows in {r['ranges_checked']} range(s) ({cycle}, {r['seconds']:.1f} s)"
+    if r["unsettled"]:
+        line += f", {r['unsettled']} key(s) still changing"
+    if r["result"] == "drift":
+        first = r["first_range"]
+        bounds = f"[{_bound(first['lower'])}, {_bound(first['upper'])})"
+        keys = ", ".join(json.dumps(k[0] if len(k) == 1 else k) for k in r["sample_keys"])
+        line += (
+            f"; {r['missing']} missing, {r['extra']} extra, {r['differing']} differing;"
+            f" first differing range {bounds}; keys {keys}"
+        )
+    return line
+
+
+def _bound(value: Any) -> str:
+    return "open" if value is None else json.dumps(value)
 
 
 def _bridge(state_dir: Path) -> str:

@@ -3,7 +3,7 @@
 Exit codes: 0 success; 1 the demo's row counts differ between PostgreSQL and ClickHouse
 (or `--until-caught-up` timed out); 2 a problem to fix (the message says what).
 `cdc preflight`: 0 ready, 1 blocked, 2 warnings only. `cdc status`: 0 healthy, 1 warnings,
-2 no bridge running.
+2 no bridge running. `cdc verify`: 0 equal, 1 drift, 2 not compared.
 """
 
 from __future__ import annotations
@@ -81,6 +81,10 @@ def _main(args: argparse.Namespace) -> int:
             from cdc.cli.control import add_tables
 
             return add_tables(settings.state_dir, args.tables, args.source_name)
+        if args.command == "verify":
+            from cdc.cli.control import verify
+
+            return verify(settings.state_dir, args.tables, args.source_name, args.budget_rows)
         if args.command == "resync":
             from cdc.cli.control import resync
 

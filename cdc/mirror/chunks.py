@@ -5,6 +5,7 @@ source's catalog and key bounds only."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 from cdc.domain.changes import TableSchema
 from cdc.domain.names import sql_table
@@ -60,11 +61,12 @@ def key_ranges(
     return list(zip([None, *bounds], [*bounds, None], strict=True))
 
 
-def where_sql(schema: TableSchema, lower: int | None, upper: int | None) -> str:
-    """The condition selecting key range ``[lower, upper)`` ('' for the whole table)."""
+def where_sql(schema: TableSchema, lower: int | None, upper: int | None, ident: Callable[[str], str] = pg_ident) -> str:
+    """The condition selecting key range ``[lower, upper)`` ('' for the whole table); ``ident`` quotes the
+    key column (PostgreSQL's by default; ClickHouse's reads the same range of the mirror)."""
     if lower is None and upper is None:
         return ""
-    key = pg_ident(schema.key[0])
+    key = ident(schema.key[0])
     parts = ([f"{key} >= {int(lower)}"] if lower is not None else []) + (
         [f"{key} < {int(upper)}"] if upper is not None else []
     )

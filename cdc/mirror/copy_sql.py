@@ -28,6 +28,7 @@ a crash: the mirror converges to the source either way.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from cdc.domain.changes import Column, TableSchema
@@ -116,9 +117,10 @@ def _raw(table: MirrorTable, c: Column, name: str) -> str:
     return f"ifNull({name}, 'null')" if as_json(table, c) else f"ifNull(toString({name}), 'null')"
 
 
-def copy_query(table: MirrorTable, live: TableSchema, where: str = "") -> str:
+def copy_query(table: MirrorTable, live: TableSchema, where: str = "", masks: Mapping[str, str] | None = None) -> str:
     """``SELECT`` one TSV column per column of the ``_copy_`` table, from the source table as it is now
-    (``live``): a mirror column the source no longer has is NULL."""
+    (``live``): a mirror column the source no longer has is NULL. ``masks``: column -> a PostgreSQL
+    expression read instead of the column (its masked value, as Debezium would send it)."""
     have = live.column_index
     parts = []
     for c in table.columns:
@@ -126,7 +128,7 @@ def copy_query(table: MirrorTable, live: TableSchema, where: str = "") -> str:
         if now is None:
             parts.append("NULL")
             continue
-        ref = pg_ident(c.name)
+        ref = f"({masks[c.name]})" if masks and c.name in masks else pg_ident(c.name)
         parts.append(f"({_json(now, ref)})::text" if as_json(table, c) else _copy_value(now, ref))
     source = live.ref
     return f"SELECT {', '.join(parts) or 'NULL'} FROM {sql_table(source.schema, source.table)}" + (

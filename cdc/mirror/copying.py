@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
@@ -48,17 +48,18 @@ def read_rows(
     scratch: Path,
     snapshot: str | None = None,
     progress: Callable[[int], None] | None = None,
+    masks: Mapping[str, str] | None = None,
 ) -> Iterator[tuple[Path, int]]:
     """The rows of ``table`` matching ``where`` (a SQL condition), as files in ``scratch`` of at most about
     ``FILE_BYTES``, each yielded with its row count once written. ``snapshot``: an exported snapshot to
-    read under; ``progress(rows)``: told the rows read so far."""
+    read under; ``progress(rows)``: told the rows read so far; ``masks``: see :func:`copy_query`."""
     live = source.table_schema(table.schema.ref)
     if live is None:
         raise SourceError(f"{table.schema.ref.display} is gone from the source")
     total = rows = 0
     path, out = scratch / "0.tsv", None
     try:
-        for block in source.copy_out(copy_query(table, live, where), BLOCK_BYTES, snapshot):
+        for block in source.copy_out(copy_query(table, live, where, masks), BLOCK_BYTES, snapshot):
             if out is None:
                 out, rows = path.open("wb"), 0
             out.write(block)
@@ -97,13 +98,15 @@ def copy_rows(
     guard: Guard = nullcontext,
     into: str = "_copy_",
     snapshot: str | None = None,
+    masks: Mapping[str, str] | None = None,
 ) -> int:
     """Copy the rows of ``table`` matching ``where`` into its mirror, each file inserted once read; the count.
-    ``into``: the prefix of the Null table taking the rows (``cdc.mirror.resync`` has its own)."""
+    ``into``: the prefix of the Null table taking the rows (``cdc.mirror.resync`` and ``cdc.mirror.parity``
+    have their own); ``masks``: see :func:`cdc.mirror.copy_sql.copy_query`."""
     copied = 0
     scratch = scratch_dir()
     try:
-        for path, rows in read_rows(source, table, where, scratch, snapshot):
+        for path, rows in read_rows(source, table, where, scratch, snapshot, masks=masks):
             insert_rows(warehouse, table, path, into, guard)
             path.unlink()
             copied += rows

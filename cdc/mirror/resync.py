@@ -31,15 +31,17 @@ from typing import Any, Protocol
 from cdc.domain.changes import TableRef, TableSchema
 from cdc.errors import CdcError
 from cdc.mirror.chunks import estimate_rows, key_ranges, where_sql
-from cdc.mirror.copy_sql import copy_table_ddl, copy_view_select, copyable
+from cdc.mirror.copy_sql import copyable
 from cdc.mirror.copying import copy_rows
 from cdc.mirror.ddl_gate import DdlGate
+from cdc.mirror.scratch import ScratchState
 from cdc.mirror.table import MirrorTable
 from cdc.ports import SourceDatabase, Warehouse
 
 log = logging.getLogger(__name__)
 
 SHADOW, COPY, VIEW = "_resync_state_", "_resync_copy_", "_mv_resync_"
+_SCRATCH = ScratchState(SHADOW, COPY, VIEW)
 
 
 class ResyncError(CdcError):
@@ -118,12 +120,7 @@ class Resync:
             raise ResyncError(f"{self._ref.display} cannot be copied yet: {why}")
         t0 = int(self._warehouse.query("SELECT toUnixTimestamp64Milli(now64(3))")[0][0])
         self._drop(table)
-        for statement in (
-            f"CREATE TABLE {table.qualified(SHADOW)} AS {table.qualified('_state_')}",
-            copy_table_ddl(table, COPY),
-            f"CREATE MATERIALIZED VIEW {table.qualified(VIEW)} TO {table.qualified(SHADOW)} AS "
-            + table.state_select(f"({copy_view_select(table, COPY)})"),
-        ):
+        for statement in _SCRATCH.create_ddl(table):
             self._warehouse.command(statement)
         job.estimate = estimate_rows(self._source, table.schema)
         ranges = key_ranges(self._source, table.schema, job.estimate, self.workers)
@@ -153,12 +150,4 @@ class Resync:
                 job.chunks_done += 1
 
     def _drop(self, table: MirrorTable) -> None:
-        for statement in (
-            f"DROP VIEW IF EXISTS {table.qualified(VIEW)}",
-            f"DROP TABLE IF EXISTS {table.qualified(COPY)}",
-            f"DROP TABLE IF EXISTS {table.qualified(SHADOW)} SYNC",
-        ):
-            try:
-                self._warehouse.command(statement)
-            except CdcError as e:  # the warehouse away: the next resync drops them first
-                log.warning("resync of %s: could not drop its shadow objects: %s", self._ref.display, e)
+        _SCRATCH.drop(self._warehouse, table, "resync")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from cdc.debezium.config import REDACTED_LENGTH
 from cdc.domain.changes import TableRef, TableSchema
 from cdc.errors import ConfigError
-from cdc.mirror.copy_sql import copyable
+from cdc.mirror.copy_sql import copyable, pg_ident, pg_literal
 from cdc.ports import Catalog
 from cdc.settings import SourceSpec
 
@@ -46,6 +47,24 @@ class ColumnRules:
         if masked:
             return f"column(s) {', '.join(masked)} are masked, and only Debezium applies masks"
         return None
+
+    def masks(self, schema: TableSchema, salt: str) -> dict[str, str]:
+        """Masked column -> a PostgreSQL expression of the value Debezium sends for it, for comparing a copy
+        with the mirror (``cdc verify``): ``hash`` is Debezium's ``column.mask.hash.v2.SHA-256``, the lowercase
+        hex SHA-256 of the salt's bytes then the text's (NULL stays NULL); ``redact`` is ``REDACTED_LENGTH``
+        asterisks, NULL or not. The clear values never leave PostgreSQL."""
+        prefix = f"{schema.ref.schema}.{schema.ref.table}."
+        out = {}
+        for rule in self._spec.mask:
+            if not rule.column.startswith(prefix):
+                continue
+            name = rule.column.removeprefix(prefix)
+            if rule.method == "hash":
+                text = f"{pg_literal(salt)} || {pg_ident(name)}::text"
+                out[name] = f"encode(sha256(convert_to({text}, 'UTF8')), 'hex')"
+            else:
+                out[name] = pg_literal("*" * REDACTED_LENGTH)
+        return out
 
     def check(self, schemas: list[TableSchema]) -> None:
         """Every excluded or masked column must exist, be maskable, and not identify rows."""

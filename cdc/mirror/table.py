@@ -175,7 +175,7 @@ class MirrorTable:
     def views_ddl(self) -> list[str]:
         """(Re)create the materialized and plain views. Dropping a materialized view stops it: only run
         this while nothing inserts into the ingest table (the consumer runs it between its own inserts)."""
-        cols = ", ".join([quote(p.name) for p in self.state_plans] + (["_special"] if self.specials() else []))
+        cols = ", ".join(self.view_columns())
         mvs = [
             (self._t("_mv_state_"), self._t("_state_"), self.state_select()),
             (self._t("_mv_log_"), self._t("_log_"), self._log_select()),
@@ -203,6 +203,10 @@ class MirrorTable:
             f"CREATE OR REPLACE VIEW {self.changes_view} AS SELECT {cols}, _op, _lsn, _txid, _commit_ts,"
             f" _snapshot, _ingested_at FROM {self._t('_log_')} FINAL",
         ]
+
+    def view_columns(self) -> list[str]:
+        """The current-state view's columns, quoted: the state columns, and ``_special`` when any column has one."""
+        return [quote(p.name) for p in self.state_plans] + (["_special"] if self.specials() else [])
 
     def _only_mine(self) -> str:
         """On a shared topic: this table's messages, and those nobody can place (to be dead-lettered)."""

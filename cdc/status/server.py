@@ -134,7 +134,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _act(self, path: str, method: str, body: Mapping[str, Any] | None) -> None:
         action = cast(_Server, self.server).owner.actions.get(path)
         if action is None:
-            self._send(404, TEXT, "not found: try /metrics, /status, /healthz or /resync\n")
+            self._send(404, TEXT, "not found: try /metrics, /status, /healthz, /resync or /parity\n")
             return
         try:
             code, answer = action(method, body)
