@@ -6,7 +6,8 @@ ARGS   ?=
 
 .PHONY: install system-deps demo run test unit lint bench soak clean
 
-# Java 17 (Debezium's JVM) and PostgreSQL 15's server binaries (the embedded demo/test database)
+# Java 17 (Debezium's JVM) and PostgreSQL 15's server binaries (the embedded demo/test database);
+# Chromium and its driver for the browser test of the Dagster UI
 system-deps:
 	@if ! command -v java >/dev/null 2>&1 || ! command -v pg_config >/dev/null 2>&1 \
 	    || [ ! -x "$$(pg_config --bindir 2>/dev/null)/initdb" ]; then \
@@ -15,6 +16,14 @@ system-deps:
 	    apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless postgresql-15 postgresql-server-dev-15 curl >/dev/null; \
 	  else \
 	    echo "need Java 17 and PostgreSQL 15 server binaries: sudo apt-get install openjdk-17-jre-headless postgresql-15 postgresql-server-dev-15"; exit 1; \
+	  fi; \
+	fi
+	@if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Chromium and its driver (apt-get; the Dagster UI's browser test)"; \
+	    apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	  else \
+	    echo "need Chromium for the browser test: sudo apt-get install chromium chromium-driver"; exit 1; \
 	  fi; \
 	fi
 

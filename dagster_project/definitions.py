@@ -23,7 +23,7 @@ from dagster_project.checks import all_checks
 from dagster_project.gate import build_gate
 from dagster_project.jobs import checks_job, full_rebuild_job, projections_job, upcast_job
 from dagster_project.keys import EVENTS_KEY
-from dagster_project.resources import SourceResource, WarehouseResource
+from dagster_project.resources import BridgeResource, SourceResource, WarehouseResource
 from dagster_project.schedules import checks_schedule, full_rebuild_daily
 from dagster_project.sensors import new_events_sensor
 from dagster_project.tables import CapturedTable, captured_tables, configured_tables, translator_modules
@@ -64,7 +64,9 @@ def build_definitions(
         jobs=jobs,
         sensors=sensors,
         schedules=schedules,
-        resources=dict(resources or {"warehouse": WarehouseResource(), "source": SourceResource()}),
+        resources=dict(
+            resources or {"warehouse": WarehouseResource(), "source": SourceResource(), "bridge": BridgeResource()}
+        ),
     )
 
 

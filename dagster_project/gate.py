@@ -14,7 +14,11 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from dagster import AssetCheckKey, AssetCheckSeverity, AssetKey, DagsterInstance, Failure
+from dagster import AssetCheckEvaluation, AssetCheckKey, AssetCheckSeverity, AssetKey, DagsterInstance, Failure
+from dagster._core.storage.asset_check_execution_record import (
+    COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES,
+    AssetCheckExecutionRecord,
+)
 
 from cdc.domain.events import EventRegistry
 from cdc.errors import ConfigError
@@ -24,7 +28,7 @@ from pipelines.projection import Projection
 
 MIRROR_BLOCKING = ("row_count_matches_postgres", "content_parity", "unique_keys", "no_toast_placeholders")
 EVENTS_BLOCKING = ("upcast_current",)
-_GENERIC = ("Created", "Updated", "Deleted")
+_GENERIC = ("Created", "Updated", "Deleted", "Truncated")
 
 
 @dataclass(frozen=True)
@@ -37,11 +41,14 @@ class Gate:
         """Why ``p`` must not be built now: one line per failed blocking check, none when it may."""
         found = []
         for key in self.upstream.get(p.name, ()):
-            record = instance.get_latest_asset_check_evaluation_record(key)
+            record = _latest_completed(instance, key)
             evaluation = record.evaluation if record is not None else None
-            if evaluation is None or evaluation.passed or evaluation.severity != AssetCheckSeverity.ERROR:
+            if not isinstance(evaluation, AssetCheckEvaluation):
                 continue
-            at = dt.datetime.fromtimestamp(record.create_timestamp, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")  # type: ignore[union-attr]
+            if evaluation.passed or evaluation.severity != AssetCheckSeverity.ERROR:
+                continue
+            assert record is not None
+            at = dt.datetime.fromtimestamp(record.create_timestamp, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
             why = evaluation.description or "no description"
             found.append(f"check {key.asset_key.to_user_string()}:{key.name} failed at {at}: {why}")
         return found
@@ -55,6 +62,14 @@ class Gate:
                 + ". Fix the cause (e.g. `cdc resync TABLE` for a drifted mirror), then run the checks again",
                 allow_retries=False,
             )
+
+
+def _latest_completed(instance: DagsterInstance, key: AssetCheckKey) -> AssetCheckExecutionRecord | None:
+    """The newest evaluation that ended (a check planned or running has none yet: the one before counts)."""
+    records = instance.event_log_storage.get_asset_check_execution_history(
+        key, limit=1, status=COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES
+    )
+    return records[0] if records else None
 
 
 def build_gate(projections: Sequence[Projection], tables: Sequence[CapturedTable], events_key: AssetKey) -> Gate:

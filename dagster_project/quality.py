@@ -11,7 +11,9 @@ import datetime as dt
 import os
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from cdc.adapters.postgres import PostgresSource
 from cdc.domain.events import EventRegistry
@@ -214,6 +216,51 @@ def toast_placeholders(warehouse: Warehouse, t: CapturedTable) -> Verdict:
     metadata: Metadata = {"text_columns": len(text), "placeholder_values": sum(bad.values())}
     metadata.update({f"column {name}": n for name, n in bad.items()})
     return Verdict(not bad, metadata, f"placeholder found in {', '.join(bad)}" if bad else "no placeholders")
+
+
+def content_parity(report: Mapping[str, Any]) -> tuple[Verdict, bool]:
+    """A bridge's parity report (``cdc.mirror.parity``) as a verdict, and whether a failure is an error
+    (drift found) rather than a warning (the table could not be compared)."""
+    r = report
+    metadata: Metadata = {
+        "result": r["result"],
+        "rows_compared": int(r.get("rows_compared") or 0),
+        "ranges_checked": int(r.get("ranges_checked") or 0),
+        "whole_table_covered": bool(r.get("complete_cycle")),
+    }
+    if r["result"] in ("unsupported", "failed"):
+        return Verdict(False, metadata, f"content not compared: {r.get('reason')}"), False
+    metadata.update(missing=int(r["missing"]), extra=int(r["extra"]), differing=int(r["differing"]))
+    if r.get("unsettled"):
+        metadata["still_changing"] = int(r["unsettled"])
+    if r["result"] == "ok":
+        text = f"every column of {metadata['rows_compared']:,} row(s) matches the source"
+        return Verdict(True, metadata, text), False
+    first = r.get("first_range") or {}
+    lower, upper = first.get("lower"), first.get("upper")
+    where = "the whole table" if lower is None and upper is None else f"[{_bound(lower)}, {_bound(upper)})"
+    keys = "; ".join(_key_text(k) for k in (r.get("sample_keys") or [])[:5])
+    metadata["first_differing_range"] = where
+    if keys:
+        metadata["sample_keys"] = keys
+    text = (
+        f"drift: {r['missing']} missing, {r['extra']} extra, {r['differing']} differing row(s); first differing "
+        f"key range: {where}{f' (keys {keys})' if keys else ''}; repair with `cdc resync {r['table']}`"
+    )
+    return Verdict(False, metadata, text), True
+
+
+def _key_text(key: object) -> str:
+    """A sample key: its one value, or its values in parentheses for a composite key."""
+    if isinstance(key, list):
+        return str(key[0]) if len(key) == 1 else "(" + ", ".join(str(v) for v in key) + ")"
+    return str(key)
+
+
+def _bound(value: object) -> str:
+    if value is None:
+        return "open"
+    return ", ".join(str(v) for v in value) if isinstance(value, list) else str(value)
 
 
 def report_lag(warehouse: Warehouse, name: str, limit_s: float) -> Verdict:

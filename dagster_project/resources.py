@@ -8,6 +8,7 @@ come from :mod:`cdc.bootstrap`, the composition root.
 """
 
 import os
+from typing import Any
 
 from dagster import ConfigurableResource, InitResourceContext
 from pydantic import Field, PrivateAttr
@@ -19,6 +20,7 @@ from cdc.adapters.postgres import PostgresSource
 from cdc.errors import ConfigError
 from cdc.mirror.captured import CapturedTable
 from cdc.ports import Warehouse
+from cdc.status.client import bridge_url, call
 
 
 class WarehouseResource(ConfigurableResource):  # type: ignore[type-arg]
@@ -87,3 +89,23 @@ class SourceResource(ConfigurableResource):  # type: ignore[type-arg]
                 "no source database: set CDC_SOURCE_DSN (the bridge sets it for the Dagster UI it starts)"
             )
         return bootstrap.postgres(dsn, read_only=True)
+
+
+class BridgeResource(ConfigurableResource):  # type: ignore[type-arg]
+    """The running bridge's control routes (content parity runs inside it, with the sink's own tables):
+    ``url`` (else ``CDC_BRIDGE_URL``), else the status server of the bridge running on ``state_dir``
+    (else ``CDC_STATE_DIR``, else ``.cdc``)."""
+
+    url: str = Field(default="", description="the bridge's status URL; empty: CDC_BRIDGE_URL, else the state dir's")
+    state_dir: str = Field(default="", description="the bridge's state dir; empty: CDC_STATE_DIR, else .cdc")
+
+    def parity(self, table: CapturedTable, budget_rows: int | None = None) -> dict[str, Any]:
+        """The bridge's content-parity report of ``table`` (``cdc.mirror.parity``, as JSON)."""
+        url = (
+            self.url
+            or os.environ.get("CDC_BRIDGE_URL", "")
+            or bridge_url(config.load(self.state_dir or None).state_dir)
+        )
+        body = {"table": f"{table.schema}.{table.table}", "source": table.source, "budget_rows": budget_rows}
+        (report,) = call(url, "/parity", "POST", body)["reports"]
+        return dict(report)

@@ -6,13 +6,11 @@ from __future__ import annotations
 import json
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 from cdc.errors import ConfigError, StackError
-from cdc.status.server import find_status_url
+from cdc.status.client import bridge_url, call, call_code
 
 EXIT_DONE, EXIT_DRIFT, EXIT_FAILED = 0, 1, 2
 
@@ -20,19 +18,19 @@ EXIT_DONE, EXIT_DRIFT, EXIT_FAILED = 0, 1, 2
 def resync(state_dir: Path, table: str, source: str | None, wait: bool = True, only_list: bool = False) -> int:
     if not table and not only_list:
         raise ConfigError("name the table to resync (schema.table), or pass --list")
-    url = _bridge(state_dir)
+    url = bridge_url(state_dir)
     if only_list:
-        for job in _call(url, "/resync", "GET"):
+        for job in call(url, "/resync", "GET"):
             print(_line(job))
         return EXIT_DONE
-    code, job = _call_code(url, "/resync", "POST", {"table": table, "source": source})
+    code, job = call_code(url, "/resync", "POST", {"table": table, "source": source})
     if code != 202:
         print(f"error: {job.get('error', job)}", file=sys.stderr)
         return EXIT_FAILED
     print(f"resync of {job['table']} (source {job['source']}) started")
     while wait and job["state"] not in ("done", "failed"):
         time.sleep(2.0)
-        mine = [j for j in _call(url, "/resync", "GET") if (j["source"], j["table"], j["started_at"]) == _id(job)]
+        mine = [j for j in call(url, "/resync", "GET") if (j["source"], j["table"], j["started_at"]) == _id(job)]
         if not mine:
             raise StackError("the bridge no longer lists this resync (was it restarted?): check `cdc resync --list`")
         job = mine[0]
@@ -45,9 +43,9 @@ def resync(state_dir: Path, table: str, source: str | None, wait: bool = True, o
 
 def add_tables(state_dir: Path, tables: list[str], source: str | None) -> int:
     """Add ``tables`` to the running bridge: copied by the copy path, then streamed."""
-    url = _bridge(state_dir)
+    url = bridge_url(state_dir)
     print(f"adding {', '.join(tables)}: Debezium and the source's lanes restart with them ...", flush=True)
-    code, answer = _call_code(url, "/tables", "POST", {"tables": tables, "source": source})
+    code, answer = call_code(url, "/tables", "POST", {"tables": tables, "source": source})
     if code != 200:
         print(f"error: {answer.get('error', answer)}", file=sys.stderr)
         return EXIT_FAILED
@@ -59,13 +57,11 @@ def add_tables(state_dir: Path, tables: list[str], source: str | None) -> int:
 def verify(state_dir: Path, tables: list[str], source: str | None, budget_rows: int | None) -> int:
     """Compare ``tables`` (every captured table when none) with the source, one line per table: exit 0 all
     equal, 1 drift found, 2 a table could not be compared (or the bridge refused)."""
-    url = _bridge(state_dir)
+    url = bridge_url(state_dir)
     reports = []
     wanted: list[str | None] = list(tables) or [None]
     for table in wanted:
-        code, answer = _call_code(
-            url, "/parity", "POST", {"table": table, "source": source, "budget_rows": budget_rows}
-        )
+        code, answer = call_code(url, "/parity", "POST", {"table": table, "source": source, "budget_rows": budget_rows})
         if code != 200:
             print(f"error: {answer.get('error', answer)}", file=sys.stderr)
             return EXIT_FAILED
@@ -100,16 +96,6 @@ def _bound(value: Any) -> str:
     return "open" if value is None else json.dumps(value)
 
 
-def _bridge(state_dir: Path) -> str:
-    url = find_status_url(state_dir)
-    if url is None:
-        raise StackError(
-            f"no bridge is running on state dir {state_dir}: this command runs inside the bridge, so that "
-            "streaming goes on meanwhile; start `cdc run`, or pass the --state-dir of the running bridge"
-        )
-    return url
-
-
 def _id(job: dict[str, Any]) -> tuple[str, str, float]:
     return job["source"], job["table"], job["started_at"]
 
@@ -119,26 +105,3 @@ def _line(job: dict[str, Any]) -> str:
     rows = f"{job['rows']:,} of ~{job['estimate']:,} rows, chunk {job['chunks_done']}/{job['chunks']}"
     error = f": {job['error']}" if job["error"] else ""
     return f"{job['source']} {job['table']}: {job['state']}, {rows}, {took:.0f} s{error}"
-
-
-def _call(url: str, path: str, method: str, body: dict[str, Any] | None = None) -> Any:
-    code, answer = _call_code(url, path, method, body)
-    if code >= 400:
-        raise StackError(f"the bridge refused: {answer.get('error', answer)}")
-    return answer
-
-
-def _call_code(url: str, path: str, method: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(f"{url.rstrip('/')}{path}", data=data, method=method)
-    request.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(request, timeout=330) as response:  # noqa: S310 (loopback)
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as e:
-        try:
-            return e.code, json.loads(e.read())
-        except ValueError:
-            return e.code, {"error": f"HTTP {e.code}"}
-    except (urllib.error.URLError, OSError) as e:
-        raise StackError(f"the bridge at {url} did not answer: {getattr(e, 'reason', e)}") from None

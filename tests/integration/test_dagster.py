@@ -53,7 +53,7 @@ from dagster_project.definitions import build_definitions
 from dagster_project.gate import Gate
 from dagster_project.jobs import upcast_job
 from dagster_project.keys import projection_key
-from dagster_project.resources import SourceResource, WarehouseResource
+from dagster_project.resources import BridgeResource, SourceResource, WarehouseResource
 from dagster_project.sensors import new_events_sensor
 from dagster_project.tables import CapturedTable
 from pipelines.freshness import report_lags
@@ -346,7 +346,9 @@ def test_a_partitioned_run_rebuilds_its_day_only(resource: WarehouseResource, sh
 
 def test_full_rebuild_job_runs_a_full_build_of_every_projection(resource: WarehouseResource, shop_data: None) -> None:
     definitions = build_definitions(
-        {"warehouse": resource, "source": SourceResource()}, tables=SHOP_TABLES, projections=shop.PROJECTIONS
+        {"warehouse": resource, "source": SourceResource(), "bridge": BridgeResource()},
+        tables=SHOP_TABLES,
+        projections=shop.PROJECTIONS,
     )
     job = definitions.resolve_job_def("full_rebuild")
     built = _materializations(job.execute_in_process(instance=DagsterInstance.ephemeral()))

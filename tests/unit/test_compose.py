@@ -18,6 +18,7 @@ import yaml
 from cdc.debezium.config import ConnectorSettings, connector_name
 from cdc.demo import shop
 from cdc.embedded import dagster_ui
+from cdc.settings import projection_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPECTED = {
@@ -179,6 +180,10 @@ def test_dagster_services_run_the_project_definitions(services: dict[str, Any]) 
     for name in ("dagster-webserver", "dagster-daemon"):
         home = _env(services[name])["DAGSTER_HOME"]
         assert any(str(v).endswith(f":{home}") for v in services[name]["volumes"]), "shared instance"
+        # the demo's reports come from its projection module, loaded like a user's would be
+        env = _env(services[name])
+        assert env["CDC_PROJECTIONS__SOURCE"] == env["CDC_SOURCE_NAME"]
+        assert projection_settings(env).modules == ("cdc.demo.projections",)
     # the instance config the containers copy into DAGSTER_HOME is the one `cdc demo` writes
     assert yaml.safe_load((ROOT / "docker" / "dagster.yaml").read_text()) == yaml.safe_load(dagster_ui._INSTANCE_YAML)
 

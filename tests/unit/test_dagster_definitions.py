@@ -35,8 +35,8 @@ DEFS = build_definitions(
     settings=Projections(modules=("cdc.demo.projections",), source="shop"), tables=SHOP, projections=None
 )
 CRM_DEFS = build_definitions(settings=Projections(), tables=CRM)
-MIRROR_CHECKS = {"row_count_matches_postgres", "fresh", "unique_keys", "no_toast_placeholders"}
-BLOCKING = {"row_count_matches_postgres", "unique_keys", "no_toast_placeholders"}
+MIRROR_CHECKS = {"row_count_matches_postgres", "fresh", "unique_keys", "no_toast_placeholders", "content_parity"}
+BLOCKING = {"row_count_matches_postgres", "unique_keys", "no_toast_placeholders", "content_parity"}
 
 
 def test_dagster_cli_validates_the_definitions_without_a_bridge(tmp_path: Path) -> None:
@@ -237,3 +237,38 @@ def test_a_bad_freshness_limit_is_refused(monkeypatch: pytest.MonkeyPatch, value
     monkeypatch.setenv("CDC_FRESHNESS_SECONDS", value)
     with pytest.raises(ConfigError, match="CDC_FRESHNESS_SECONDS"):
         quality.freshness_limit()
+
+
+PARITY = {"source": "crm", "table": "public.accounts", "rows_compared": 1200, "ranges_checked": 3,
+          "complete_cycle": False, "missing": 0, "extra": 0, "differing": 0, "unsettled": 0,
+          "first_range": None, "sample_keys": []}  # fmt: skip
+
+
+def test_a_parity_report_becomes_a_verdict_whose_drift_is_an_error() -> None:
+    ok, drift = quality.content_parity({**PARITY, "result": "ok"})
+    assert ok.passed and not drift and ok.metadata["rows_compared"] == 1200
+    found, drift = quality.content_parity(
+        {
+            **PARITY,
+            "result": "drift",
+            "differing": 2,
+            "missing": 1,
+            "first_range": {"lower": [501], "upper": [1001]},
+            "sample_keys": [[507], [600]],
+        }  # fmt: skip
+    )
+    assert not found.passed and drift
+    assert "first differing key range: [501, 1001) (keys 507; 600)" in found.description
+    assert "cdc resync public.accounts" in found.description and found.metadata["missing"] == 1
+    whole, _ = quality.content_parity(
+        {
+            **PARITY,
+            "result": "drift",
+            "extra": 1,
+            "first_range": {"lower": None, "upper": None},
+            "sample_keys": [[99, "978-0", "2026-01-03"]],
+        }  # fmt: skip
+    )
+    assert "range: the whole table (keys (99, 978-0, 2026-01-03))" in whole.description
+    skipped, drift = quality.content_parity({**PARITY, "result": "unsupported", "reason": "varbit cannot be copied"})
+    assert not skipped.passed and not drift and "varbit" in skipped.description  # a warning: it cannot gate
