@@ -40,7 +40,8 @@ def mirror_checks(t: CapturedTable) -> list[AssetChecksDefinition]:
         description=f"The mirror has as many rows as {t.ref.qualified} in PostgreSQL.",
     )
     def row_count(warehouse: WarehouseResource, source: SourceResource) -> AssetCheckResult:
-        return _result(quality.row_counts(warehouse.warehouse(), source.source(t), t))
+        verdict = quality.row_counts(warehouse.warehouse(), source.source(t), t)
+        return _result(verdict, AssetCheckSeverity.ERROR if verdict.settled else AssetCheckSeverity.WARN)
 
     @asset_check(
         asset=key,

@@ -42,6 +42,7 @@ class Verdict:
     passed: bool
     metadata: Metadata = field(default_factory=dict)
     description: str = ""
+    settled: bool = True  # False: a failure that may be changes in flight (a warning, it stops nothing)
 
 
 def freshness_limit() -> float:
@@ -74,21 +75,49 @@ def _missing(t: CapturedTable) -> Verdict:
     )
 
 
-def row_counts(warehouse: Warehouse, source: PostgresSource, t: CapturedTable) -> Verdict:
+def row_counts(warehouse: Warehouse, source: PostgresSource, t: CapturedTable, wait_s: float | None = None) -> Verdict:
     """The mirror holds as many current rows as the source table.
 
-    Both counts are read within a moment of each other; while changes are in flight they may
-    differ by the lag, so a failure under load means "compare again once the bridge caught up".
+    A count is a moment's: under load the two sides differ by what is in flight. So the source is
+    counted, its WAL position read, the mirror counted once the replication slot passed that position
+    (every change up to it is then in ClickHouse; at most ``wait_s``), and the source counted again.
+    Equal to either source count passes. A difference while the source's count moved, or before the
+    bridge caught up, is *unsettled* (a warning: compare again); only a difference on a quiet table
+    with the bridge caught up is a finding that holds reports back.
     """
     if not exists(warehouse, t.source, t.name):
         return _missing(t)
-    pg = int(source.query(f"SELECT count(*) FROM {t.postgres_table}")[0][0])
+    count = f"SELECT count(*) FROM {t.postgres_table}"
+    before = int(source.query(count)[0][0])
+    caught_up = _wait_for_slot(source, t.slot, source.current_wal_lsn(), WAIT_S if wait_s is None else wait_s)
     ch = int(warehouse.query(f"SELECT count() FROM {t.view}")[0][0])
-    return Verdict(
-        pg == ch,
-        {"postgres_rows": pg, "clickhouse_rows": ch, "difference": ch - pg},
-        "row counts match" if pg == ch else f"{t.ref.qualified}: PostgreSQL has {pg} rows, the mirror {ch}",
-    )
+    after = int(source.query(count)[0][0])
+    metadata: Metadata = {"postgres_rows": after, "clickhouse_rows": ch, "difference": ch - after}
+    if ch in (before, after):
+        return Verdict(True, {**metadata, "postgres_rows": ch, "difference": 0}, "row counts match")
+    if before != after or not caught_up:
+        why = "the table is changing" if before != after else "the bridge had not caught up"
+        return Verdict(
+            False,
+            metadata,
+            f"{t.ref.qualified}: PostgreSQL has {after} rows, the mirror {ch}, but {why}: compared again next run",
+            settled=False,
+        )
+    return Verdict(False, metadata, f"{t.ref.qualified}: PostgreSQL has {after} rows, the mirror {ch}")
+
+
+def _wait_for_slot(source: PostgresSource, slot: str, target: int, wait_s: float) -> bool:
+    """Whether the slot passed ``target`` within ``wait_s`` (no slot recorded: assume it did)."""
+    if not slot:
+        return True
+    deadline = time.monotonic() + wait_s
+    while True:
+        flushed = source.slot_flushed_lsn(slot)
+        if flushed is not None and flushed >= target:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.3)
 
 
 def source_lag(warehouse: Warehouse, source: PostgresSource, t: CapturedTable, limit_s: float) -> Verdict:

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 from dagster import (
     AssetChecksDefinition,
+    AssetCheckSeverity,
     AssetSelection,
     AssetSpec,
     DagsterInstance,
@@ -52,7 +53,7 @@ from dagster_project.checks import events_fresh, events_upcast_current, mirror_c
 from dagster_project.definitions import build_definitions
 from dagster_project.gate import Gate
 from dagster_project.jobs import upcast_job
-from dagster_project.keys import projection_key
+from dagster_project.keys import mirror_key, projection_key
 from dagster_project.resources import BridgeResource, SourceResource, WarehouseResource
 from dagster_project.sensors import new_events_sensor
 from dagster_project.tables import CapturedTable
@@ -435,7 +436,8 @@ class SlotReader:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join()
+        if self._thread.is_alive():
+            self._thread.join()
 
     def drop(self) -> None:
         self.source.execute("SELECT pg_drop_replication_slot(%s)", (self.slot,))
@@ -517,6 +519,34 @@ def test_row_count_check_compares_the_mirror_with_postgres(
     assert run_check(check, **resources) == (True, {"postgres_rows": 2, "clickhouse_rows": 2, "difference": 0})
     postgres.execute("INSERT INTO customers (id, name, email, address) VALUES (3, 'c3', 'c3@x', 'x')")
     assert run_check(check, **resources) == (False, {"postgres_rows": 3, "clickhouse_rows": 2, "difference": -1})
+
+
+def test_a_row_count_difference_before_the_bridge_caught_up_is_a_warning_not_a_stop(
+    wh: ClickHouseWarehouse, resource: WarehouseResource, postgres: PostgresSource, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(quality, "WAIT_S", 1.0)
+    source = unique_source()
+    t = CapturedTable(source, "public", "customers", ("id",), f"cdc_{source}")
+    pg_rows = int(postgres.query("SELECT count(*) FROM customers")[0][0])
+    mirror(wh, schema(source, "customers", ("id",), *CUSTOMER), ("r", {"id": 1, "name": "n", "email": "e"}, 11, NOW_MS))
+    reader = SlotReader(postgres, t.slot)  # a slot nobody reads: the bridge is behind the source
+    try:
+        postgres.execute("INSERT INTO customers (id, name, email, address) VALUES (%s, 'x', %s, 'x')",
+                         (1000 + pg_rows, f"x@{source}"))  # fmt: skip
+        verdict = quality.row_counts(wh, postgres, t)
+        assert not verdict.passed and not verdict.settled and "had not caught up" in verdict.description
+        evaluation = materialize(
+            [AssetSpec(mirror_key(t)), check_named(mirror_checks(t), "row_count_matches_postgres")],
+            resources={"warehouse": resource, "source": SourceResource(dsn=postgres.dsn)},
+            raise_on_error=False,
+        ).get_asset_check_evaluations()[0]
+        assert not evaluation.passed and evaluation.severity == AssetCheckSeverity.WARN  # gates nothing
+        reader.start()  # the bridge catches up, the table is quiet: the difference is a finding
+        verdict = quality.row_counts(wh, postgres, t, wait_s=10.0)
+        assert not verdict.passed and verdict.settled
+    finally:
+        reader.stop()
+        reader.drop()
 
 
 def test_a_failed_blocking_check_stops_the_reports_built_on_it_until_it_passes(
