@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -26,7 +27,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
 from cdc.embedded.pg_cluster import EmbeddedPostgres
-from tests.e2e.conftest import BridgeProcess, fresh_database, sql
+from tests.e2e.conftest import BridgeProcess, fresh_database, sql, start_bridge
 from tests.polling import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -244,3 +245,39 @@ def test_the_ui_of_a_bridge_on_any_database_shows_its_tables_checks_and_reports(
         assert browser.save_screenshot(str(shots / "dagster-failed-check.png"))
     finally:
         assert bridge.stop() == 0, bridge.output()
+
+
+def test_cdc_ui_serves_a_running_bridge_until_ctrl_c(
+    pg: EmbeddedPostgres, state_dir: Path, bridges: list[BridgeProcess]
+) -> None:
+    refused = BridgeProcess(state_dir, ["ui"])
+    assert refused.proc.wait(60) == 2 and "no bridge runs on state dir" in refused.output(), refused.output()
+    dsn = fresh_database(pg, "archive")
+    sql(dsn, "CREATE TABLE boxes (shelf text, slot int, label text, PRIMARY KEY (shelf, slot))")
+    sql(dsn, "INSERT INTO boxes VALUES ('A', 1, 'letters'), ('A', 2, 'maps')")
+    bridge = start_bridge(bridges, state_dir, "--source", dsn, "--source-name", "archive", "--no-events")
+    bridge.wait_for_line(r"ClickHouse endpoint", timeout=300)
+    ui = BridgeProcess(state_dir, ["ui"])
+    try:
+        url = ui.wait_for_line(r"Dagster UI: (http://\S+)", timeout=300).group(1)
+        nodes = graphql(url, "{ assetNodes { assetKey { path } } }")["assetNodes"]
+        keys = {"/".join(n["assetKey"]["path"]) for n in nodes}
+        assert {"postgres/archive/boxes", "kafka/archive.public.boxes", "clickhouse/archive/boxes"} <= keys, keys
+        assert not [k for k in keys if k.startswith("reports/")]  # no projection module named: no report
+        again = BridgeProcess(state_dir, ["ui"])  # a second one finds the first
+        assert again.proc.wait(60) == 0 and f"Dagster UI: {url} (already running" in again.output(), again.output()
+        ui.proc.send_signal(signal.SIGINT)
+        assert ui.proc.wait(60) == 0, ui.output()
+        wait_until(lambda: not dagster_answers(url), 30, what="the Dagster UI to stop")
+    finally:
+        ui.kill()
+    assert bridge.proc.poll() is None  # the bridge went on
+    assert bridge.stop() == 0
+
+
+def dagster_answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/server_info", timeout=2):
+            return True
+    except OSError:
+        return False

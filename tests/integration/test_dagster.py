@@ -535,8 +535,10 @@ def test_a_row_count_difference_before_the_bridge_caught_up_is_a_warning_not_a_s
                          (1000 + pg_rows, f"x@{source}"))  # fmt: skip
         verdict = quality.row_counts(wh, postgres, t)
         assert not verdict.passed and not verdict.settled and "had not caught up" in verdict.description
+        check = check_named(mirror_checks(t), "row_count_matches_postgres")
         evaluation = materialize(
-            [AssetSpec(mirror_key(t)), check_named(mirror_checks(t), "row_count_matches_postgres")],
+            [AssetSpec(mirror_key(t)), check],
+            selection=AssetSelection.checks(check),
             resources={"warehouse": resource, "source": SourceResource(dsn=postgres.dsn)},
             raise_on_error=False,
         ).get_asset_check_evaluations()[0]

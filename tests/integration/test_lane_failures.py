@@ -108,6 +108,9 @@ class _BrokenLane:
 
         return WorkerReport(error=error)
 
+    def upcast_stored(self, progress: Any) -> None:
+        return None  # nothing behind: the worker goes on to consume
+
     def close(self) -> None:
         pass
 
