@@ -17,7 +17,8 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-TABLES = ("bench_snapshot", "bench_rows")
+TABLES = ("bench_snapshot", "bench_rows", "bench_peer")
+PEER_TABLE = "bench_peer"  # the MaterializedPostgreSQL peer's own table (bench.peer); the bridge does not capture it
 LOAD_TABLE = "bench_load"  # the initial-load phase's own table (bench.initial_load): filled, copied, dropped
 COLUMNS = ("id", "quantity", "account_id", "amount", "note", "happened_at", "active")
 DDL = """CREATE TABLE IF NOT EXISTS {table} (
@@ -66,21 +67,27 @@ def fill_load_table(dsn: str, rows: int) -> float:
     return time.monotonic() - started
 
 
-def drop_load_table(dsn: str, slot: str, timeout: float = 30.0) -> None:
-    """Remove what the initial-load phase left in PostgreSQL: its bridge's replication slot (once its
-    walsender has exited), publication and table, so the later phases start as if it never ran."""
+def drop_slot(dsn: str, slot: str, timeout: float = 30.0) -> None:
+    """Drop the replication slot ``slot`` if it exists, once no session uses it (its user has exited)."""
     deadline = time.monotonic() + timeout
     with psycopg.connect(dsn, autocommit=True) as conn:
         while True:
             row = conn.execute("SELECT active FROM pg_replication_slots WHERE slot_name = %s", (slot,)).fetchone()
             if row is None:
-                break
+                return
             if not row[0]:
                 conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
-                break
+                return
             if time.monotonic() > deadline:
                 raise TimeoutError(f"replication slot {slot} still active after {timeout:.0f} s")
             time.sleep(0.2)
+
+
+def drop_load_table(dsn: str, slot: str) -> None:
+    """Remove what the initial-load phase left in PostgreSQL: its bridge's replication slot (once its
+    walsender has exited), publication and table, so the later phases start as if it never ran."""
+    drop_slot(dsn, slot)
+    with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(f'DROP PUBLICATION IF EXISTS "{slot}"')  # the bridge names its publication as its slot
         conn.execute(f"DROP TABLE IF EXISTS {LOAD_TABLE}")
 
@@ -127,15 +134,29 @@ def bulk(dsn: str, rows: int, tx_size: int, table: str = "bench_rows") -> dict[s
     }
 
 
-def steady(dsn: str, rate: float, seconds: float, tx_rows: int) -> dict[str, Any]:
+def steady_transactions(rate: float, seconds: float, tx_rows: int) -> int:
+    """How many transactions :func:`steady` sends (so a reader knows the last id in advance)."""
+    return max(1, round(seconds / (tx_rows / rate)))
+
+
+def steady(
+    dsn: str, rate: float, seconds: float, tx_rows: int, table: str = "bench_rows", log_commits: bool = False
+) -> dict[str, Any]:
     """``rate`` rows/s for ``seconds``: a transaction of ``tx_rows`` every ``tx_rows / rate`` s.
 
-    The schedule is absolute (no drift); a late transaction is sent at once, not skipped.
+    The schedule is absolute (no drift); a late transaction is sent at once, not skipped. With
+    ``log_commits`` each transaction returns its highest id, and the result lists ``[id, moment
+    commit() returned]`` per transaction (``commits``), for a reader that sees only ``max(id)``.
     """
-    sql = INSERT.format(table="bench_rows")
+    if table not in TABLES:
+        raise ValueError(f"unknown bench table {table!r}")
+    sql = INSERT.format(table=table)
+    if log_commits:
+        sql = f"WITH ins AS ({sql} RETURNING id) SELECT max(id) FROM ins"
     interval = tx_rows / rate
-    count = max(1, round(seconds / interval))
+    count = steady_transactions(rate, seconds, tx_rows)
     late = 0
+    commits: list[tuple[int, float]] = []
     with psycopg.connect(dsn) as conn:
         started = time.monotonic()
         for i in range(count):
@@ -144,10 +165,13 @@ def steady(dsn: str, rate: float, seconds: float, tx_rows: int) -> dict[str, Any
                 time.sleep(wait)
             elif wait < -interval:
                 late += 1
-            conn.execute(sql, (i * tx_rows + 1, (i + 1) * tx_rows), prepare=True)
+            cur = conn.execute(sql, (i * tx_rows + 1, (i + 1) * tx_rows), prepare=True)
+            last_id = cur.fetchone() if log_commits else None
             conn.commit()
+            if last_id is not None:
+                commits.append((int(last_id[0]), time.monotonic()))
         last_commit = time.monotonic()
-    return {
+    result: dict[str, Any] = {
         "rows": count * tx_rows,
         "transactions": count,
         "started": started,
@@ -156,6 +180,9 @@ def steady(dsn: str, rate: float, seconds: float, tx_rows: int) -> dict[str, Any
         "late_transactions": late,
         "cpu_s": time.process_time(),
     }
+    if log_commits:
+        result["commits"] = commits
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -167,11 +194,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=1000.0)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--table", choices=TABLES, default="bench_rows")
+    parser.add_argument(
+        "--log-commits", action="store_true", help="steady: list each transaction's last id and commit moment"
+    )
     args = parser.parse_args(argv)
     if args.mode == "bulk":
         result = bulk(args.dsn, args.rows, args.tx_size, args.table)
     else:
-        result = steady(args.dsn, args.rate, args.seconds, args.tx_size)
+        result = steady(args.dsn, args.rate, args.seconds, args.tx_size, args.table, args.log_commits)
     print(json.dumps(result), flush=True)
     return 0
 
