@@ -74,6 +74,65 @@ def _initial_load(load: dict[str, Any], snapshot: dict[str, Any]) -> list[str]:
     )
 
 
+def ratio_text(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}x"
+
+
+def _peer(results: dict[str, Any]) -> list[str]:
+    """This project against ClickHouse's MaterializedPostgreSQL on the same PostgreSQL and writers."""
+    peer, t, lat = results["peer"], results["throughput"], results["latency"]
+    r, idle = peer["ratios"], peer["bridge_idle"]
+    runs = peer["throughput_runs"]
+    w = peer["warmup"]
+    rows = [
+        (
+            "throughput: this project",
+            f"{t['end_to_end_rows_per_s']:,.0f} rows/s",
+            "phase 3: first commit -> last row queryable",
+        ),
+        (
+            "throughput: peer",
+            f"{max(x['end_to_end_rows_per_s'] for x in runs):,.0f} rows/s",
+            "best of "
+            + ", ".join(f"{x['end_to_end_rows_per_s']:,.0f}" for x in runs)
+            + f" (first commit -> count() reached {runs[0]['rows']:,}; warm-up {w['end_to_end_rows_per_s']:,.0f}"
+            f" rows/s over {w['rows']:,} rows)",
+        ),  # fmt: skip
+        ("  ratio", ratio_text(r["throughput"]), "this project / peer (above 1: this project is faster)"),
+    ]
+    ours, theirs = lat["commit_to_queryable_ms"], peer["latency"]["commit_to_queryable_ms"]
+    for q in ("p50", "p90", "p99", "max"):
+        rows.append(
+            (
+                f"latency {q}",
+                f"{ours[q]:,.0f} / {theirs[q]:,.0f} ms",
+                f"this project / peer = {ratio_text(r['latency_' + q])} (below 1: this project is faster)",
+            )
+        )
+    rows += [
+        (
+            "peer latency workload",
+            f"{peer['latency']['achieved_rows_per_s']:,.0f} rows/s",
+            f"{peer['latency']['late_transactions']} transactions sent late; per transaction: commit returned ->"
+            " the peer's max(id) reached its last id (polled every 10 ms)",
+        ),
+        (
+            "peer process",
+            f"{peer['vmhwm_mb']:,.0f} MB",
+            f"VmHWM (chDB with MaterializedPostgreSQL); {peer['cpu_s']:.1f} CPU-s over the phase, polls included",
+        ),
+        (
+            "bridge, idle meanwhile",
+            f"{idle['bridge_process_cpu_s']:.1f} CPU-s",
+            f"over {idle['wall_s']:.0f} s (Tansu {idle['tansu_cpu_s']:.1f}); bench process VmRSS"
+            f" {idle['bridge_process_vmrss_mb']:,.0f} MB",
+        ),
+    ]
+    return _table(
+        "Peer: ClickHouse's MaterializedPostgreSQL (chDB, own process, own table bench_peer, same writers)", rows
+    )
+
+
 def _cpu_rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
     rows: list[tuple[str, str, str]] = []
     for phase in ("snapshot", "throughput", "latency"):
@@ -187,6 +246,8 @@ def render(results: dict[str, Any]) -> str:
             ),
         ],
     )
+    if results.get("peer"):
+        out += _peer(results)
     m = results.get("memory_peak_mb", {})
     if m:
         out += _table(
@@ -201,7 +262,18 @@ def render(results: dict[str, Any]) -> str:
                     f"{m['postgres_postmaster_vmhwm']:,.0f} MB, largest child VmHWM "
                     f"{m['postgres_largest_child_vmhwm']:,.0f} MB",
                 ),
-            ],
+            ]
+            + (
+                [
+                    (
+                        "peer process",
+                        f"{results['peer']['vmhwm_mb']:,.0f} MB",
+                        "VmHWM: chDB running MaterializedPostgreSQL",
+                    )
+                ]
+                if results.get("peer")
+                else []
+            ),
         )
     out += _table("CPU seconds per phase (bridge = this process: Python, JVM, chDB)", _cpu_rows(results))
     return "\n".join(out)

@@ -5,7 +5,9 @@ the initial load by the copy path against ClickHouse's own postgresql() copy of 
 (`--initial-load-rows`, default 5,000,000, 0 skips it; bench/initial_load.py), Debezium's
 snapshot rate, streaming throughput (rows/s from the first commit until the last row is
 queryable in ClickHouse), commit->queryable latency at a steady rate, CPU per process per
-phase, and peak memory per process. Prints a table and writes bench/results/<timestamp>.json.
+phase, and peak memory per process; then the same throughput and latency workloads through
+ClickHouse's MaterializedPostgreSQL as a peer (bench/peer_phase.py; `--no-peer` skips it) and
+the ratios. Prints a table and writes bench/results/<timestamp>.json.
 
     .venv/bin/python -m bench.run            # full run (~3-5 min on 2 cores, plus the 5M-row initial load)
     .venv/bin/python -m bench.run --quick    # smoke run (200,000 rows for the initial load)
@@ -32,7 +34,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from bench import initial_load, procstats, report, workload
+from bench import initial_load, peer_phase, procstats, report, workload
 from bench.interrupts import interruptible
 from cdc import bootstrap
 from cdc import settings as config
@@ -248,7 +250,7 @@ def phase_initial_load(run: Run) -> None:
     n = run.args.initial_load_rows
     if not n:
         return
-    say(f"[1/4] initial load: {n:,} rows into bench_load, copied by the copy path, then by ClickHouse's postgresql()")
+    say(f"[1/5] initial load: {n:,} rows into bench_load, copied by the copy path, then by ClickHouse's postgresql()")
     r = initial_load.run_phase(run.dsn, n, run.state_dir, run.pg_data, say)
     run.results["initial_load"] = r
     say(
@@ -259,7 +261,7 @@ def phase_initial_load(run: Run) -> None:
 
 def phase_snapshot(run: Run) -> None:
     n = run.args.snapshot_rows
-    say(f"[2/4] snapshot: loading {n:,} rows into bench_snapshot before the bridge starts (Debezium's snapshot) ...")
+    say(f"[2/5] snapshot: loading {n:,} rows into bench_snapshot before the bridge starts (Debezium's snapshot) ...")
     load_s = workload.load_rows(run.dsn, n) if n else 0.0
     settings = config.load(str(run.state_dir), events=False if run.args.no_events else None)
     run.bridge = bootstrap.build_bridge(
@@ -328,7 +330,7 @@ def phase_warmup(run: Run) -> None:
 
 def phase_throughput(run: Run) -> None:
     a = run.args
-    say(f"[3/4] throughput: {a.rows:,} rows into bench_rows, transactions of {a.tx_size} rows, as fast as possible ...")
+    say(f"[3/5] throughput: {a.rows:,} rows into bench_rows, transactions of {a.tx_size} rows, as fast as possible ...")
     stats = run.stats
     applied0, produced0 = stats.rows, run.runner.records_produced
     events0 = run.events.translated if run.events else 0
@@ -373,7 +375,7 @@ def phase_throughput(run: Run) -> None:
 def phase_latency(run: Run) -> None:
     a = run.args
     say(
-        f"[4/4] latency: {a.rate:,.0f} rows/s for {a.latency_seconds:.0f} s, "
+        f"[4/5] latency: {a.rate:,.0f} rows/s for {a.latency_seconds:.0f} s, "
         f"{a.latency_tx_rows} rows per transaction ..."
     )
     first_id = workload.max_id(run.dsn, "bench_rows")
@@ -404,6 +406,41 @@ def phase_latency(run: Run) -> None:
     }
     say(
         f"  latency: p50 {lat['p50']:.0f} ms, p90 {lat['p90']:.0f} ms, p99 {lat['p99']:.0f} ms, max {lat['max']:.0f} ms"
+    )
+
+
+def phase_peer(run: Run) -> None:
+    """The same writers through ClickHouse's MaterializedPostgreSQL in a child process (bench/peer.py),
+    on its own table: warm-up, ``--peer-runs`` throughput batches, the steady-rate latency. The bridge
+    keeps running, idle, meanwhile (its CPU and memory over the phase are reported)."""
+    a = run.args
+    if a.no_peer:
+        return
+    say(
+        f"[5/5] peer: ClickHouse's MaterializedPostgreSQL on bench_peer: warm-up, {a.peer_runs} x {a.rows:,} rows, "
+        f"then {a.rate:,.0f} rows/s for {a.latency_seconds:.0f} s (the bridge idles meanwhile) ..."
+    )
+    meter = CpuMeter(run)
+    meter.start()
+    measured = peer_phase.measure(
+        a, run.dsn, run.state_dir, lambda *argv: start_writer(run, *argv), lambda: finish_writer(run), say
+    )
+    idle = meter.stop()
+    run.results["peer"] = {
+        **measured,
+        "bridge_idle": {
+            "wall_s": idle["wall_s"],
+            "bridge_process_cpu_s": idle["cpu_s"]["bridge"],
+            "tansu_cpu_s": idle["cpu_s"]["tansu"],
+            "bridge_process_vmrss_mb": round(procstats.status_kb("self", "VmRSS") / 1024, 1),
+        },
+        "ratios": peer_phase.ratios(run.results, measured),
+    }
+    r = run.results["peer"]["ratios"]
+    say(
+        f"  this project / peer: throughput {report.ratio_text(r['throughput'])}, "
+        f"latency p50 {report.ratio_text(r['latency_p50'])} "
+        f"(above 1 is better for throughput, below 1 for latency)"
     )
 
 
@@ -489,9 +526,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="run the mirror consumer only (default: the domain-event consumer runs too, as in production)",
     )
+    p.add_argument(
+        "--no-peer",
+        action="store_true",
+        help="skip the peer phase (the same workloads through ClickHouse's MaterializedPostgreSQL)",
+    )
+    p.add_argument("--peer-runs", type=int, default=2, help="measured throughput batches through the peer")
     p.add_argument("--keep-state", action="store_true", help="keep the state dir (logs, data) afterwards")
     p.add_argument("--no-json", action="store_true", help="do not write bench/results/<timestamp>.json")
     args = p.parse_args(argv)
+    if args.peer_runs < 1:
+        p.error("--peer-runs must be at least 1 (--no-peer skips the peer)")
     if args.quick:
         given = set(argv if argv is not None else sys.argv[1:])
         quick = {
@@ -543,7 +588,8 @@ def main(argv: list[str] | None = None) -> int:
         phase_warmup(run)
         phase_throughput(run)
         phase_latency(run)
-        memory(run, sampler)
+        memory(run, sampler)  # the bridge phases' peaks: the peer's own process reports its own
+        phase_peer(run)
         run.results["environment"]["loadavg_end"] = procstats.loadavg()
     except KeyboardInterrupt:
         interrupted = True

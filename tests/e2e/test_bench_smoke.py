@@ -33,6 +33,6 @@ def test_bench_quick_run_reports_every_phase() -> None:
         timeout=600,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    for heading in ("Snapshot", "Streaming throughput", "Latency at", "Peak memory"):
+    for heading in ("Snapshot", "Streaming throughput", "Latency at", "Peer: ClickHouse", "Peak memory"):
         assert heading in done.stdout
     assert "end to end" in done.stdout and "p50" in done.stdout
