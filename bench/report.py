@@ -127,6 +127,12 @@ def _peer(results: dict[str, Any]) -> list[str]:
             f"over {idle['wall_s']:.0f} s (Tansu {idle['tansu_cpu_s']:.1f}); bench process VmRSS"
             f" {idle['bridge_process_vmrss_mb']:,.0f} MB",
         ),
+        (
+            "other processes",
+            f"{peer.get('cpu_s_other_processes', 0):.1f} CPU-s",
+            "over the phase, outside the bench (compare with phases 3 and 4 below: the sides ran at different"
+            " moments of a shared machine)",
+        ),
     ]
     return _table(
         "Peer: ClickHouse's MaterializedPostgreSQL (chDB, own process, own table bench_peer, same writers)", rows

@@ -425,7 +425,9 @@ def phase_peer(run: Run) -> None:
     measured = peer_phase.measure(
         a, run.dsn, run.state_dir, lambda *argv: start_writer(run, *argv), lambda: finish_writer(run), say
     )
-    idle = meter.stop()
+    batches = [measured["warmup"], *measured["throughput_runs"], measured["latency"]]
+    writers_cpu = sum(b["writer_cpu_s"] for b in batches)
+    idle = meter.stop(writers_cpu)
     run.results["peer"] = {
         **measured,
         "bridge_idle": {
@@ -434,6 +436,9 @@ def phase_peer(run: Run) -> None:
             "tansu_cpu_s": idle["cpu_s"]["tansu"],
             "bridge_process_vmrss_mb": round(procstats.status_kb("self", "VmRSS") / 1024, 1),
         },
+        "postgres_cpu_s": idle["cpu_s"]["postgres"],
+        # the machine's load from outside the bench over the phase (the peer's own CPU taken out)
+        "cpu_s_other_processes": round(max(0.0, idle["cpu_s_other_processes"] - measured["cpu_s"]), 2),
         "ratios": peer_phase.ratios(run.results, measured),
     }
     r = run.results["peer"]["ratios"]
