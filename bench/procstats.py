@@ -65,6 +65,19 @@ def children(ppid: int) -> list[int]:
     return out
 
 
+def spawned_children(ppid: int) -> list[int]:
+    """Children of ``ppid`` started by ``multiprocessing`` (spawn): the bridge's events workers."""
+    found = []
+    for pid in children(ppid):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"multiprocessing.spawn" in argv:
+            found.append(pid)
+    return found
+
+
 def postmaster_pid(data_dir: Path) -> int | None:
     try:
         return int((data_dir / "postmaster.pid").read_text().splitlines()[0])

@@ -115,6 +115,8 @@ class CpuMeter:
             "threads": procstats.thread_cpu(names),
             "tansu": procstats.cpu_seconds(tansu_pid) if tansu_pid else 0.0,
             "postgres": procstats.postgres_children_cpu_total(self.run.pg_data),
+            # the domain-event consumer: its own process (restarted workers' CPU before a restart is lost)
+            "events_worker": sum(procstats.cpu_seconds(p) for p in procstats.spawned_children(os.getpid())),
             "machine": procstats.machine_busy_seconds(),
             "batches": self._batches(),
         }
@@ -146,7 +148,8 @@ class CpuMeter:
     def stop(self, writer_cpu: float = 0.0) -> dict[str, Any]:
         after, before = self._snap(), self._before
         wall = after["t"] - before["t"]
-        ours = {k: after[k] - before[k] for k in ("bridge", "tansu", "postgres")}
+        ours = {k: after[k] - before[k] for k in ("bridge", "events_worker", "tansu", "postgres")}
+        ours["events_worker"] = max(ours["events_worker"], 0.0)  # a worker restarted meanwhile starts again at 0
         ours["writer"] = writer_cpu
         threads = {n: s - before["threads"].get(n, 0.0) for n, s in after["threads"].items()}
         busiest = sorted(threads.items(), key=lambda kv: -kv[1])[:8]
@@ -334,6 +337,7 @@ def phase_throughput(run: Run) -> None:
     stats = run.stats
     applied0, produced0 = stats.rows, run.runner.records_produced
     events0 = run.events.translated if run.events else 0
+    rounds0 = truncation_rounds(run)
     meter = CpuMeter(run)
     meter.start()
     writer = start_writer(run, "bulk", "--rows", str(a.rows), "--tx-size", str(a.tx_size))
@@ -364,12 +368,26 @@ def phase_throughput(run: Run) -> None:
         "drain_after_last_commit_s": round(marks["queryable"] - w["last_commit"], 2),
         "latency_under_load_ms": latency(run, f"id <= {a.rows}"),
         "domain_events_rows_per_s": round(a.rows / events_s, 1) if events_s else None,
+        # the embedded broker emptied meanwhile: Debezium waits until every lane stored what it sent
+        "broker_truncations": truncation_rounds(run) - rounds0,
+        "last_truncation_pause_s": round(run.b.truncator.stats.last_pause_s, 2) if run.b.truncator else None,
         "cpu": cpu,
     }
     say(
         f"  throughput: {a.rows / span:,.0f} rows/s end to end ({span:.1f} s); PostgreSQL took "
-        f"{a.rows / write_s:,.0f} rows/s" + (f"; domain events {a.rows / events_s:,.0f} rows/s" if events_s else "")
+        f"{a.rows / write_s:,.0f} rows/s"
+        + (f"; domain events {a.rows / events_s:,.0f} rows/s" if events_s else "")
+        + (
+            f"; the broker was emptied {t} time(s), the last pausing capture {p:.1f} s"
+            if (t := run.results["throughput"]["broker_truncations"])
+            and (p := run.results["throughput"]["last_truncation_pause_s"]) is not None
+            else ""
+        )
     )
+
+
+def truncation_rounds(run: Run) -> int:
+    return run.b.truncator.stats.rounds if run.b.truncator is not None else 0
 
 
 def phase_latency(run: Run) -> None:
