@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cdc.domain.changes import TableRef
+from cdc.domain.names import sql_table
 from cdc.mirror.table import mirror_name, quote
 from cdc.ports import Warehouse
 
@@ -69,11 +70,7 @@ class CapturedTable:
 
     @property
     def postgres_table(self) -> str:
-        return f"{_pg_quote(self.schema)}.{_pg_quote(self.table)}"
-
-
-def _pg_quote(identifier: str) -> str:
-    return '"' + identifier.replace('"', '""') + '"'
+        return sql_table(self.schema, self.table)
 
 
 def record(warehouse: Warehouse, source: str, tables: Sequence[CapturedTable]) -> None:
