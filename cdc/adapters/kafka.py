@@ -160,6 +160,12 @@ class KafkaPublisher:
 
     One in-flight request per connection keeps records of one partition in the order given
     even when a send is retried.
+
+    ``publish`` ends with a flush, which sends whatever is queued at once, so the linger only
+    decides how often the sender thread wakes *while* a batch of records is being queued: a long
+    one lets it send a few large requests instead of many small ones, competing less with the
+    queueing for the interpreter. A topic of one partition gets its records put there without
+    hashing their keys (kafka-python's murmur2 is Python); several partitions hash as usual.
     """
 
     def __init__(self, bootstrap: str, client_id: str, **overrides: Any) -> None:
@@ -168,7 +174,7 @@ class KafkaPublisher:
             "bootstrap_servers": bootstrap,
             "client_id": client_id,
             "acks": "all",
-            "linger_ms": 5,
+            "linger_ms": 1000,  # never waited for: publish flushes (see above)
             "batch_size": 256 * 1024,
             "max_in_flight_requests_per_connection": 1,
             "retries": 5,
@@ -180,15 +186,29 @@ class KafkaPublisher:
             self._producer = KafkaProducer(**config)
         except (KafkaError, OSError) as e:
             raise _unreachable(bootstrap, e) from e
+        self._partitions: dict[str, int | None] = {}  # per topic: 0 when it has one partition
 
     def publish(self, records: Sequence[OutRecord]) -> None:
+        send, single = self._producer.send, self._single_partition
+        self._partitions.clear()  # looked up once per topic and call: partitions can be added
         try:
-            futures = [self._producer.send(r.topic, key=r.key, value=r.value, headers=list(r.headers)) for r in records]
+            futures = [
+                send(r.topic, key=r.key, value=r.value, headers=list(r.headers), partition=single(r.topic))
+                for r in records
+            ]
             self._producer.flush(timeout=30)
             for future in futures:
                 future.get(timeout=30)
         except KafkaError as e:
             raise BrokerError(f"publishing to Kafka at {self.bootstrap} failed: {e}") from e
+
+    def _single_partition(self, topic: str) -> int | None:
+        """0 for a topic of one partition in the producer's metadata, else None (the partitioner hashes
+        the key; an unknown topic is left to ``send``, which waits for its metadata or fails the record)."""
+        if topic not in self._partitions:
+            partitions = self._producer._metadata.partitions_for_topic(topic)  # the client's cached metadata
+            self._partitions[topic] = 0 if partitions is not None and len(partitions) == 1 else None
+        return self._partitions[topic]
 
     def close(self) -> None:
         try:

@@ -1,7 +1,7 @@
 """Parse Debezium's JSON change envelope (schemas disabled) into :class:`RowChange`.
 
-Pure: stdlib only. A message that cannot be understood raises :class:`EnvelopeError`
-so the caller can route it to dead letters with the reason.
+Pure (the standard library, and orjson through :mod:`cdc.jsontext`). A message that cannot
+be understood raises :class:`EnvelopeError` so the caller can route it to dead letters with the reason.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from cdc import jsontext
 from cdc.domain.changes import Op, RowChange, SourcePosition, TableRef
 from cdc.errors import BadMessage
 
@@ -31,7 +32,7 @@ def parse_change(value: bytes | str) -> RowChange | None:
     """Parse one change-topic value. Returns None for logical-decoding messages; a TRUNCATE is a
     change with ``op`` TRUNCATE and no row images."""
     try:
-        doc = json.loads(value)
+        doc = jsontext.loads(value)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise EnvelopeError(f"not JSON: {e}") from e
     if not isinstance(doc, dict):

@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 from cdc.domain.ids import correlation_id as correlation_id
 from cdc.domain.ids import event_id as event_id
 from cdc.domain.ids import to_json_value as to_json_value
+from cdc.domain.ids import utc_from_ms
 from cdc.domain.ids import uuid5 as uuid5
 from cdc.domain.names import events_topic
 from cdc.errors import CdcError
@@ -76,7 +77,7 @@ class DomainEvent:
 
     @property
     def occurred_at(self) -> dt.datetime:
-        return dt.datetime.fromtimestamp(self.occurred_at_ms / 1000, tz=dt.UTC)
+        return utc_from_ms(self.occurred_at_ms)
 
     @property
     def topic(self) -> str:

@@ -44,6 +44,18 @@ def _correlation(source: str, anchor: str) -> str:
     return uuid5(f"{source}|{anchor}")
 
 
+@functools.lru_cache(maxsize=4096)  # the changes and events of one transaction share their commit time
+def utc_from_ms(ms: int) -> dt.datetime:
+    """A source commit time (milliseconds since 1970) as an aware UTC datetime."""
+    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC)
+
+
+@functools.lru_cache(maxsize=4096)
+def iso_from_ms(ms: int) -> str:
+    """``utc_from_ms(ms).isoformat()``."""
+    return utc_from_ms(ms).isoformat()
+
+
 _PLAIN = (str, int, bool, type(None))
 
 

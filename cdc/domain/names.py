@@ -21,6 +21,7 @@ every byte outside ``[A-Za-z0-9_]`` as ``%XX`` and may not pass 255 bytes.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 
@@ -42,6 +43,7 @@ def events_topic(aggregate: str) -> str:
     return sanitize_topic(f"events.{aggregate}")
 
 
+@functools.lru_cache(maxsize=4096)  # per event on the events lane: few distinct names
 def sanitize_topic(name: str) -> str:
     """Debezium's sanitising: each UTF-16 unit (Java's char) outside ``[A-Za-z0-9._-]`` becomes ``_``."""
     out = [ch if _TOPIC_CHAR.fullmatch(ch) else "_" * (2 if ord(ch) > 0xFFFF else 1) for ch in name]

@@ -10,21 +10,21 @@ back as :class:`Rejected` (-> dead letters) while the rest of the batch goes on.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from cdc import jsontext
 from cdc.debezium.envelope import is_tombstone, parse_change
 from cdc.domain.changes import Op, TableRef, TableSchema
 from cdc.domain.events import DomainEvent, EventRegistry
+from cdc.domain.ids import iso_from_ms
 from cdc.errors import BadMessage
 from cdc.events.store import ClickHouseEventStore, Latest, LatestShapes, payload_json
 from cdc.ports import Catalog, Message, OutRecord, Publisher, Rejected
 from cdc.translate import translate
 
 log = logging.getLogger(__name__)
-_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))  # built once: json.dumps builds one per call
 
 
 @dataclass
@@ -46,7 +46,7 @@ def event_record(e: DomainEvent, payload_text: str | None = None) -> OutRecord:
         "version": e.version,
         "aggregate_type": e.aggregate_type,
         "aggregate_id": e.aggregate_id,
-        "occurred_at": e.occurred_at.isoformat(),
+        "occurred_at": iso_from_ms(e.occurred_at_ms),
         "correlation_id": e.correlation_id,
         "source": {
             "name": e.source,
@@ -57,21 +57,22 @@ def event_record(e: DomainEvent, payload_text: str | None = None) -> OutRecord:
             "sequence": e.sequence,
         },
     }
-    head = _COMPACT_JSON.encode(doc)
-    value = f'{head[:-1]},"payload":{payload_text or payload_json(e)}}}'
+    head = jsontext.dumps_clean(doc, sort_keys=False)
+    value = b"".join((head[:-1], b',"payload":', (payload_text or payload_json(e)).encode(), b"}"))
     headers = (
         ("event_type", e.event_type.encode()),
         ("event_version", str(e.version).encode()),
         ("event_id", e.event_id.encode()),
         ("correlation_id", e.correlation_id.encode()),
     )
-    return OutRecord(e.topic, e.aggregate_id.encode(), value.encode(), headers)
+    return OutRecord(e.topic, e.aggregate_id.encode(), value, headers)
 
 
 def _payloads(events: Sequence[DomainEvent]) -> list[str]:
-    """Each event's payload as JSON; a value JSON cannot carry is the message's problem."""
+    """Each event's payload as JSON (translation made it of ``to_json_value``'s values); a value JSON
+    cannot carry is the message's problem."""
     try:
-        return [payload_json(e) for e in events]
+        return [jsontext.dumps_clean(e.payload).decode() for e in events]
     except (TypeError, ValueError) as e:
         raise BadMessage(f"an event payload cannot be written as JSON: {e}") from e
 

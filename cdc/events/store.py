@@ -21,14 +21,15 @@ it; the table has no version column, so of two rows with one key the one inserte
 
 from __future__ import annotations
 
-import datetime as dt
+import functools
 import json
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from cdc import jsontext
 from cdc.domain.events import DomainEvent, EventRegistry
+from cdc.domain.ids import utc_from_ms
 from cdc.ports import Warehouse
 
 DATABASE, TABLE = "events", "domain_events"
@@ -155,11 +156,11 @@ class ClickHouseEventStore:
         for (known,) in found:
             fresh.pop(known, None)
         texts, shapes = payloads or {}, latest or {}
-        rows = [
-            latest_row(e, texts.get(e.event_id), shapes.get(e.event_id) or self._shapes.of(e)) for e in fresh.values()
-        ]
-        self._warehouse.insert(DATABASE, TABLE, (*COLUMNS, *LATEST_COLUMNS), rows)
-        return len(rows)
+        data = b"\n".join(
+            _json_row(e, texts.get(e.event_id), shapes.get(e.event_id) or self._shapes.of(e)) for e in fresh.values()
+        )
+        self._warehouse.insert_raw(DATABASE, TABLE, (*COLUMNS, *LATEST_COLUMNS), data, "JSONCompactEachRow")
+        return len(fresh)
 
     def history(self, aggregate_type: str, aggregate_id: str, as_of_ms: int | None = None) -> list[DomainEvent]:
         """The aggregate's events as stored (not upcast), oldest first, optionally up to ``as_of_ms``."""
@@ -176,23 +177,53 @@ class ClickHouseEventStore:
 
 
 def event_row(e: DomainEvent, payload_text: str | None = None) -> list[Any]:
-    """The event as a row of ``COLUMNS``."""
+    """The event as a row of ``COLUMNS`` (UUIDs as text: clickhouse-connect parses it cheaper than ``uuid.UUID``)."""
     return [
-        uuid.UUID(e.event_id),
+        e.event_id,
         e.event_type,
         e.version,
         e.aggregate_type,
         e.aggregate_id,
-        dt.datetime.fromtimestamp(e.occurred_at_ms / 1000, tz=dt.UTC),
+        utc_from_ms(e.occurred_at_ms),
         e.source,
         e.table,
         e.op,
         e.lsn,
         e.txid,
         e.sequence,
-        uuid.UUID(e.correlation_id),
+        e.correlation_id,
         payload_text or payload_json(e),
     ]
+
+
+@functools.lru_cache(maxsize=4096)  # the events of one transaction share their commit time
+def _time_text(ms: int) -> str:
+    """A commit time as ClickHouse reads a ``DateTime64(3, 'UTC')`` from text (a number would be seconds)."""
+    return utc_from_ms(ms).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def _json_row(e: DomainEvent, payload_text: str | None, latest: Latest) -> bytes:
+    """The event as one line of ``JSONCompactEachRow`` over ``COLUMNS`` + ``LATEST_COLUMNS``: one C call
+    writes it, where clickhouse-connect's native insert converts each value in Python."""
+    row = [
+        e.event_id,
+        e.event_type,
+        e.version,
+        e.aggregate_type,
+        e.aggregate_id,
+        _time_text(e.occurred_at_ms),
+        e.source,
+        e.table,
+        e.op,
+        e.lsn,
+        e.txid,
+        e.sequence,
+        e.correlation_id,
+        payload_text or payload_json(e),
+        latest.version,
+        latest.upcast,
+    ]
+    return jsontext.dumps_clean(row, sort_keys=False)
 
 
 def latest_row(e: DomainEvent, payload_text: str | None, latest: Latest) -> list[Any]:

@@ -9,6 +9,7 @@ other table gets generic ``<Table>Created`` / ``<Table>Updated`` / ``<Table>Dele
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import re
 from collections.abc import Mapping
@@ -17,6 +18,7 @@ from typing import Any
 
 from cdc.domain.changes import Column, Op, Row, RowChange, TableSchema
 from cdc.domain.events import DomainEvent, EventRegistry, correlation_id, event_id, payload_dict, to_json_value
+from cdc.domain.ids import utc_from_ms
 from cdc.domain.values import INFINITE_DATES, INFINITE_TIMESTAMPS, NUMERIC_SPECIAL, PLACEHOLDER, is_unchanged_toast
 from cdc.errors import BadMessage
 
@@ -67,6 +69,7 @@ def singular(table: str) -> str:
     return table
 
 
+@functools.lru_cache(maxsize=1024)  # per change: few tables
 def generic_names(schema: str, table: str) -> tuple[str, str]:
     """(aggregate type, event-name stem): ``public.order_items`` -> ``order_item``, ``OrderItem``;
     ``sales."Order Items"`` -> ``sales__Order Item``, ``SalesOrderItem`` (the stem keeps letters and digits)."""
@@ -159,7 +162,7 @@ def to_change(change: RowChange, schema: TableSchema | None) -> Change:
         before=before,
         after=after,
         changed=changed,
-        committed_at=dt.datetime.fromtimestamp(change.position.commit_ts_ms / 1000, tz=dt.UTC),
+        committed_at=utc_from_ms(change.position.commit_ts_ms),
         snapshot=change.position.snapshot,
     )
 

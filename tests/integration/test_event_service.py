@@ -26,10 +26,21 @@ from cdc.consume.dlq import list_dead_letters, replay
 from cdc.consume.loop import ConsumerService
 from cdc.demo import events as shop_events
 from cdc.domain.changes import Column, TableRef, TableSchema
-from cdc.domain.events import EventRegistry, Payload, Upcaster, collecting, event, load_modules, translator, upcaster
+from cdc.domain.events import (
+    DomainEvent,
+    EventRegistry,
+    Payload,
+    Upcaster,
+    collecting,
+    event,
+    load_modules,
+    translator,
+    upcaster,
+)
+from cdc.domain.ids import uuid5
 from cdc.embedded.broker import TansuBroker
 from cdc.embedded.net import free_port
-from cdc.events.sink import DomainEventSink
+from cdc.events.sink import DomainEventSink, event_record
 from cdc.events.store import ClickHouseEventStore
 from cdc.ports import Message, OutRecord
 from cdc.translate import Change
@@ -508,3 +519,61 @@ def test_an_upcaster_failing_on_an_event_sends_its_message_to_the_dead_letters(
     ((offset, error),) = wh.query("SELECT offset, error FROM cdc.dead_letters")
     assert offset == 1 and "upcasting OrderPlaced v1 at lsn 7020 failed: KeyError" in error
     assert (sink.counts.stored, service.stats.dead_letters) == (2, 1)
+
+
+def test_odd_values_survive_the_stores_json_insert_and_the_kafka_record(
+    publisher: KafkaPublisher, broker: TansuBroker, wh: ClickHouseWarehouse
+) -> None:
+    """The store writes JSONCompactEachRow and the record's JSON comes from orjson: text that needs
+    escaping, non-ASCII, a lone surrogate, an integer beyond 64 bits, a null txid, the largest LSN and
+    a commit time with milliseconds all come back as they went in."""
+    odd = {
+        "quote": 'say "hi"\\ \n\t\x00',
+        "accents": "crème brûlée ☃ 𝄞",
+        "surrogate": "\ud800",  # only the standard library's fallback can write it
+        "big": 2**70,
+        "nested": {"b": [1, None, True], "a": -0.5},
+    }
+    at_ms = 1_764_000_000_123
+    event = DomainEvent(
+        event_id=uuid5("odd values"),
+        event_type="OddHappened",
+        version=1,
+        aggregate_type="odd",
+        aggregate_id="ünïcode id 'quoted'",
+        occurred_at_ms=at_ms,
+        source=SOURCE,
+        table="public.odd",
+        op="c",
+        lsn=2**64 - 1,
+        txid=None,
+        sequence=0,
+        correlation_id=uuid5("odd tx"),
+        payload=odd,
+    )
+    store = ClickHouseEventStore(wh)
+    assert store.append([event]) == 1
+    (stored,) = store.history(event.aggregate_type, event.aggregate_id)
+    assert stored == dataclasses.replace(event, payload=json.loads(json.dumps(odd)))
+
+    ensure_topics(broker.bootstrap_servers, [event.topic])
+    publisher.publish([event_record(event)])
+    (record,) = _records(broker, event.topic)
+    doc = json.loads(record.value)
+    assert doc["payload"] == json.loads(json.dumps(odd)) and doc["aggregate_id"] == event.aggregate_id
+    assert doc["occurred_at"] == "2025-11-24T16:00:00.123000+00:00" and doc["source"]["txid"] is None
+
+
+def test_a_topic_of_several_partitions_still_gets_records_by_key(
+    publisher: KafkaPublisher, broker: TansuBroker
+) -> None:
+    """The publisher skips hashing only for one-partition topics; with three, keys spread by the partitioner."""
+    topic = "events.spread"
+    ensure_topics(broker.bootstrap_servers, [topic], partitions=3)
+    publisher.publish([OutRecord(topic, f"key-{i}".encode(), b"{}") for i in range(30)])
+    records = _records(broker, topic)
+    assert len(records) == 30
+    assert len({r.partition for r in records}) > 1
+    first = {r.key: r.partition for r in records}
+    publisher.publish([OutRecord(topic, f"key-{i}".encode(), b"{}") for i in range(30)])
+    assert all(first[r.key] == r.partition for r in _records(broker, topic))  # the same key, the same partition
