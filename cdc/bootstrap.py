@@ -129,6 +129,7 @@ def source_capture(settings: Settings, spec: SourceSpec, say: Say) -> SourceCapt
         heartbeat_interval_ms=settings.heartbeat_interval_ms,
         max_in_flight=settings.guardrails.max_in_flight_records,
         worker_dsn=dsn,
+        mirror_batch_wait_ms=settings.guardrails.mirror_batch_wait_ms,
     )
     return SourceCapture(spec, PostgresSource(dsn), wiring, options, say)
 

@@ -196,7 +196,8 @@ class SourceCapture:
             assert self._warehouse is not None
             self._event_sink = self.wiring.event_sink(self.registry, self.source, publisher, self._warehouse)
         stream = self.wiring.change_stream(bootstrap, self.group("mirror"), self.topics)
-        service = ConsumerService(stream, self.sink, dead_letters, "apply")  # type: ignore[arg-type]
+        linger_s = self.options.mirror_batch_wait_ms / 1000
+        service = ConsumerService(stream, self.sink, dead_letters, "apply", linger_s=linger_s)  # type: ignore[arg-type]
         self.lane = Lane(f"mirror {self.name}", stream, service)
         self.lane.epoch = self.lane.wanted_epoch = self.epoch  # a new consumer starts past the truncations
         self.lane.start()

@@ -23,6 +23,7 @@ max_retained_wal_mb = 1024          # `cdc status` warns above this
 heartbeat_interval_ms = 1000        # Debezium heartbeats: idle databases still let the slot advance
 max_in_flight_records = 200000      # captured, not yet durable in every lane: past it Debezium waits
 broker_buffer_records = 250000      # the embedded broker is emptied after this many records
+mirror_batch_wait_ms = 100          # the mirror gathers changes this long per insert (0: fresher, more CPU)
 
 [projections]
 source = "shop"                     # the source the Dagster projections read

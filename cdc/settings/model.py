@@ -63,7 +63,16 @@ def _env_name(value: Any) -> str:
     return value
 
 
+def _not_negative(value: Any) -> int:
+    if isinstance(value, str) and value.strip().isdigit():  # from the environment
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError("must be 0 or a positive integer")
+    return value
+
+
 Positive = Annotated[int, BeforeValidator(_positive)]
+NotNegative = Annotated[int, BeforeValidator(_not_negative)]
 Names = Annotated[tuple[str, ...], NoDecode, BeforeValidator(split_list)]
 Tables = Annotated[tuple[str, ...], _shaped(_TABLE, "schema.table")]
 Columns = Annotated[tuple[str, ...], _shaped(_COLUMN, "schema.table.column")]
@@ -129,6 +138,9 @@ class Guardrails(_Section):
     max_in_flight_records: Positive = 200_000
     # the embedded broker (memory only) is emptied after this many records, once every lane stored them
     broker_buffer_records: Positive = 250_000
+    # how long the mirror consumer gathers changes into one ClickHouse insert: less is fresher rows for
+    # more inserts (each costs ClickHouse ~30 ms of CPU whatever its size; 0 = insert what each poll got)
+    mirror_batch_wait_ms: NotNegative = 100
 
 
 class Projections(_Section):

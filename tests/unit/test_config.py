@@ -34,6 +34,7 @@ salt_env = "MY_SALT"
 [guardrails]
 max_retained_wal_mb = 256
 heartbeat_interval_ms = 5000
+mirror_batch_wait_ms = 0
 
 [projections]
 source = "shop"
@@ -80,6 +81,7 @@ def test_a_full_config_reads_into_sources_and_guardrails(tmp_path: Path, env: No
     assert settings.salt_env == "MY_SALT"
     assert settings.max_retained_wal_bytes == 256 * 1024 * 1024
     assert settings.heartbeat_interval_ms == 5000
+    assert settings.guardrails.mirror_batch_wait_ms == 0  # 0 is allowed: no gathering
     assert settings.projections.source == "shop"
     # DSNs stay out of reprs and str (and so out of logs and tracebacks)
     assert "hunter2" not in repr(shop) + str(shop) + repr(settings)
@@ -102,6 +104,7 @@ def test_a_full_config_reads_into_sources_and_guardrails(tmp_path: Path, env: No
         ("[[source]]\nname = 'a'\ndsn_env = 'SHOP_DSN'\n[[source]]\nname = 'a'\ndsn_env = 'CRM_DSN'\n", "used twice"),
         ("[[source]]\nname = 'a.b'\ndsn_env = 'SHOP_DSN'\n", "only letters"),
         ("[[source]]\ndsn_env = 'SHOP_DSN'\n[guardrails]\nmax_retained_wal_mb = -1\n", "positive integer"),
+        ("[[source]]\ndsn_env = 'SHOP_DSN'\n[guardrails]\nmirror_batch_wait_ms = -5\n", "0 or a positive integer"),
         (
             "[[source]]\ndsn_env = 'SHOP_DSN'\n[guardrails]\nheartbeat_ms = 5\n",
             "[guardrails]: unknown key(s) heartbeat_ms",
