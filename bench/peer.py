@@ -39,7 +39,6 @@ import tempfile
 import time
 from typing import Any
 
-import chdb
 import psycopg
 
 from bench import procstats, workload
@@ -64,6 +63,8 @@ class Replica:
 
     def __init__(self, dsn: str, store: Path, table: str) -> None:
         self.dsn, self.table = dsn, table
+        import chdb  # here: the events worker, spawned from the bench's main module, need not map chDB too
+
         self.conn: Any = chdb.connect(str(store))  # type: ignore[no-untyped-call]
 
     def query(self, sql: str) -> list[str]:

@@ -492,8 +492,10 @@ def memory(run: Run, sampler: procstats.Sampler) -> None:
     pm = procstats.postmaster_pid(run.pg_data)
     backends = procstats.children(pm) if pm else []
     largest_child_kb = max((procstats.status_kb(p, "VmHWM") for p in backends), default=0)
+    workers = procstats.spawned_children(os.getpid())
     run.results["memory_peak_mb"] = {
         "bridge_process_vmhwm": round(procstats.status_kb("self", "VmHWM") / 1024, 1),
+        "events_worker_vmhwm": round(sum(procstats.status_kb(p, "VmHWM") for p in workers) / 1024, 1),
         "tansu_vmhwm": round(procstats.status_kb(broker_pid, "VmHWM") / 1024, 1) if broker_pid else None,
         "postgres_total_pss_peak": round(sampler.pg_peak_pss_kb / 1024, 1),
         "postgres_postmaster_vmhwm": round(procstats.status_kb(pm, "VmHWM") / 1024, 1) if pm else None,

@@ -47,7 +47,7 @@ class Truncator:
         captures: Sequence[SourceCapture],
         topics: Callable[[], list[str]],
         truncate: Callable[[Sequence[str]], None],
-        every_records: int = 250_000,
+        every_records: int = 150_000,
         every_s: float = 300.0,
         pause_timeout_s: float = 120.0,
     ) -> None:

@@ -167,4 +167,4 @@ class BridgeWiring:
     redact: Callable[[str], str]
     # the embedded broker's topics emptied once durable (None: an external Kafka keeps its own retention)
     truncate_topics: Callable[[str, Sequence[str]], None] | None = None
-    broker_buffer_records: int = 250_000
+    broker_buffer_records: int = 150_000

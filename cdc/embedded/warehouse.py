@@ -8,10 +8,13 @@ process (the events worker, Dagster, ``cdc sql``) talks HTTP to it like to a Cli
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cdc.embedded.chdb_server import ChdbHttpServer
 from cdc.embedded.endpoint import clear_endpoint, find_endpoint, store_lock_holder, warehouse_data_dir, write_endpoint
 from cdc.errors import StackError
+
+if TYPE_CHECKING:  # chDB (~180 MB of library mapped) only where the store is opened: not in the events worker
+    from cdc.embedded.chdb_server import ChdbHttpServer
 
 
 def refuse_second_bridge(state_dir: Path) -> None:
@@ -43,6 +46,8 @@ class EmbeddedWarehouse:
                 f"the ClickHouse store in {data_dir} is in use by another process ({holder}); "
                 "stop it first, or pass another --state-dir"
             )
+        from cdc.embedded.chdb_server import ChdbHttpServer
+
         server = ChdbHttpServer(data_dir, port=self._port)
         server.start()
         self._server = server  # only now is the endpoint ours to clear on stop

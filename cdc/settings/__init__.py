@@ -22,7 +22,7 @@ salt_env = "CDC_MASK_SALT"          # unset: a random salt kept in <state dir>/m
 max_retained_wal_mb = 1024          # `cdc status` warns above this
 heartbeat_interval_ms = 1000        # Debezium heartbeats: idle databases still let the slot advance
 max_in_flight_records = 200000      # captured, not yet durable in every lane: past it Debezium waits
-broker_buffer_records = 250000      # the embedded broker is emptied after this many records
+broker_buffer_records = 150000      # the embedded broker is emptied after this many records
 mirror_batch_wait_ms = 100          # the mirror gathers changes this long per insert (0: fresher, more CPU)
 
 [projections]

@@ -137,7 +137,7 @@ class Guardrails(_Section):
     # records Debezium may have produced that are not yet durable in every lane; past it, capture waits
     max_in_flight_records: Positive = 200_000
     # the embedded broker (memory only) is emptied after this many records, once every lane stored them
-    broker_buffer_records: Positive = 250_000
+    broker_buffer_records: Positive = 150_000
     # how long the mirror consumer gathers changes into one ClickHouse insert: less is fresher rows for
     # more inserts (each costs ClickHouse ~30 ms of CPU whatever its size; 0 = insert what each poll got)
     mirror_batch_wait_ms: NotNegative = 100
