@@ -36,7 +36,7 @@ from cdc.events.lane import EventsLane
 from cdc.events.reports import WorkerConfig
 from cdc.events.sink import DomainEventSink
 from cdc.events.store import ClickHouseEventStore
-from cdc.events.worker import EventsWorker
+from cdc.events.worker import EventsWorkers
 from cdc.mirror.sink import ClickHouseMirrorSink
 from cdc.ports import Warehouse
 from cdc.preflight import Report, assess
@@ -98,6 +98,7 @@ def build_bridge(settings: Settings, specs: Sequence[SourceSpec], say: Say = pri
         redact=redact_url,
         truncate_topics=None if settings.kafka_bootstrap_servers else truncate_topics,
         broker_buffer_records=settings.guardrails.broker_buffer_records,
+        change_partitions=settings.events_workers,
     )
     return Bridge(wiring, [source_capture(settings, spec, say) for spec in specs], say)
 
@@ -117,7 +118,7 @@ def source_capture(settings: Settings, spec: SourceSpec, say: Say) -> SourceCapt
         mirror_sink=ClickHouseMirrorSink,
         change_stream=KafkaChangeStream,
         runner=partial(_runner, settings),
-        events_worker=lambda config: EventsWorker(config, open_events_lane),
+        events_worker=lambda config: EventsWorkers(config, open_events_lane, settings.events_workers),
         event_sink=lambda registry, catalog, publisher, warehouse: DomainEventSink(
             registry, catalog, publisher, ClickHouseEventStore(warehouse), spec.snapshot_events
         ),
@@ -154,10 +155,17 @@ def open_events_lane(config: WorkerConfig) -> EventsLane:
         raise ConfigError(f"translators: {e}") from e
     warehouse = connect_warehouse(config.clickhouse_url, Path(config.state_dir))
     publisher = KafkaPublisher(config.bootstrap, f"cdc-events-{config.source}")
-    stream = KafkaChangeStream(config.bootstrap, config.group or f"cdc-events-{config.source}", config.topics)
+    # smaller batches and fetches than the mirror's: a batch's events are Python objects (~10x the
+    # message), and a source may run several workers
+    stream = KafkaChangeStream(
+        config.bootstrap,
+        config.group or f"cdc-events-{config.source}",
+        config.topics,
+        max_partition_fetch_bytes=2 * 1024 * 1024,
+    )
     store = ClickHouseEventStore(warehouse)
     sink = DomainEventSink(registry, PostgresSource(config.source_dsn), publisher, store, config.snapshot_events)
-    service = ConsumerService(stream, sink, DeadLetters(warehouse, publisher), "events")
+    service = ConsumerService(stream, sink, DeadLetters(warehouse, publisher), "events", max_records=4000)
     return EventsLane(service, sink, stream, publisher, warehouse)
 
 

@@ -124,7 +124,7 @@ class Bridge:
 
     def _start_pipelines(self) -> None:
         """Topics, then every source's lanes, then its Debezium (which waits for the lanes' commits)."""
-        self.wiring.ensure_topics(self.bootstrap, self.topics + self.event_topics)
+        self._ensure_topics(self.topics, self.event_topics)
         self._publisher = self.wiring.publisher(self.bootstrap, "cdc-bridge")  # events and dead letters
         dead_letters = self._dead_letters = DeadLetters(self.warehouse, self._publisher)
         for capture in self.captures:
@@ -141,11 +141,27 @@ class Bridge:
         capture.stop_debezium(self.say, drain_timeout=10.0)
         capture.stop_consumers(self.say)
         while_stopped()
-        self.wiring.ensure_topics(self.bootstrap, capture.topics + capture.event_topics)
+        self._ensure_topics(capture.topics, capture.event_topics)
         capture.start_consumers(
             self.bootstrap, self.clickhouse_url, self._dead_letters, self.generation, self._publisher
         )
         capture.start_debezium(self.bootstrap, self._salt)
+
+    def _ensure_topics(self, change_topics: Sequence[str], others: Sequence[str]) -> None:
+        """Change topics get a partition per events worker (Debezium spreads them by key); the rest one."""
+        self.wiring.ensure_topics(self.bootstrap, change_topics, self.wiring.change_partitions)
+        self.wiring.ensure_topics(self.bootstrap, others, 1)
+
+    def _truncate(self, topics: Sequence[str]) -> None:
+        truncate = self.wiring.truncate_topics
+        assert truncate is not None
+        changes = set(self.topics)
+        for part, partitions in (
+            ([t for t in topics if t in changes], self.wiring.change_partitions),
+            ([t for t in topics if t not in changes], 1),
+        ):
+            if part:
+                truncate(self.bootstrap, part, partitions)
 
     def _start_truncation(self) -> None:
         truncate = self.wiring.truncate_topics
@@ -154,7 +170,7 @@ class Bridge:
         self.truncator = Truncator(
             self.captures,
             lambda: self.topics + [c.heartbeat_topic for c in self.captures] + self.event_topics,
-            lambda topics: truncate(self.bootstrap, topics),
+            self._truncate,
             every_records=self.wiring.broker_buffer_records,
         )
         self.truncator.start()

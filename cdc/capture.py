@@ -217,6 +217,8 @@ class SourceCapture:
 
     def _start_events(self) -> None:
         assert self._worker_config is not None
+        if self.events is not None:  # a restart: of several workers, the living ones stop too (one group again)
+            self.events.stop()
         config = replace(self._worker_config, epoch=self.epoch)  # a restarted worker starts past the truncations
         self.events = self.wiring.events_worker(config)
         self.events.start()

@@ -74,9 +74,10 @@ class EventSink(Protocol):
 
 
 class EventsHandle(Protocol):
-    """The bridge's handle on the domain-event worker process."""
+    """The bridge's handle on the domain-event worker process (or on several, of one consumer group)."""
 
-    report: WorkerReport
+    @property
+    def report(self) -> WorkerReport: ...
 
     def start(self) -> None: ...
 
@@ -157,7 +158,7 @@ class BridgeWiring:
     warehouse_client: Callable[[], ClosableWarehouse]
     broker: Service
     bootstrap: Callable[[], str]  # the broker's address, once started
-    ensure_topics: Callable[[str, Sequence[str]], None]
+    ensure_topics: Callable[[str, Sequence[str], int], None]  # (bootstrap, topics, partitions of new ones)
     publisher: Callable[[str, str], Publisher]  # (bootstrap, client id)
     prepare_event_store: Callable[[Warehouse], None]
     status_server: Callable[[SnapshotProvider, Thresholds, Mapping[str, Action]], StatusServer]
@@ -166,5 +167,6 @@ class BridgeWiring:
     max_retained_wal_bytes: int
     redact: Callable[[str], str]
     # the embedded broker's topics emptied once durable (None: an external Kafka keeps its own retention)
-    truncate_topics: Callable[[str, Sequence[str]], None] | None = None
+    truncate_topics: Callable[[str, Sequence[str], int], None] | None = None
     broker_buffer_records: int = 150_000
+    change_partitions: int = 1  # partitions of each change topic the bridge creates (one per events worker)

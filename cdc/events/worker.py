@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -29,7 +30,7 @@ from cdc.consume.backoff import Backoff
 from cdc.consume.loop import ConsumerService, Stats
 from cdc.embedded.children import die_with_parent
 from cdc.errors import CdcError, StackError
-from cdc.events.reports import WorkerConfig, WorkerReport
+from cdc.events.reports import WorkerConfig, WorkerReport, merged
 from cdc.events.upcast import UpcastResult
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ def _log_to(state_dir: str) -> None:
     log_dir = Path(state_dir) / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(log_dir / "events.log")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)
@@ -89,7 +90,8 @@ def run_worker(
         return
     lane.service.stop_on(stop)  # a warehouse retry ends as soon as the bridge says stop
     try:
-        _upcast_stored(lane, reports, config.epoch)
+        if config.worker == 0:  # one worker of the group lifts the stored events; the others need not wait
+            _upcast_stored(lane, reports, config.epoch)
         _consume(lane, reports, stop, epoch, config.epoch)
     except Exception as e:  # not an outage: a bug or a broken dependency; nothing of the batch was committed
         log.exception("the domain-event consumer stopped")
@@ -146,7 +148,8 @@ class EventsWorker:
         self._stop = ctx.Event()
         self._epoch: Any = ctx.Value("q", config.epoch)
         args = (config, os.getpid(), self._reports, self._stop, open_lane, self._epoch)  # open_lane: pickled by name
-        self._process = ctx.Process(target=run_worker, name=f"cdc-events-{config.source}", daemon=True, args=args)
+        name = f"cdc-events-{config.source}" + (f"-{config.worker + 1}" if config.worker else "")
+        self._process = ctx.Process(target=run_worker, name=name, daemon=True, args=args)
         self.report = WorkerReport(epoch=config.epoch)
         self._reader = threading.Thread(target=self._read, name="events-worker-reports", daemon=True)
         self._log = Path(config.state_dir) / "logs" / "events.log"
@@ -205,3 +208,53 @@ class EventsWorker:
             self._process.terminate()
             self._process.join(5)
         self._reader.join(2)
+
+
+class EventsWorkers:
+    """Several workers of one source, one consumer group: Kafka gives each a share of the change
+    topics' partitions (``events_workers`` = the partitions of each change topic). The bridge sees
+    them as one worker (the same handle as :class:`EventsWorker`): reports merged, rewinds and stops
+    sent to all, and the group is alive only while every member is."""
+
+    def __init__(self, config: WorkerConfig, open_lane: OpenLane, count: int) -> None:
+        self.workers = [EventsWorker(replace(config, worker=i), open_lane) for i in range(count)]
+
+    @property
+    def report(self) -> WorkerReport:
+        return merged([w.report for w in self.workers])
+
+    @property
+    def stats(self) -> Stats:
+        return self.report.stats
+
+    def start(self) -> None:
+        for w in self.workers:
+            w.start()
+
+    def silent_for(self) -> float:
+        return max(w.silent_for() for w in self.workers)
+
+    def check(self) -> None:
+        for w in self.workers:
+            w.check()
+
+    def last_report(self, timeout: float = 2.0) -> WorkerReport:
+        """The dead workers' final reports (the others' latest) merged."""
+        return merged([w.report if w.alive() else w.last_report(timeout) for w in self.workers])
+
+    def rewind(self, epoch: int) -> None:
+        for w in self.workers:
+            w.rewind(epoch)
+
+    @property
+    def epoch(self) -> int:
+        return min(w.epoch for w in self.workers)
+
+    def alive(self) -> bool:
+        return all(w.alive() for w in self.workers)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        for w in self.workers:
+            w._stop.set()  # all drain at once, then each is waited for
+        for w in self.workers:
+            w.stop(timeout)

@@ -170,6 +170,9 @@ class Settings(BaseSettings):
     snapshot_events: Annotated[bool, BeforeValidator(lambda v: v.lower() not in _OFF if isinstance(v, str) else v)] = (
         True
     )
+    # domain-event worker processes per source, one consumer group: each change topic gets this many
+    # partitions (keyed by primary key, so a row's changes stay in order) and each worker a share of them
+    events_workers: Positive = 1
     config: Path | None = None  # the cdc.toml this came from (--config, CDC_CONFIG)
     # sections of the file
     source: tuple[SourceConfig, ...] = ()

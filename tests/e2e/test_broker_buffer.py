@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kafka import KafkaConsumer, TopicPartition
 
 from tests.e2e.conftest import BridgeProcess, SourceLoad, sql, status_json
 from tests.polling import wait_until
@@ -30,15 +31,21 @@ def _rounds(state_dir: Path) -> int:
     return int(sources[0].get("broker_truncations") or 0)
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 def test_broker_topics_are_emptied_while_streaming_and_nothing_is_lost(
-    database: str, state_dir: Path, bridges: list[BridgeProcess]
+    database: str, state_dir: Path, bridges: list[BridgeProcess], workers: int
 ) -> None:
+    """With two events workers, each change topic has two partitions and the consumer group splits
+    them: both partitions are read, re-created with two partitions by every round, and the events
+    are still stored once each."""
     sql(database, "CREATE TABLE readings (id bigserial PRIMARY KEY, sensor int NOT NULL, value numeric(12,2))")
     sql(database, "CREATE TABLE balances (id int PRIMARY KEY, amount bigint NOT NULL)")
     sql(database, "INSERT INTO balances SELECT g, 0 FROM generate_series(1, 50) g")
     db = database.rsplit("/", 1)[1]
     bridge = BridgeProcess(
-        state_dir, ["run", "--source", database], env={"CDC_GUARDRAILS__BROKER_BUFFER_RECORDS": "3000"}
+        state_dir,
+        ["run", "--source", database],
+        env={"CDC_GUARDRAILS__BROKER_BUFFER_RECORDS": "3000", "CDC_EVENTS_WORKERS": str(workers)},
     )
     bridges.append(bridge)
     ch = bridge.clickhouse()
@@ -74,5 +81,21 @@ def test_broker_topics_are_emptied_while_streaming_and_nothing_is_lost(
     # the status file is rewritten every few seconds: nothing stays in flight once the lanes are done
     wait_until(lambda: status_json(state_dir)["sources"][0]["in_flight"] == 0, 60, "nothing in flight")
     assert status_json(state_dir)["sources"][0]["broker_truncations"] >= 3
+    if workers > 1:  # after the rounds: the topics came back with two partitions, each read by the group
+        sql(database, "INSERT INTO readings (sensor, value) SELECT g % 7, g FROM generate_series(1, 200) g")
+        wait_until(lambda: stored().get("ReadingCreated") == inserted + 200, 120, "200 more readings as events")
+        _assert_both_partitions_read(bridge, db)
     assert bridge.stop() == 0
     assert "Traceback" not in bridge.output()
+
+
+def _assert_both_partitions_read(bridge: BridgeProcess, db: str) -> None:
+    bootstrap = bridge.wait_for_line(r"Kafka bootstrap:\s+(\S+)").group(1)
+    topic = f"{db}.public.readings"
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=f"cdc-events-{db}", enable_auto_commit=False)
+    try:
+        assert consumer.partitions_for_topic(topic) == {0, 1}
+        committed = {p: consumer.committed(TopicPartition(topic, p)) or 0 for p in (0, 1)}
+    finally:
+        consumer.close(autocommit=False)
+    assert all(offset > 0 for offset in committed.values()), committed  # each partition had changes

@@ -4,6 +4,8 @@ failed and the stream goes on; a bug or a broken dependency stops the lane with 
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 import uuid
 from collections.abc import Sequence
@@ -16,7 +18,7 @@ from cdc.consume.lane import Lane
 from cdc.consume.loop import ConsumerService
 from cdc.errors import DataRejected
 from cdc.events.reports import WorkerConfig
-from cdc.events.worker import EventsWorker
+from cdc.events.worker import EventsWorker, EventsWorkers
 from cdc.ports import Message, Rejected
 from tests.fakes import FakeBroker, FakeStream
 from tests.polling import wait_until
@@ -132,3 +134,46 @@ def test_a_bug_in_the_events_worker_is_fatal_not_retried(tmp_path: Path) -> None
     report = worker.last_report()
     assert report.fatal is not None and "translator registry is broken" in report.fatal
     assert "RuntimeError" in (tmp_path / "logs" / "events.log").read_text()
+
+
+class _IdleService:
+    stats: Any = None
+
+    def run_once_or_back_off(self, backoff: Any, stopping: Any, label: str) -> str | None:
+        stopping.wait(0.05)  # a healthy lane with nothing to read
+        return None
+
+    def stop_on(self, stopping: Any) -> None:
+        pass
+
+    def rewind(self) -> None:
+        pass
+
+
+class _IdleLane(_BrokenLane):
+    service = _IdleService()  # type: ignore[assignment]
+
+
+def open_idle_lane(config: WorkerConfig) -> _IdleLane:
+    return _IdleLane()
+
+
+def test_one_dead_worker_of_a_group_makes_the_group_dead_and_stop_ends_the_others(tmp_path: Path) -> None:
+    """The supervisor restarts a group whole: it sees one member die at once, reads the dead one's last
+    report without waiting on the living, and stopping the group ends the living one too."""
+    config = WorkerConfig(
+        source="s", source_dsn="", bootstrap="", clickhouse_url="", state_dir=str(tmp_path), topics=(), translators=()
+    )
+    group = EventsWorkers(config, open_idle_lane, 2)  # type: ignore[arg-type]
+    group.start()
+    try:
+        wait_until(lambda: group.alive() and group.silent_for() < 1, 60, "both workers reporting")
+        os.kill(group.workers[1]._process.pid, signal.SIGKILL)  # type: ignore[arg-type]
+        wait_until(lambda: not group.alive(), 30, "the group seen dead")
+        assert group.workers[0].alive()
+        started = time.monotonic()
+        assert group.last_report().fatal is None  # killed, not a bug: the supervisor restarts it
+        assert time.monotonic() - started < 5
+    finally:
+        group.stop(timeout=10)
+    assert not any(w.alive() for w in group.workers)
