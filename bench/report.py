@@ -177,7 +177,8 @@ def render(results: dict[str, Any]) -> str:
     env = results["environment"]
     targets = env["targets"]
     out = [
-        f"cdc bench  {env['started_at']}  {env['cpus']} CPUs  load average start {env['loadavg_start']}"
+        f"cdc bench  {env['started_at']}  {env['cpus']} CPUs  events workers {env.get('events_workers', 1)}"
+        f"  load average start {env['loadavg_start']}"
         f"  end {env.get('loadavg_end')}"
     ]
     s, t, lat = results["snapshot"], results["throughput"], results["latency"]

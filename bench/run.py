@@ -557,11 +557,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="skip the peer phase (the same workloads through ClickHouse's MaterializedPostgreSQL)",
     )
     p.add_argument("--peer-runs", type=int, default=2, help="measured throughput batches through the peer")
+    p.add_argument(
+        "--events-workers",
+        type=int,
+        default=None,
+        help="domain-event worker processes (sets CDC_EVENTS_WORKERS for the bridge; default: the bridge's, 1)",
+    )
     p.add_argument("--keep-state", action="store_true", help="keep the state dir (logs, data) afterwards")
     p.add_argument("--no-json", action="store_true", help="do not write bench/results/<timestamp>.json")
     args = p.parse_args(argv)
     if args.peer_runs < 1:
         p.error("--peer-runs must be at least 1 (--no-peer skips the peer)")
+    if args.events_workers is not None:
+        if args.events_workers < 1:
+            p.error("--events-workers must be at least 1")
+        os.environ["CDC_EVENTS_WORKERS"] = str(args.events_workers)  # read by the settings the bridge is built from
     if args.quick:
         given = set(argv if argv is not None else sys.argv[1:])
         quick = {
@@ -584,6 +594,7 @@ def environment(args: argparse.Namespace) -> dict[str, Any]:
         "loadavg_start": procstats.loadavg(),
         "python": sys.version.split()[0],
         "options": {k: v for k, v in vars(args).items() if k not in ("no_json",)},
+        "events_workers": int(os.environ.get("CDC_EVENTS_WORKERS") or 1),
         "targets": TARGETS,
     }
 
