@@ -32,7 +32,7 @@ def load(state_dir: str | None = None, *, config_path: Path | None = None, **fla
         given["state_dir"] = state_dir
     doc: dict[str, Any] = {}
     if config_path is not None:
-        doc = load_file(config_path)
+        doc = _without_env_keys(load_file(config_path), os.environ)
         given["config"] = config_path
     try:
         settings = Settings(**doc, **given)
@@ -41,6 +41,19 @@ def load(state_dir: str | None = None, *, config_path: Path | None = None, **fla
     if settings.source:
         source_specs(settings)  # a missing DSN variable is a start-up error, not a later surprise
     return settings
+
+
+def _without_env_keys(doc: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    """The file's keys that no ``CDC_<KEY>`` / ``CDC_<SECTION>__<KEY>`` variable sets: values passed to
+    the model win over the environment, and the environment must win over the file."""
+    names = {k.upper() for k, v in env.items() if v != ""}
+    out: dict[str, Any] = {}
+    for name, value in doc.items():
+        if isinstance(value, dict):
+            out[name] = {k: v for k, v in value.items() if f"CDC_{name}__{k}".upper() not in names}
+        elif f"CDC_{name}".upper() not in names:
+            out[name] = value
+    return out
 
 
 def load_file(path: Path, header: tuple[str, ...] | None = None) -> dict[str, Any]:
