@@ -139,6 +139,24 @@ def _peer(results: dict[str, Any]) -> list[str]:
     )
 
 
+def _event_latency_rows(e: dict[str, Any] | None) -> list[tuple[str, str, str]]:
+    """The events lane at the same steady rate: commit -> event stored, and how far behind the mirror."""
+    if not e:
+        return []
+    return [
+        (
+            "events: p50 / p99",
+            f"{e['p50']:,.0f} / {e['p99']:,.0f} ms",
+            f"commit -> event stored (stored_at - occurred_at), max {e['max']:,.0f} ms over {e['events']:,} events",
+        ),
+        (
+            "events behind mirror",
+            f"p50 {e['behind_mirror_p50']:,.0f} ms",
+            f"max {e['behind_mirror_max']:,.0f} ms: an event's stored_at - its row's _ingested_at",
+        ),
+    ]
+
+
 def _bridge_total_mb(m: dict[str, Any]) -> float:
     """What the bridge starts, each at its own peak (they need not peak together). PostgreSQL is the
     source: the bench starts it, as `cdc demo` does, but `cdc run` against a user's database does not."""
@@ -258,7 +276,8 @@ def render(results: dict[str, Any]) -> str:
                 f"{lat['achieved_rows_per_s']:,.0f} rows/s",
                 f"{lat['late_transactions']} transactions sent late",
             ),
-        ],
+        ]
+        + _event_latency_rows(lat.get("commit_to_event_stored_ms")),
     )
     if results.get("peer"):
         out += _peer(results)

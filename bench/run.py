@@ -398,6 +398,7 @@ def phase_latency(run: Run) -> None:
     )
     first_id = workload.max_id(run.dsn, "bench_rows")
     applied0 = run.stats.rows
+    events0 = run.events.translated if run.events else 0
     meter = CpuMeter(run)
     meter.start()
     writer = start_writer(
@@ -412,6 +413,9 @@ def phase_latency(run: Run) -> None:
     wait_queryable(run, "bench_rows", first_id + w["rows"], applied0 + w["rows"], progress)
     cpu = meter.stop(w["cpu_s"])
     lat = latency(run, f"id > {first_id}")
+    events = None
+    if wait_events(run, events0 + w["rows"], time.monotonic()) is not None:
+        events = event_latency(run, first_id, w["rows"])
     run.results["latency"] = {
         "rate_rows_per_s": a.rate,
         "seconds": a.latency_seconds,
@@ -420,11 +424,18 @@ def phase_latency(run: Run) -> None:
         "achieved_rows_per_s": round(w["rows"] / (w["last_commit"] - w["started"]), 1),
         "late_transactions": w["late_transactions"],
         "commit_to_queryable_ms": lat,
+        "commit_to_event_stored_ms": events,
         "cpu": cpu,
     }
     say(
         f"  latency: p50 {lat['p50']:.0f} ms, p90 {lat['p90']:.0f} ms, p99 {lat['p99']:.0f} ms, max {lat['max']:.0f} ms"
     )
+    if events is not None:
+        say(
+            f"  domain events: commit -> stored p50 {events['p50']:.0f} ms, p99 {events['p99']:.0f} ms, "
+            f"max {events['max']:.0f} ms; behind the mirror's row p50 {events['behind_mirror_p50']:.0f} ms, "
+            f"max {events['behind_mirror_max']:.0f} ms"
+        )
 
 
 def phase_peer(run: Run) -> None:
@@ -483,6 +494,38 @@ def latency(run: Run, where: str) -> dict[str, float]:
         "p99": float(q[2]),
         "max": float(row[2]),
         "avg": round(float(row[3]), 1),
+    }
+
+
+def event_latency(run: Run, first_id: int, rows: int) -> dict[str, float]:
+    """Over the events of rows above ``first_id``: quantiles of stored_at - occurred_at (commit time), and
+    how far each event was stored after its row's change-log row (the events lane's lag behind the mirror)."""
+    assert run.ch is not None
+    ch, deadline = run.ch, time.monotonic() + 60
+    mine = f"source_table = 'public.bench_rows' AND toUInt64OrZero(aggregate_id) > {first_id}"
+    while ch.query(f"SELECT count() FROM events.domain_events WHERE {mine}")[0][0] < rows:  # counters run ahead
+        if time.monotonic() > deadline:
+            break  # reported over the events there are
+        time.sleep(0.2)
+    d = "toUnixTimestamp64Milli(e.stored_at) - toUnixTimestamp64Milli(e.occurred_at)"
+    behind = "toUnixTimestamp64Milli(e.stored_at) - toUnixTimestamp64Milli(m._ingested_at)"
+    row = run.ch.query(
+        f"SELECT count(), quantilesExact(0.5, 0.9, 0.99)({d}), max({d}), quantileExact(0.5)({behind}), max({behind})"
+        " FROM events.domain_events AS e"
+        f" INNER JOIN (SELECT id, _ingested_at FROM {SOURCE}._log_bench_rows WHERE id > {first_id}) AS m"
+        " ON toUInt64(e.aggregate_id) = m.id"
+        " WHERE e.source_table = 'public.bench_rows' AND e.aggregate_type = 'bench_row'"
+        f" AND toUInt64OrZero(e.aggregate_id) > {first_id}"
+    )[0]
+    q = row[1]
+    return {
+        "events": int(row[0]),
+        "p50": float(q[0]),
+        "p90": float(q[1]),
+        "p99": float(q[2]),
+        "max": float(row[2]),
+        "behind_mirror_p50": float(row[3]),
+        "behind_mirror_max": float(row[4]),
     }
 
 
