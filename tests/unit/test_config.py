@@ -209,7 +209,10 @@ def test_mask_salt_comes_from_the_environment_or_is_kept_private_in_the_state_di
 
 
 def test_the_environment_wins_over_the_file(tmp_path: Path, env: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    text = "events_workers = 2\n[[source]]\ndsn_env = 'SHOP_DSN'\n[guardrails]\nbroker_buffer_records = 5000\n"
+    text = (
+        "events_workers = 2\n[[source]]\ndsn_env = 'SHOP_DSN'\n"
+        "[guardrails]\nbroker_buffer_records = 5000\nmax_retained_wal_mb = 256\n"
+    )
     path = _write(tmp_path, text)
     settings, _ = _load(path)
     assert (settings.events_workers, settings.guardrails.broker_buffer_records) == (2, 5000)  # the file's
@@ -217,4 +220,4 @@ def test_the_environment_wins_over_the_file(tmp_path: Path, env: None, monkeypat
     monkeypatch.setenv("CDC_GUARDRAILS__BROKER_BUFFER_RECORDS", "7000")
     settings, _ = _load(path)
     assert (settings.events_workers, settings.guardrails.broker_buffer_records) == (3, 7000)
-    assert settings.guardrails.max_retained_wal_mb == 1024  # the rest of the section still merges
+    assert settings.guardrails.max_retained_wal_mb == 256  # the file's other keys of the section still count
