@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -42,6 +43,7 @@ def clickhouse_server() -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(30)
+        shutil.rmtree(data, ignore_errors=True)  # the server's store, outside the state dir
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@ stop during an outage takes seconds and leaves what is in flight in the slot (is
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import time
@@ -106,6 +107,7 @@ def test_a_warehouse_outage_is_reported_retried_and_ends_exact(
     finally:
         if server.proc is not None and server.proc.poll() is None:
             server.kill()
+        shutil.rmtree(server.data, ignore_errors=True)  # the server's store, outside the state dir
 
 
 def _int(value: object) -> int | None:
