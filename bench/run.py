@@ -29,6 +29,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -486,15 +487,12 @@ def latency(run: Run, where: str) -> dict[str, float]:
         f"SELECT count(), quantilesExact(0.5, 0.9, 0.99)({d}), max({d}), avg({d})"
         f" FROM {SOURCE}._log_bench_rows WHERE {where}"
     )[0]
-    q = row[1]
-    return {
-        "rows": int(row[0]),
-        "p50": float(q[0]),
-        "p90": float(q[1]),
-        "p99": float(q[2]),
-        "max": float(row[2]),
-        "avg": round(float(row[3]), 1),
-    }
+    return {"rows": int(row[0]), **_quantiles(row[1], row[2]), "avg": round(float(row[3]), 1)}
+
+
+def _quantiles(q: Sequence[Any], most: Any) -> dict[str, float]:
+    """``quantilesExact(0.5, 0.9, 0.99)`` and ``max`` as the report's keys."""
+    return {"p50": float(q[0]), "p90": float(q[1]), "p99": float(q[2]), "max": float(most)}
 
 
 def event_latency(run: Run, first_id: int, rows: int) -> dict[str, float]:
@@ -509,21 +507,16 @@ def event_latency(run: Run, first_id: int, rows: int) -> dict[str, float]:
         time.sleep(0.2)
     d = "toUnixTimestamp64Milli(e.stored_at) - toUnixTimestamp64Milli(e.occurred_at)"
     behind = "toUnixTimestamp64Milli(e.stored_at) - toUnixTimestamp64Milli(m._ingested_at)"
-    row = run.ch.query(
+    row = ch.query(
         f"SELECT count(), quantilesExact(0.5, 0.9, 0.99)({d}), max({d}), quantileExact(0.5)({behind}), max({behind})"
         " FROM events.domain_events AS e"
         f" INNER JOIN (SELECT id, _ingested_at FROM {SOURCE}._log_bench_rows WHERE id > {first_id}) AS m"
         " ON toUInt64(e.aggregate_id) = m.id"
-        " WHERE e.source_table = 'public.bench_rows' AND e.aggregate_type = 'bench_row'"
-        f" AND toUInt64OrZero(e.aggregate_id) > {first_id}"
+        f" WHERE {mine} AND aggregate_type = 'bench_row'"
     )[0]
-    q = row[1]
     return {
         "events": int(row[0]),
-        "p50": float(q[0]),
-        "p90": float(q[1]),
-        "p99": float(q[2]),
-        "max": float(row[2]),
+        **_quantiles(row[1], row[2]),
         "behind_mirror_p50": float(row[3]),
         "behind_mirror_max": float(row[4]),
     }

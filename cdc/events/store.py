@@ -178,13 +178,17 @@ class ClickHouseEventStore:
 
 def event_row(e: DomainEvent, payload_text: str | None = None) -> list[Any]:
     """The event as a row of ``COLUMNS`` (UUIDs as text: clickhouse-connect parses it cheaper than ``uuid.UUID``)."""
+    return _values(e, payload_text, utc_from_ms(e.occurred_at_ms))
+
+
+def _values(e: DomainEvent, payload_text: str | None, occurred_at: Any) -> list[Any]:
     return [
         e.event_id,
         e.event_type,
         e.version,
         e.aggregate_type,
         e.aggregate_id,
-        utc_from_ms(e.occurred_at_ms),
+        occurred_at,
         e.source,
         e.table,
         e.op,
@@ -205,24 +209,7 @@ def _time_text(ms: int) -> str:
 def _json_row(e: DomainEvent, payload_text: str | None, latest: Latest) -> bytes:
     """The event as one line of ``JSONCompactEachRow`` over ``COLUMNS`` + ``LATEST_COLUMNS``: one C call
     writes it, where clickhouse-connect's native insert converts each value in Python."""
-    row = [
-        e.event_id,
-        e.event_type,
-        e.version,
-        e.aggregate_type,
-        e.aggregate_id,
-        _time_text(e.occurred_at_ms),
-        e.source,
-        e.table,
-        e.op,
-        e.lsn,
-        e.txid,
-        e.sequence,
-        e.correlation_id,
-        payload_text or payload_json(e),
-        latest.version,
-        latest.upcast,
-    ]
+    row = [*_values(e, payload_text, _time_text(e.occurred_at_ms)), latest.version, latest.upcast]
     return jsontext.dumps_clean(row, sort_keys=False)
 
 

@@ -200,8 +200,12 @@ class EventsWorker:
     def alive(self) -> bool:
         return self._process.is_alive()
 
-    def stop(self, timeout: float = 30.0) -> None:
+    def request_stop(self) -> None:
+        """Tell the worker to drain and exit, without waiting for it."""
         self._stop.set()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self.request_stop()
         self._process.join(timeout)
         if self._process.is_alive():
             log.warning("domain-event consumer did not stop within %.0f s; terminating it", timeout)
@@ -255,6 +259,6 @@ class EventsWorkers:
 
     def stop(self, timeout: float = 30.0) -> None:
         for w in self.workers:
-            w._stop.set()  # all drain at once, then each is waited for
+            w.request_stop()  # all drain at once, then each is waited for
         for w in self.workers:
             w.stop(timeout)

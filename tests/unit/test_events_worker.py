@@ -12,18 +12,7 @@ from cdc.events.worker import EventsWorker, EventsWorkers
 
 
 def _worker() -> EventsWorker:
-    return EventsWorker(
-        WorkerConfig(
-            source="shop",
-            source_dsn="postgresql://u:secret@h/db",
-            bootstrap="h:1",
-            clickhouse_url="http://h:2",
-            state_dir="/tmp/unused",
-            topics=("shop.public.t",),
-            translators=(),
-        ),
-        open_events_lane,
-    )
+    return EventsWorker(_config(), open_events_lane)
 
 
 def test_silence_is_measured_from_the_last_report() -> None:
