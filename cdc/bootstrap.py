@@ -32,9 +32,10 @@ from cdc.embedded.net import LOOPBACK, PortBook
 from cdc.embedded.pg_cluster import EmbeddedPostgres
 from cdc.embedded.warehouse import EmbeddedWarehouse, refuse_second_bridge
 from cdc.errors import ConfigError, StackError, WarehouseError
+from cdc.events.deadlines import open_deadlines
 from cdc.events.lane import EventsLane
 from cdc.events.reports import WorkerConfig
-from cdc.events.sink import DomainEventSink
+from cdc.events.sink import Authoring, DomainEventSink
 from cdc.events.store import ClickHouseEventStore
 from cdc.events.worker import EventsWorkers
 from cdc.mirror.sink import ClickHouseMirrorSink
@@ -120,7 +121,12 @@ def source_capture(settings: Settings, spec: SourceSpec, say: Say) -> SourceCapt
         runner=partial(_runner, settings),
         events_worker=lambda config: EventsWorkers(config, open_events_lane, settings.events_workers),
         event_sink=lambda registry, catalog, publisher, warehouse: DomainEventSink(
-            registry, catalog, publisher, ClickHouseEventStore(warehouse), spec.snapshot_events
+            registry,
+            catalog,
+            publisher,
+            ClickHouseEventStore(warehouse),
+            spec.snapshot_events,
+            Authoring(frozenset(spec.outbox_tables), spec.outbox_prefix),
         ),
     )
     options = CaptureOptions(
@@ -131,6 +137,7 @@ def source_capture(settings: Settings, spec: SourceSpec, say: Say) -> SourceCapt
         max_in_flight=settings.guardrails.max_in_flight_records,
         worker_dsn=dsn,
         mirror_batch_wait_ms=settings.guardrails.mirror_batch_wait_ms,
+        events_workers=settings.events_workers,
     )
     return SourceCapture(spec, PostgresSource(dsn), wiring, options, say)
 
@@ -160,11 +167,15 @@ def open_events_lane(config: WorkerConfig) -> EventsLane:
     stream = KafkaChangeStream(
         config.bootstrap,
         config.group or f"cdc-events-{config.source}",
-        config.topics,
+        config.topics + ((config.message_topic,) if config.message_topic else ()),
         max_partition_fetch_bytes=2 * 1024 * 1024,
     )
     store = ClickHouseEventStore(warehouse)
-    sink = DomainEventSink(registry, PostgresSource(config.source_dsn), publisher, store, config.snapshot_events)
+    authoring = Authoring(frozenset(config.outbox_tables), config.outbox_prefix)
+    deadlines = open_deadlines(warehouse, registry) if registry.deadlines else None
+    sink = DomainEventSink(
+        registry, PostgresSource(config.source_dsn), publisher, store, config.snapshot_events, authoring, deadlines
+    )
     service = ConsumerService(stream, sink, DeadLetters(warehouse, publisher), "events", max_records=4000)
     return EventsLane(service, sink, stream, publisher, warehouse)
 

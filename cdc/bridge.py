@@ -119,8 +119,10 @@ class Bridge:
 
     @property
     def event_topics(self) -> list[str]:
-        """``events.<aggregate>`` of every source's declared events and generic tables, and the dead letters."""
-        return sorted({t for c in self.captures for t in c.event_topics}) + [DEAD_LETTER_TOPIC]
+        """``events.<aggregate>`` of every source's declared events and generic tables, the dead letters,
+        and the sources' message topics (heartbeat ticks and authored events: one partition, like these)."""
+        messages = [c.message_topic for c in self.captures if c.registry is not None]
+        return sorted({t for c in self.captures for t in c.event_topics}) + [DEAD_LETTER_TOPIC, *messages]
 
     def _start_pipelines(self) -> None:
         """Topics, then every source's lanes, then its Debezium (which waits for the lanes' commits)."""
@@ -141,7 +143,8 @@ class Bridge:
         capture.stop_debezium(self.say, drain_timeout=10.0)
         capture.stop_consumers(self.say)
         while_stopped()
-        self._ensure_topics(capture.topics, capture.event_topics)
+        messages = [capture.message_topic] if capture.registry is not None else []
+        self._ensure_topics(capture.topics, [*capture.event_topics, *messages])
         capture.start_consumers(
             self.bootstrap, self.clickhouse_url, self._dead_letters, self.generation, self._publisher
         )

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,11 +23,11 @@ from cdc.capture_tables import choose_tables
 from cdc.consume.dead_letters import DeadLetters
 from cdc.consume.lane import Lane
 from cdc.consume.loop import ConsumerService, Stats
-from cdc.debezium.config import HEARTBEAT_QUERY, ConnectorSettings, default_slot_name
+from cdc.debezium.config import HEARTBEAT_PREFIX, HEARTBEAT_QUERY, ConnectorSettings, default_slot_name
 from cdc.debezium.gate import DurabilityGate
 from cdc.domain.changes import TableSchema
 from cdc.domain.events import EventDefinitionError, EventRegistry, load_modules
-from cdc.domain.names import events_topic
+from cdc.domain.names import events_topic, message_topic
 from cdc.errors import CdcError, ConfigError, SourceError
 from cdc.events.reports import WorkerConfig
 from cdc.mirror import captured
@@ -102,6 +102,13 @@ class SourceCapture:
                 self.registry = load_modules(self.translators)
             except EventDefinitionError as e:
                 raise ConfigError(f"translators of source {self.name!r}: {e}") from e
+            if self.registry.deadlines and self.options.events_workers > 1:
+                rules = ", ".join(sorted(self.registry.deadlines))
+                raise ConfigError(
+                    f"translators of source {self.name!r} declare deadlines ({rules}),"
+                    f" which need one events worker to see every start and ending event in order;"
+                    f" events_workers is {self.options.events_workers}: set it to 1"
+                )
         self.sink = self.wiring.mirror_sink(warehouse, self.rules)
         self.sink.prepare(self.schemas)
         self.record_tables(self.schemas)
@@ -167,6 +174,16 @@ class SourceCapture:
         return list(dict.fromkeys(s.ref.topic for s in self.schemas))  # tables may share one
 
     @property
+    def message_topic(self) -> str:
+        """The source's logical messages: heartbeat ticks and authored events, read by the events lane."""
+        return message_topic(self.name)
+
+    @property
+    def events_topics(self) -> list[str]:
+        """What the events lane reads: the change topics and, beside them, the source's messages."""
+        return [*self.topics, self.message_topic] if self.registry is not None else []
+
+    @property
     def heartbeat_topic(self) -> str:
         """Where Debezium's heartbeat records go (no lane reads them)."""
         return f"__debezium-heartbeat.{self.name}"
@@ -212,6 +229,9 @@ class SourceCapture:
                 translators=self.translators,
                 group=self.group("events"),
                 snapshot_events=self.spec.snapshot_events,
+                message_topic=self.message_topic,
+                outbox_tables=self.spec.outbox_tables,
+                outbox_prefix=self.spec.outbox_prefix,
             )
             self._start_events()
 
@@ -270,6 +290,7 @@ class SourceCapture:
             offset_file=offsets,
             heartbeat_interval_ms=self.options.heartbeat_interval_ms,
             heartbeat_action_query=HEARTBEAT_QUERY,
+            message_prefixes=self._message_prefixes(),
             exclude_columns=self.spec.exclude_columns,
             publication_autocreate="disabled",  # made in prepare()
             snapshot_tables=tuple(s.ref.display for s in self.schemas if s.ref.qualified not in copied)
@@ -283,7 +304,7 @@ class SourceCapture:
         generation = self.generation
         gate = DurabilityGate(
             lambda: self.durable_offsets(generation),
-            lambda: set(self.topics),
+            lambda: set(self.topics) | set(self.events_topics),
             self.options.max_in_flight,
             pause=self.hold,
         )
@@ -324,15 +345,22 @@ class SourceCapture:
         a Debezium of an earlier broker: the offsets of the lanes now running are not its offsets."""
         if generation != self.generation:
             return {}
-        lanes = []
-        if self.lane is not None:
-            lanes.append(dict(self.lane.service.stats.committed))  # a copy: the lane thread updates it
-        if self.events is not None:
-            lanes.append(self.events.report.stats.committed)  # a report is replaced whole, never changed
+        lanes: list[tuple[set[str], Mapping[TopicPartition, int]]] = []
+        if self.lane is not None:  # a copy: the lane thread updates it
+            lanes.append((set(self.topics), dict(self.lane.service.stats.committed)))
+        if self.events is not None:  # a report is replaced whole, never changed
+            lanes.append((set(self.events_topics), self.events.report.stats.committed))
         if not lanes:
             return {}
-        partitions = set().union(*lanes)
-        return {tp: min(lane.get(tp, 0) for lane in lanes) for tp in partitions}
+        partitions = {tp for _, committed in lanes for tp in committed}
+        return {tp: min(c.get(tp, 0) for topics, c in lanes if tp[0] in topics) for tp in partitions}
+
+    def _message_prefixes(self) -> tuple[str, ...]:
+        """The logical messages Debezium forwards: heartbeat ticks (the events lane's clock on an idle
+        source) and authored events, when an events lane reads them; none otherwise."""
+        if self.registry is None:
+            return ()
+        return (HEARTBEAT_PREFIX, self.spec.outbox_prefix) if self.spec.outbox_prefix else (HEARTBEAT_PREFIX,)
 
     def outage(self) -> str | None:
         """The outage a lane is retrying right now (the warehouse or the broker down), if any."""

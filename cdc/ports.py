@@ -83,6 +83,10 @@ class ChangeStream(Protocol):
         """Log-end offset per assigned partition as of the latest fetch (no broker round trip)."""
         ...
 
+    def positions(self) -> dict[TopicPartition, int]:
+        """The next offset the lane will read, per assigned partition (what it has read so far)."""
+        ...
+
     def rewind(self) -> None:
         """Read every assigned partition from offset 0 again (after the broker truncated the topics)."""
         ...

@@ -119,6 +119,7 @@ class CaptureOptions:
     max_in_flight: int  # records produced but not yet durable in every lane before Debezium waits
     worker_dsn: str  # the source DSN, handed to the events worker process (it reads the catalog)
     mirror_batch_wait_ms: int = 100  # the mirror consumer gathers changes this long per insert
+    events_workers: int = 1  # events worker processes of this source (one consumer group)
 
 
 class Service(Protocol):

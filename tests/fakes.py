@@ -55,6 +55,9 @@ class FakeStream:
     def highwater(self) -> dict[TopicPartition, int]:
         return {(t, 0): len(self.broker.logs[t]) for t in self.topics}
 
+    def positions(self) -> dict[TopicPartition, int]:
+        return dict(self.position)
+
     def rewind(self) -> None:
         self.position = {tp: 0 for tp in self.position}
 

@@ -151,6 +151,15 @@ class KafkaChangeStream:
                 out[(tp.topic, tp.partition)] = high
         return out
 
+    def positions(self) -> dict[tuple[str, int], int]:
+        out: dict[tuple[str, int], int] = {}
+        try:
+            for tp in self._consumer.assignment():
+                out[(tp.topic, tp.partition)] = self._consumer.position(tp)
+        except KafkaError as e:
+            raise BrokerError(f"reading positions from Kafka at {self.bootstrap} failed: {e}") from e
+        return out
+
     def close(self) -> None:
         self._consumer.close(autocommit=False)
 

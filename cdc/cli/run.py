@@ -131,6 +131,7 @@ def _demo_bridge(
         shop.DEMO_TABLES,
         initial_load=settings.initial_load,
         snapshot_events=settings.snapshot_events,
+        outbox_tables=shop.DEMO_OUTBOX,
     )
     bridge = bootstrap.build_bridge(settings, [spec], say)
     say("Starting Kafka (Tansu), ClickHouse (chDB) and Debezium ...")

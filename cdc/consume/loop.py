@@ -87,9 +87,11 @@ class ConsumerService:
         messages = self._collect()
         self.stats.highwater = self._stream.highwater()
         self.stats.highwater_at = fetched_at
+        if messages:
+            self._apply_with_retry(self._by_topic(messages))
+        self._finish_batch()
         if not messages:
             return 0
-        self._apply_with_retry(self._by_topic(messages))
         offsets = _next_offsets(messages)
         self._stream.commit(offsets)
         self.stats.committed.update(offsets)
@@ -146,15 +148,32 @@ class ConsumerService:
                 self._apply_one_by_one(topic, items, e)
                 del pending[topic]
             except CdcError as e:
-                if self._stop.is_set():
-                    raise
-                self.stats.retries += 1
-                self.stats.last_error = str(e)
-                delay = backoff.next_delay()
-                log.warning("warehouse write failed (%s); retrying in %.1fs, offsets not committed", e, delay)
-                self._sleep(delay)
-                if self._stop.is_set():
-                    raise  # stopping during an outage: nothing of this batch is committed
+                self._wait_out(e, backoff)
+
+    def _finish_batch(self) -> None:
+        """A sink with work after a whole batch (deadlines: cdc.events.sink) does it before the commit."""
+        finish: Callable[..., None] | None = getattr(self._sink, "finish_batch", None)
+        if finish is None:
+            return
+        backoff = Backoff()
+        while True:
+            try:
+                finish(self._stream.positions(), self.stats.highwater)
+                return
+            except CdcError as e:
+                self._wait_out(e, backoff)
+
+    def _wait_out(self, error: CdcError, backoff: Backoff) -> None:
+        """An outage during a batch: wait the next backoff delay; raise if the lane is stopping."""
+        if self._stop.is_set():
+            raise error
+        self.stats.retries += 1
+        self.stats.last_error = str(error)
+        delay = backoff.next_delay()
+        log.warning("warehouse write failed (%s); retrying in %.1fs, offsets not committed", error, delay)
+        self._sleep(delay)
+        if self._stop.is_set():
+            raise error  # stopping during an outage: nothing of this batch is committed
 
     def _apply_one_by_one(self, topic: str, items: list[Message], error: Exception) -> None:
         """Isolate the messages that cannot be applied; the good ones of the batch still land."""

@@ -27,7 +27,9 @@ REDACTED_LENGTH = 8
 HEARTBEAT_PREFIX = "cdc_heartbeat"
 # Each heartbeat writes a tiny logical message into the captured database's WAL: when that database is
 # idle and others on the cluster write, the slot still advances, so PostgreSQL does not keep their WAL.
-# Any role may call it; no table is needed; the message itself is skipped (message.prefix.exclude.list).
+# Any role may call it; no table is needed. Where an events lane runs, the message comes back through
+# the stream as a tick of the source's commit clock (deadlines: cdc.domain.deadlines); elsewhere it is
+# skipped (message.prefix.exclude.list).
 # Transactional (`true`): pgoutput wraps it in BEGIN/COMMIT, and after a restart the connector looks
 # for a COMMIT past its stored position before it lets the slot advance ("LSN flushing is not allowed
 # yet"); a non-transactional message never ends that search on a source whose tables stay quiet.
@@ -100,6 +102,7 @@ class ConnectorSettings:
     mask_redact: tuple[str, ...] = ()  # schema.table.column: replaced by asterisks, inside Debezium
     mask_salt: str = field(default="", repr=False)
     heartbeat_action_query: str = ""
+    message_prefixes: tuple[str, ...] = ()  # logical messages forwarded (to <source>.message); none: all skipped
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -196,6 +199,9 @@ def _column_properties(s: ConnectorSettings) -> dict[str, str]:
         props[f"column.mask.with.{REDACTED_LENGTH}.chars"] = column_list(s.mask_redact)
     if s.heartbeat_action_query:
         props["heartbeat.action.query"] = s.heartbeat_action_query
+    if s.message_prefixes:  # matched as regular expressions, so quoted: only these prefixes, exactly
+        props["message.prefix.include.list"] = ",".join("^" + re.escape(p) + "$" for p in s.message_prefixes)
+    elif s.heartbeat_action_query:
         props["message.prefix.exclude.list"] = HEARTBEAT_PREFIX
     return props
 

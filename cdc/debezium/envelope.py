@@ -6,11 +6,13 @@ be understood raises :class:`EnvelopeError` so the caller can route it to dead l
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from typing import Any
 
 from cdc import jsontext
-from cdc.domain.changes import Op, RowChange, SourcePosition, TableRef
+from cdc.domain.changes import Op, RowChange, SourceMessage, SourcePosition, TableRef
 from cdc.errors import BadMessage
 
 _ROW_OPS = {"r": Op.SNAPSHOT, "c": Op.CREATE, "u": Op.UPDATE, "d": Op.DELETE, "t": Op.TRUNCATE}
@@ -31,6 +33,20 @@ def is_tombstone(value: bytes | None) -> bool:
 def parse_change(value: bytes | str) -> RowChange | None:
     """Parse one change-topic value. Returns None for logical-decoding messages; a TRUNCATE is a
     change with ``op`` TRUNCATE and no row images."""
+    return envelope_to_change(_document(value))
+
+
+def parse_record(value: bytes | str) -> RowChange | SourceMessage:
+    """A change-topic or message-topic value: a row change, or a logical-decoding message."""
+    doc = _document(value)
+    if doc.get("op") == "m":
+        return envelope_to_message(doc)
+    change = envelope_to_change(doc)
+    assert change is not None
+    return change
+
+
+def _document(value: bytes | str) -> dict[str, Any]:
     try:
         doc = jsontext.loads(value)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -39,7 +55,25 @@ def parse_change(value: bytes | str) -> RowChange | None:
         raise EnvelopeError(f"envelope must be a JSON object, got {type(doc).__name__}")
     if "payload" in doc and "op" not in doc and isinstance(doc["payload"], dict):
         doc = doc["payload"]  # tolerate converters with schemas enabled
-    return envelope_to_change(doc)
+    return doc
+
+
+def envelope_to_message(doc: dict[str, Any]) -> SourceMessage:
+    """An ``op: m`` envelope: ``message.prefix`` and ``message.content`` (bytes, base64 in JSON)."""
+    source, message = doc.get("source"), doc.get("message")
+    if not isinstance(source, dict) or not isinstance(source.get("name"), str):
+        raise EnvelopeError("message without a 'source' block naming its source")
+    if not isinstance(message, dict) or not isinstance(message.get("prefix"), str):
+        raise EnvelopeError("message without 'message.prefix'")
+    content = message.get("content")
+    if not isinstance(content, str):
+        raise EnvelopeError("message without 'message.content'")
+    try:
+        raw = base64.b64decode(content, validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise EnvelopeError(f"message content is not base64: {e}") from e
+    position = _position(source, doc)
+    return SourceMessage(source["name"], message["prefix"], raw, position, transactional=position.txid is not None)
 
 
 def envelope_to_change(doc: dict[str, Any]) -> RowChange | None:

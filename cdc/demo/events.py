@@ -2,17 +2,20 @@
 
 A translator module like this one is what a user writes for their own database: dataclasses
 declared with ``@event`` (one per version), ``@upcaster`` steps between versions, one
-``@translator`` per table and, optionally, a ``@reducer`` per aggregate for ``cdc events replay``.
-Run with ``--translators cdc.demo.events`` (``cdc demo`` does).
+``@translator`` per table, ``deadline`` rules, events the shop's app writes itself
+(``authored=True``, through its outbox table) and, optionally, a ``@reducer`` per aggregate for
+``cdc events replay``. Run with ``--translators cdc.demo.events`` (``cdc demo`` does).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from cdc.domain.deadlines import deadline
 from cdc.domain.events import DomainEvent, Payload, event, reducer, translator, upcaster
 from cdc.translate import Change
 
@@ -145,6 +148,41 @@ def orders(change: Change) -> Iterator[object]:
         yield OrderPurged(order_id)
 
 
+# -- what no row diff can tell: the app's own event, and a deadline ------------------------------
+
+
+@event("CancellationReasonGiven", aggregate="order", key="order_id", authored=True)
+@dataclass(frozen=True)
+class CancellationReasonGiven:
+    """Why an order was cancelled, written by the shop's app in the same transaction (outbox table)."""
+
+    order_id: int
+    reason: str
+    cancelled_by: str
+
+
+@event("OrderDeliveryOverdue", aggregate="order", key="order_id")
+@dataclass(frozen=True)
+class OrderDeliveryOverdue:
+    """An order was neither delivered nor cancelled within the delivery promise (source commit time)."""
+
+    order_id: int
+    customer_id: int
+    placed_at: str
+    due_at: str
+
+
+DELIVERY_PROMISE = dt.timedelta(minutes=2)  # the demo kitchen's pace: a few minutes, not 45
+
+deadline(
+    "order-delivery",
+    start="OrderPlaced",
+    end=("OrderDelivered", "OrderCancelled"),
+    within=DELIVERY_PROMISE,
+    emits=OrderDeliveryOverdue,
+)
+
+
 # -- products -------------------------------------------------------------------------------------
 
 
@@ -194,4 +232,8 @@ def fold_order(state: Payload, e: DomainEvent) -> Payload:
         return {**state, "status": "cancelled", "cancelled_at": p["cancelled_at"]}
     if e.event_type == "OrderPurged":
         return {**state, "purged": True}
+    if e.event_type == "CancellationReasonGiven":
+        return {**state, "cancellation_reason": p["reason"]}
+    if e.event_type == "OrderDeliveryOverdue":
+        return {**state, "overdue_since": p["due_at"]}
     return state

@@ -245,6 +245,54 @@ def orders_in_flight(source: str = SOURCE) -> Projection:
     )
 
 
+def overdue_orders(source: str = SOURCE) -> Projection:
+    """The orders the delivery deadline (``cdc.demo.events``, rule ``order-delivery``) flagged, with what
+    became of them: delivered or cancelled late (and why, from the app's own event), or still open."""
+    overdue = (
+        f"SELECT {_ORDER_ID} AS order_id, any(JSONExtract(payload_latest, 'customer_id', 'Int64')) AS customer_id,"
+        f" min({_at('placed_at')}) AS placed_at, min({_at('due_at')}) AS due_at"
+        f" FROM {_events(source, 'order')} AND event_type = 'OrderDeliveryOverdue'"
+        f" AND {in_scope(_ORDER_ID, 'Int64')} GROUP BY order_id"
+    )
+    ends = "event_type IN ('OrderDelivered', 'OrderCancelled')"
+    outcome = (
+        f"SELECT {_ORDER_ID} AS order_id, argMaxIf(event_type, (lsn, sequence), {ends}) AS ended_by,"
+        f" argMaxIf(toDateTime64(occurred_at, 6, 'UTC'), (lsn, sequence), {ends}) AS ended_at,"
+        " argMaxIf(JSONExtractString(payload_latest, 'reason'), (lsn, sequence),"
+        " event_type = 'CancellationReasonGiven') AS reason"
+        f" FROM {_events(source, 'order')} AND {_ORDER_ID} IN (SELECT order_id FROM overdue) GROUP BY order_id"
+    )
+    rows = (
+        f"WITH overdue AS ({overdue}), outcome AS ({outcome})"
+        " SELECT o.order_id AS order_id, o.customer_id AS customer_id, o.placed_at AS placed_at, o.due_at AS due_at,"
+        " multiIf(g.ended_by = 'OrderDelivered', 'delivered late', g.ended_by = 'OrderCancelled', 'cancelled late',"
+        " 'still open') AS state, if(g.ended_by = '', NULL, g.ended_at) AS ended_at,"
+        " nullIf(g.reason, '') AS cancellation_reason"
+        " FROM overdue AS o LEFT JOIN outcome AS g ON g.order_id = o.order_id"
+    )
+    return Projection(
+        name="overdue_orders",
+        description="Orders neither delivered nor cancelled within the delivery promise, and what became of them.",
+        columns=(
+            ("order_id", "Int64"),
+            ("customer_id", "Int64"),
+            ("placed_at", "DateTime64(6, 'UTC')"),
+            ("due_at", "DateTime64(6, 'UTC')"),
+            ("state", "LowCardinality(String)"),
+            ("ended_at", "Nullable(DateTime64(6, 'UTC'))"),
+            ("cancellation_reason", "Nullable(String)"),
+        ),
+        key=("order_id",),
+        scope="order_id",
+        scopes_sql=(
+            f"SELECT DISTINCT {_ORDER_ID} AS order_id FROM {EVENTS} WHERE source = {quote(source)}"
+            f" AND aggregate_type = 'order'{_WINDOW}"
+        ),
+        rows_sql=rows,
+        event_types=("OrderDeliveryOverdue", "OrderDelivered", "OrderCancelled", "CancellationReasonGiven"),
+    )
+
+
 def projections(source: str = SOURCE) -> list[Projection]:
     """The shop's reports over the events and mirrors of source database ``source``."""
     return [
@@ -252,6 +300,7 @@ def projections(source: str = SOURCE) -> list[Projection]:
         order_funnel(source),
         customer_lifetime_value(source),
         orders_in_flight(source),
+        overdue_orders(source),
     ]
 
 

@@ -48,6 +48,16 @@ CREATE TABLE IF NOT EXISTS order_items (
     PRIMARY KEY (order_id, line_no)
 );
 
+-- The app's outbox (Debezium's layout): events it writes itself, in the transaction of its change.
+CREATE TABLE IF NOT EXISTS outbox (
+    id            uuid        PRIMARY KEY DEFAULT gen_random_uuid(),
+    aggregatetype text        NOT NULL,
+    aggregateid   text        NOT NULL,
+    type          text        NOT NULL,
+    payload       jsonb       NOT NULL,
+    created_at    timestamptz NOT NULL DEFAULT now()
+);
+
 -- The shop's translators compare old and new rows (status and price changes), so these tables
 -- log their whole old row on UPDATE and DELETE.
 ALTER TABLE customers REPLICA IDENTITY FULL;

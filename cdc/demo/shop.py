@@ -19,7 +19,9 @@ from cdc.adapters.postgres import PostgresSession, PostgresSource
 log = logging.getLogger(__name__)
 
 DEMO_DATABASE = "shop"
-DEMO_TABLES = ("public.customers", "public.products", "public.orders", "public.order_items")
+DEMO_TABLES = ("public.customers", "public.products", "public.orders", "public.order_items", "public.outbox")
+DEMO_OUTBOX = ("public.outbox",)  # the app writes its own events there (cdc.domain.authored)
+_REASONS = ["customer changed their mind", "address not reachable", "payment declined", "out of dough"]
 NEXT_STATUS = {"placed": "baking", "baking": "out_for_delivery", "out_for_delivery": "delivered"}
 
 _PIZZAS = [
@@ -128,10 +130,25 @@ def advance_order(session: PostgresSession, rng: random.Random) -> None:
 
 
 def cancel_order(session: PostgresSession, rng: random.Random) -> None:
-    session.execute(
-        "UPDATE orders SET status = 'cancelled', updated_at = now() AT TIME ZONE 'utc' WHERE id = ("
-        "SELECT id FROM orders WHERE status IN ('placed', 'baking') ORDER BY random() LIMIT 1)"
-    )
+    """The app cancels and says why in one transaction: the reason goes to its outbox as an authored
+    event (no row diff carries it)."""
+    with session.transaction():
+        rows = session.execute(
+            "UPDATE orders SET status = 'cancelled', updated_at = now() AT TIME ZONE 'utc' WHERE id = ("
+            "SELECT id FROM orders WHERE status IN ('placed', 'baking') ORDER BY random() LIMIT 1) RETURNING id"
+        )
+        if not rows:
+            return
+        order_id = rows[0][0]
+        payload = {
+            "order_id": order_id,
+            "reason": rng.choice(_REASONS),
+            "cancelled_by": rng.choice(["customer", "shop"]),
+        }
+        session.execute(
+            "INSERT INTO outbox (aggregatetype, aggregateid, type, payload) VALUES ('order', %s, %s, %s)",
+            (str(order_id), "CancellationReasonGiven", json.dumps(payload)),
+        )
 
 
 def change_price(session: PostgresSession, rng: random.Random) -> None:

@@ -148,7 +148,28 @@ def build_catalog(registry: EventRegistry) -> dict[str, Any]:
         "catalog_version": CATALOG_VERSION,
         "events": {name: _event_entry(registry, name) for name in registry.names()},
         "translators": sorted(registry.translators),
+        "deadlines": {name: _deadline_entry(registry, rule) for name, rule in sorted(registry.deadlines.items())},
         "generic_events": GENERIC_NOTE,
+    }
+
+
+def origin(registry: EventRegistry, name: str) -> str:
+    """How events of a type come about: ``derived`` from table changes by translators, ``authored`` by
+    applications (outbox table or logical message), or emitted by a ``deadline`` rule."""
+    latest = registry.latest(name)
+    if latest is not None and any(rule.emits is latest.payload_class for rule in registry.deadlines.values()):
+        return "deadline"
+    return "authored" if latest is not None and latest.authored else "derived"
+
+
+def _deadline_entry(registry: EventRegistry, rule: Any) -> dict[str, Any]:
+    emits = next((s.name for n in registry.names() for s in registry.versions(n) if s.payload_class is rule.emits), "")
+    return {
+        "start": list(rule.start),
+        "end": list(rule.end),
+        "within_seconds": rule.within_ms / 1000,
+        "key": rule.key or "aggregate id",
+        "emits": emits,
     }
 
 
@@ -157,6 +178,7 @@ def _event_entry(registry: EventRegistry, name: str) -> dict[str, Any]:
     latest = specs[-1]
     return {
         "aggregate": latest.aggregate,
+        "origin": origin(registry, name),
         "key": latest.key,
         "latest": latest.version,
         "versions": {str(s.version): _version_entry(s) for s in specs},
@@ -189,7 +211,23 @@ def render_markdown(catalog: dict[str, Any]) -> str:
     lines += ["## Generic events", "", str(catalog.get("generic_events", GENERIC_NOTE)), ""]
     translated = ", ".join(f"`{t}`" for t in catalog.get("translators", [])) or "none"
     lines += [f"Tables with a translator: {translated}.", ""]
+    deadlines = catalog.get("deadlines", {})
+    if deadlines:
+        lines += ["## Deadlines", "", "| rule | starts | ends | within | key | emits |", "|---|---|---|---|---|---|"]
+        lines += [
+            f"| `{name}` | {', '.join(d['start'])} | {', '.join(d['end'])} | {d['within_seconds']:g} s"
+            f" | {d['key']} | {d['emits']} |"
+            for name, d in sorted(deadlines.items())
+        ]
+        lines.append("")
     return "\n".join(lines)
+
+
+_ORIGINS = {
+    "derived": "derived from table changes by a translator",
+    "authored": "authored: applications write it (outbox table or logical message), validated against this catalog",
+    "deadline": "emitted by a deadline rule (source commit time)",
+}
 
 
 def _markdown_event(name: str, entry: dict[str, Any]) -> list[str]:
@@ -199,6 +237,7 @@ def _markdown_event(name: str, entry: dict[str, Any]) -> list[str]:
     lines = [f"## {name}", ""] + ([description, ""] if description else [])
     lines += [
         f"- Aggregate: `{entry['aggregate']}` (topic `events.{entry['aggregate']}`)",
+        f"- Origin: {_ORIGINS.get(entry.get('origin', 'derived'), entry.get('origin'))}",
         f"- Key: `{entry['key']}`",
         f"- Source tables: {', '.join(f'`{t}`' for t in tables) or 'none'}",
         f"- Latest version: {entry['latest']}",

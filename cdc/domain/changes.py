@@ -88,6 +88,18 @@ class RowChange:
 
 
 @dataclass(frozen=True, slots=True)
+class SourceMessage:
+    """A logical-decoding message (``pg_logical_emit_message``) as captured: the bridge's own heartbeat
+    ticks, or events an application wrote itself. ``source`` is the logical source name."""
+
+    source: str
+    prefix: str
+    content: bytes
+    position: SourcePosition
+    transactional: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class Column:
     """A PostgreSQL column as the catalog describes it."""
 

@@ -50,6 +50,7 @@ class EventSpec:
     payload_class: type | None  # None: generic events, payload follows the table's columns
     tables: tuple[str, ...] = ()  # ``schema.table`` the event is derived from
     description: str = ""
+    authored: bool = False  # applications write it themselves (outbox table or logical message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +97,7 @@ class EventRegistry:
         self._upcasters: dict[tuple[str, int], Upcaster] = {}
         self.translators: dict[str, Callable[..., Iterable[Any]]] = {}
         self.reducers: dict[str, Callable[[Payload, DomainEvent], Payload]] = {}
+        self.deadlines: dict[str, Any] = {}  # rule name -> cdc.domain.deadlines.DeadlineRule
         self.modules: tuple[str, ...] = ()
 
     # -- declaration -------------------------------------------------------------------------
@@ -126,6 +128,11 @@ class EventRegistry:
     def add_reducer(self, aggregate: str, fn: Callable[[Payload, DomainEvent], Payload]) -> None:
         self.reducers[aggregate] = fn
 
+    def add_deadline(self, rule: Any) -> None:
+        if rule.name in self.deadlines:
+            raise EventDefinitionError(f"deadline {rule.name!r} is declared twice")
+        self.deadlines[rule.name] = rule
+
     def merge(self, other: EventRegistry) -> None:
         """Add everything ``other`` declares (conflicts raise, as for a declaration made twice)."""
         for spec in other._specs.values():
@@ -136,6 +143,8 @@ class EventRegistry:
             self.add_translator(table, translate)
         for aggregate, fold in other.reducers.items():
             self.add_reducer(aggregate, fold)
+        for rule in other.deadlines.values():
+            self.add_deadline(rule)
 
     # -- lookup --------------------------------------------------------------------------------
     def names(self) -> list[str]:
@@ -240,17 +249,29 @@ def load_modules(modules: Iterable[str]) -> EventRegistry:
     for name in names:
         registry.merge(_module_registry(name))
     registry.modules = names
-    problems = registry.check_chains()
+    problems = registry.check_chains() + _deadline_problems(registry)
     if problems:
         raise EventDefinitionError("; ".join(problems))
     return registry
 
 
+def _deadline_problems(registry: EventRegistry) -> list[str]:
+    return [p for rule in registry.deadlines.values() for p in rule.problems(registry)]
+
+
 # -- declaration decorators (write into the active registry) ----------------------------------
 def event(
-    name: str, *, version: int = 1, aggregate: str, key: str, tables: Iterable[str] = (), description: str = ""
+    name: str,
+    *,
+    version: int = 1,
+    aggregate: str,
+    key: str,
+    tables: Iterable[str] = (),
+    description: str = "",
+    authored: bool = False,
 ) -> Callable[[type[_T]], type[_T]]:
-    """Declare a dataclass as version ``version`` of event type ``name``."""
+    """Declare a dataclass as version ``version`` of event type ``name``. ``authored``: applications
+    write it themselves (an outbox table or a logical message); the bridge validates and stores it."""
 
     def register(cls: type[_T]) -> type[_T]:
         if not dataclasses.is_dataclass(cls):
@@ -261,7 +282,7 @@ def event(
         if own_doc.startswith(f"{cls.__name__}("):  # the signature dataclasses writes when there is no docstring
             own_doc = ""
         doc = description or own_doc.strip().split("\n\n")[0].replace("\n", " ")
-        active_registry().add_event(EventSpec(name, version, aggregate, key, cls, tuple(tables), doc))
+        active_registry().add_event(EventSpec(name, version, aggregate, key, cls, tuple(tables), doc, authored))
         return cls
 
     return register

@@ -38,6 +38,11 @@ def topic_name(source: str, schema: str, table: str) -> str:
     return sanitize_topic(f"{source}.{schema}.{table}")
 
 
+def message_topic(source: str) -> str:
+    """Where Debezium writes a source's logical-decoding messages (heartbeat ticks, authored events)."""
+    return sanitize_topic(f"{source}.message")
+
+
 def events_topic(aggregate: str) -> str:
     """``events.<aggregate>``, made a valid topic name the same way (aggregates of odd tables have spaces)."""
     return sanitize_topic(f"events.{aggregate}")

@@ -23,6 +23,9 @@ class WorkerConfig:
     epoch: int = 0  # the broker truncations that happened before the worker started
     snapshot_events: bool = True  # translate existing rows (op r); off: they make no event
     worker: int = 0  # which of the source's events workers (one consumer group; 0 upcasts the store at start)
+    message_topic: str = ""  # the source's logical messages (heartbeat ticks, authored events); "" = not read
+    outbox_tables: tuple[str, ...] = ()  # ``schema.table`` whose inserted rows are authored events
+    outbox_prefix: str = ""  # logical messages with this prefix are authored events
 
 
 @dataclass

@@ -11,18 +11,22 @@ back as :class:`Rejected` (-> dead letters) while the rest of the batch goes on.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from cdc import jsontext
-from cdc.debezium.envelope import is_tombstone, parse_change
-from cdc.domain.changes import Op, TableRef, TableSchema
+from cdc.debezium.config import HEARTBEAT_PREFIX
+from cdc.debezium.envelope import is_tombstone, parse_record
+from cdc.domain.authored import MESSAGE_OP, authored_event, message_record
+from cdc.domain.changes import Op, RowChange, SourceMessage, SourcePosition, TableRef, TableSchema
+from cdc.domain.deadlines import DeadlineTracker
 from cdc.domain.events import DomainEvent, EventRegistry
 from cdc.domain.ids import iso_from_ms
 from cdc.errors import BadMessage
 from cdc.events.store import ClickHouseEventStore, Latest, LatestShapes, payload_json
-from cdc.ports import Catalog, Message, OutRecord, Publisher, Rejected
-from cdc.translate import translate
+from cdc.ports import Catalog, Message, OutRecord, Publisher, Rejected, TopicPartition
+from cdc.translate import to_change, translate
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +36,16 @@ class EventCounts:
     translated: int = 0
     stored: int = 0
     skipped: int = 0  # changes a translator mapped to no event
+    authored: int = 0  # events applications wrote themselves (outbox rows, logical messages)
+    alerts: int = 0  # events deadlines emitted
+
+
+@dataclass(frozen=True)
+class Authoring:
+    """Where a source's applications write their own events (cdc.domain.authored)."""
+
+    tables: frozenset[str] = frozenset()  # outbox tables, ``schema.table``
+    prefix: str = ""  # logical-message prefix; "" = none
 
 
 def event_record(e: DomainEvent, payload_text: str | None = None) -> OutRecord:
@@ -91,6 +105,8 @@ class DomainEventSink:
         publisher: Publisher,
         store: ClickHouseEventStore,
         snapshot_events: bool = True,
+        authoring: Authoring = Authoring(),
+        deadlines: DeadlineTracker | None = None,
     ) -> None:
         self.registry = registry
         self.snapshot_events = snapshot_events  # off: existing rows (op r) make no event
@@ -99,16 +115,88 @@ class DomainEventSink:
         self._store = store
         self._schemas: dict[TableRef, TableSchema | None] = {}
         self._shapes = LatestShapes(registry)
+        self._authoring = authoring
+        self.deadlines = deadlines if deadlines else None  # a tracker without rules costs nothing
+        self._times: dict[TopicPartition, int] = {}  # newest commit time read per partition
+        self._seen: dict[TopicPartition, int] = {}  # ... of the batch being written (kept once it is stored)
+        self.tick_ms: int | None = None  # newest heartbeat tick: the source's commit clock on an idle source
+        self._lsn = 0
         self.counts = EventCounts()
 
     def write(self, topic: str, messages: Sequence[Message]) -> Sequence[Rejected]:
-        events, records, rejected, payloads = self.translate_all(messages)
+        self._seen = {}
+        checkpoint = self.deadlines.checkpoint() if self.deadlines is not None else None
+        try:
+            events, records, rejected, payloads = self.translate_all(messages)
+            if self.deadlines is not None:
+                events, records, payloads = self._with_alerts(events, records, payloads)
+            self._deliver(events, records, payloads)
+        except BaseException:
+            if self.deadlines is not None and checkpoint is not None:
+                self.deadlines.rollback(checkpoint)  # the loop retries the batch: the tracker sees it again
+            raise
+        for tp, ms in self._seen.items():
+            self._times[tp] = max(ms, self._times.get(tp, 0))
+        return rejected
+
+    def _deliver(self, events: list[DomainEvent], records: list[OutRecord], payloads: dict[str, str]) -> None:
         if events:
             latest = self._latest(events)  # before publishing: a failing upcaster's message goes to the dead letters
             self._publisher.publish(records)
             self.counts.stored += self._store.append(events, payloads, latest)
             self.counts.translated += len(events)
-        return rejected
+
+    def _with_alerts(
+        self, events: list[DomainEvent], records: list[OutRecord], payloads: dict[str, str]
+    ) -> tuple[list[DomainEvent], list[OutRecord], dict[str, str]]:
+        """The events with the alerts of the deadlines they end too late (each alert before its ending event)."""
+        assert self.deadlines is not None
+        out_events: list[DomainEvent] = []
+        out_records: list[OutRecord] = []
+        for e, record in zip(events, records, strict=True):
+            for alert in self.deadlines.observe(e):
+                self._add_alert(alert, out_events, out_records, payloads)
+            out_events.append(e)
+            out_records.append(record)
+        return out_events, out_records, payloads
+
+    def _add_alert(
+        self, alert: DomainEvent, events: list[DomainEvent], records: list[OutRecord], payloads: dict[str, str]
+    ) -> None:
+        text = jsontext.dumps_clean(alert.payload).decode()
+        events.append(alert)
+        records.append(event_record(alert, text))
+        payloads[alert.event_id] = text
+        self.counts.alerts += 1
+
+    def finish_batch(self, positions: Mapping[TopicPartition, int], highwater: Mapping[TopicPartition, int]) -> None:
+        """After a whole batch: emit the alerts of deadlines the source's clock has passed.
+
+        The clock (watermark) is the oldest of every assigned partition's newest commit time; a
+        partition read to its end counts with the newest heartbeat tick instead, since Debezium sends a
+        tick only after every change committed before it. So nothing committed before the watermark
+        can still arrive, and an alert fires only when no ending event can still come in time.
+        """
+        if self.deadlines is None or not positions:
+            return
+        clock = []
+        for tp, position in positions.items():
+            caught_up = position >= highwater.get(tp, position + 1)
+            ms = self.tick_ms if caught_up and self.tick_ms is not None else self._times.get(tp)
+            if ms is None:
+                return  # a partition not read yet: its history is unknown
+            clock.append(ms)
+        checkpoint = self.deadlines.checkpoint()
+        try:
+            events: list[DomainEvent] = []
+            records: list[OutRecord] = []
+            payloads: dict[str, str] = {}
+            for alert in self.deadlines.advance(min(clock), self._lsn):
+                self._add_alert(alert, events, records, payloads)
+            self._deliver(events, records, payloads)
+        except BaseException:
+            self.deadlines.rollback(checkpoint)
+            raise
 
     def _latest(self, events: Sequence[DomainEvent]) -> dict[str, Latest]:
         """The latest shape of the events translated below their type's latest version (seldom any:
@@ -151,12 +239,54 @@ class DomainEventSink:
 
     def _translate(self, msg: Message) -> list[DomainEvent]:
         assert msg.value is not None
-        change = parse_change(msg.value)
-        if change is None:
-            return []  # truncate / logical message: not a row change
-        if change.op is Op.SNAPSHOT and not self.snapshot_events:
+        record = parse_record(msg.value)
+        position = record.position
+        tp = (msg.topic, msg.partition)
+        self._seen[tp] = max(position.commit_ts_ms, self._seen.get(tp, 0))
+        self._lsn = max(self._lsn, position.lsn)
+        if isinstance(record, SourceMessage):
+            return self._message(record)
+        if record.table.qualified in self._authoring.tables:
+            return self._outbox(record)
+        if record.op is Op.SNAPSHOT and not self.snapshot_events:
             return []  # the source says: no events for existing rows
-        return translate(change, self._schema(change.table), self.registry)
+        return translate(record, self._schema(record.table), self.registry)
+
+    def _message(self, message: SourceMessage) -> list[DomainEvent]:
+        """A heartbeat tick moves the source's clock; a message with the authoring prefix is an event."""
+        pos = message.position
+        if message.prefix == HEARTBEAT_PREFIX:
+            self.tick_ms = max(pos.commit_ts_ms, self.tick_ms or 0)
+            return []
+        if not self._authoring.prefix or message.prefix != self._authoring.prefix:
+            return []  # another application's message (Debezium forwards only the prefixes asked for)
+        origin = f"message:{message.prefix}"
+        record = message_record(message.content, origin)
+        return self._authored(record, message.source, origin, MESSAGE_OP, pos)
+
+    def _outbox(self, change: RowChange) -> list[DomainEvent]:
+        """An inserted outbox row is an authored event; updates and deletes of it say nothing (the
+        application may delete its rows once written)."""
+        if change.op not in (Op.CREATE, Op.SNAPSHOT) or change.after is None:
+            return []
+        row = to_change(change, self._schema(change.table)).after or {}
+        return self._authored(row, change.table.source, change.table.qualified, change.op.value, change.position)
+
+    def _authored(
+        self, record: Mapping[str, Any], source: str, origin: str, op: str, pos: SourcePosition
+    ) -> list[DomainEvent]:
+        made = authored_event(
+            self.registry,
+            record,
+            source=source,
+            origin=origin,
+            op=op,
+            lsn=pos.lsn,
+            txid=pos.txid,
+            commit_ts_ms=pos.commit_ts_ms,
+        )
+        self.counts.authored += 1
+        return [made]
 
     def _schema(self, ref: TableRef) -> TableSchema | None:
         if ref not in self._schemas:

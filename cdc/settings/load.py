@@ -13,7 +13,7 @@ from pydantic_settings import TomlConfigSettingsSource
 
 from cdc.errors import ConfigError
 from cdc.settings.model import Guardrails, Masking, Projections, Settings, SourceConfig
-from cdc.settings.sources import SourceSpec, resolve
+from cdc.settings.sources import SourceSpec, qualified, resolve
 
 _SECTIONS: dict[str, type[BaseModel]] = {
     "source": SourceConfig,
@@ -86,6 +86,7 @@ def source_specs(
                 f"{where} source {s.name!r}" if s.name else f"{where} [[source]] #{i + 1}",
                 settings.initial_load,
                 settings.snapshot_events,
+                (settings.outbox_tables, settings.outbox_prefix),
             )
             for i, s in enumerate(settings.source)
         )
@@ -97,6 +98,8 @@ def source_specs(
             settings.tables,
             initial_load=settings.initial_load,
             snapshot_events=settings.snapshot_events,
+            outbox_tables=qualified(settings.outbox_tables),
+            outbox_prefix=settings.outbox_prefix,
         ),
     )
 

@@ -101,6 +101,8 @@ class SourceConfig(_Section):
     initial_load: InitialLoadMode | None = None  # None: the bridge-wide setting
     snapshot_events: bool | None = Field(default=None, strict=True)  # events of existing rows; None: bridge-wide
     mask: dict[str, str] = {}
+    outbox_tables: Tables | None = None  # tables the application writes its own events to; None: bridge-wide
+    outbox_prefix: str | None = None  # pg_logical_emit_message prefix of authored events; None: bridge-wide
 
     @field_validator("name")
     @classmethod
@@ -173,6 +175,9 @@ class Settings(BaseSettings):
     # domain-event worker processes per source, one consumer group: each change topic gets this many
     # partitions (keyed by primary key, so a row's changes stay in order) and each worker a share of them
     events_workers: Positive = 1
+    # authored events: outbox tables (Debezium's layout) and a logical-message prefix ("" = none)
+    outbox_tables: Names = ()
+    outbox_prefix: str = ""
     config: Path | None = None  # the cdc.toml this came from (--config, CDC_CONFIG)
     # sections of the file
     source: tuple[SourceConfig, ...] = ()

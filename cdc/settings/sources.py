@@ -42,13 +42,20 @@ class SourceSpec:
     initial_load: str = "copy"  # existing rows: "copy" (cdc.mirror.initial_load) or "debezium" (its snapshot)
     snapshot_events: bool = True  # domain events of existing rows (op r), whichever way they are loaded
     dsn_env: str = ""  # the variable the DSN came from ("": a flag or CDC_SOURCE_DSN); recorded, never the DSN
+    outbox_tables: tuple[str, ...] = ()  # ``schema.table`` whose inserted rows are authored events
+    outbox_prefix: str = ""  # logical messages with this prefix are authored events ("" = none)
 
     def excluded_column(self, schema: str, table: str, column: str) -> bool:
         return f"{schema}.{table}.{column}" in self.exclude_columns
 
 
 def resolve(
-    config: SourceConfig, env: Mapping[str, str], where: str, initial_load: str = "copy", snapshot_events: bool = True
+    config: SourceConfig,
+    env: Mapping[str, str],
+    where: str,
+    initial_load: str = "copy",
+    snapshot_events: bool = True,
+    outbox: tuple[tuple[str, ...], str] = ((), ""),
 ) -> SourceSpec:
     """A ``[[source]]`` with its DSN read from the variable it names."""
     dsn = env.get(config.dsn_env, "")
@@ -66,4 +73,11 @@ def resolve(
         initial_load=config.initial_load or initial_load,
         snapshot_events=config.snapshot_events if config.snapshot_events is not None else snapshot_events,
         dsn_env=config.dsn_env,
+        outbox_tables=qualified(config.outbox_tables if config.outbox_tables is not None else outbox[0]),
+        outbox_prefix=config.outbox_prefix if config.outbox_prefix is not None else outbox[1],
     )
+
+
+def qualified(tables: tuple[str, ...]) -> tuple[str, ...]:
+    """``schema.table`` (``public`` when none is given), as the events lane compares them."""
+    return tuple(t if "." in t else f"public.{t}" for t in tables)

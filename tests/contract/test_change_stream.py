@@ -87,6 +87,22 @@ def test_poll_returns_messages_in_order_with_keys(harness: Harness) -> None:
     stream.close()
 
 
+def test_positions_say_what_was_read_and_reach_the_highwater_at_the_log_end(harness: Harness) -> None:
+    topic, group = _names()
+    harness.create([topic])
+    for i in range(4):
+        harness.produce(topic, b"k", f"v{i}".encode())
+    stream = harness.open(group, [topic])
+    got = _drain(stream, 4)
+    tp = (topic, got[0].partition)
+    assert stream.positions()[tp] == 4
+    assert stream.highwater()[tp] == 4  # read to the end: the events lane counts the partition as caught up
+    harness.produce(topic, b"k", b"v4")
+    _drain(stream, 1)
+    assert stream.positions()[tp] == 5
+    stream.close()
+
+
 def test_committed_offsets_survive_a_new_member_and_uncommitted_ones_are_redelivered(harness: Harness) -> None:
     topic, group = _names()
     harness.create([topic])

@@ -269,6 +269,7 @@ def test_catalog_entry_is_exact_and_deterministic() -> None:
     entry = cat["events"]["OrderPlaced"]
     assert {k: v for k, v in entry.items() if k != "versions"} == {
         "aggregate": "order",
+        "origin": "derived",
         "key": "order_id",
         "latest": 2,
         "upcasters": ["v1→v2"],

@@ -119,6 +119,7 @@ def test_bridge_points_at_the_services(services: dict[str, Any]) -> None:
     # tables and translators of `cdc demo`
     assert tuple(env["CDC_TABLES"].split(",")) == shop.DEMO_TABLES
     assert env["CDC_TRANSLATORS"] == "cdc.demo.events"
+    assert tuple(env["CDC_OUTBOX_TABLES"].split(",")) == shop.DEMO_OUTBOX
 
 
 @pytest.mark.parametrize("name", ["bridge", "shop-load", "dagster-webserver", "dagster-daemon"])

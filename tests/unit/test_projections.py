@@ -133,12 +133,13 @@ def test_partition_needs_a_day_scoped_projection() -> None:
 # -- the shop's projections ------------------------------------------------------------------------
 
 
-def test_the_shop_has_four_projections_found_by_name() -> None:
+def test_the_shop_has_five_projections_found_by_name() -> None:
     assert [p.name for p in shop.PROJECTIONS] == [
         "revenue_daily_product",
         "order_funnel",
         "customer_lifetime_value",
         "orders_in_flight",
+        "overdue_orders",
     ]
     assert shop.by_name("order_funnel") == shop.PROJECTIONS[1]
     with pytest.raises(ProjectionError, match="no shop projection 'nope'"):
