@@ -122,6 +122,8 @@ def _run_settings(args: argparse.Namespace) -> Settings:
         translators=split_list(args.translators),
         events=False if args.no_events else None,
         initial_load=args.initial_load,
+        outbox_tables=split_list(args.outbox_tables),
+        outbox_prefix=args.outbox_prefix,
     )
     if settings.source and (args.source or args.source_name or args.tables):
         raise ConfigError("--config names the sources: drop --source/--source-name/--tables, or drop --config")

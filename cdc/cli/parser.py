@@ -60,6 +60,16 @@ def build_parser() -> argparse.ArgumentParser:
     _translators_arg(run)
     run.add_argument("--no-events", action="store_true", help="mirror only: do not run the domain-event consumer")
     run.add_argument(
+        "--outbox-tables",
+        help="comma-separated outbox tables (Debezium's layout: id, aggregatetype, aggregateid, type, payload"
+        "[, version]) whose inserted rows are events the application wrote itself (env CDC_OUTBOX_TABLES;"
+        " README, 'Authored events')",
+    )
+    run.add_argument(
+        "--outbox-prefix",
+        help="pg_logical_emit_message prefix whose messages are authored events (env CDC_OUTBOX_PREFIX)",
+    )
+    run.add_argument(
         "--initial-load",
         choices=("copy", "debezium"),
         help="how existing rows reach ClickHouse at a first start: the parallel, resumable copy path (default), "

@@ -158,7 +158,7 @@ class ConsumerService:
         backoff = Backoff()
         while True:
             try:
-                finish(self._stream.positions(), self.stats.highwater)
+                finish(self._stream.positions, self.stats.highwater)  # positions: read only if needed
                 return
             except CdcError as e:
                 self._wait_out(e, backoff)

@@ -7,12 +7,15 @@ from the events, with no table of its own to keep in step (or to erase a person 
 
 from __future__ import annotations
 
+import logging
+
 from cdc.domain.deadlines import DeadlineRule, DeadlineTracker, Pending, alert_id
 from cdc.domain.events import EventRegistry
 from cdc.events.store import DATABASE, TABLE, stored_event
 from cdc.ports import Warehouse
 
 _STORE = f"{DATABASE}.{TABLE}"
+log = logging.getLogger(__name__)
 
 
 def _key_sql(rule: DeadlineRule) -> str:
@@ -30,6 +33,7 @@ def open_deadlines(warehouse: Warehouse, registry: EventRegistry) -> DeadlineTra
     tracker = DeadlineTracker(registry)
     for rule in registry.deadlines.values():
         tracker.restore(_open(warehouse, registry, rule))
+    log.info("deadlines: %d open deadline(s) restored from the event store", tracker.open)
     return tracker
 
 
@@ -39,8 +43,9 @@ def _open(warehouse: Warehouse, registry: EventRegistry, rule: DeadlineRule) -> 
     rows = warehouse.query(
         "SELECT toString(s.event_id), s.event_type, s.latest_version, s.aggregate_type, s.aggregate_id,"
         " s.t, s.source, s.source_table, s.op, s.lsn, s.txid, s.sequence, toString(s.correlation_id),"
-        " s.payload_latest, s.k"
-        f" FROM (SELECT *, toUnixTimestamp64Milli(occurred_at) AS t, {key} AS k FROM {_STORE} FINAL"
+        " s.latest_payload, s.k"
+        f" FROM (SELECT *, payload_latest AS latest_payload, toUnixTimestamp64Milli(occurred_at) AS t, {key} AS k"
+        f"  FROM {_STORE} FINAL"
         f"  WHERE event_type IN {{start:Array(String)}} AND op != 'r') AS s"
         f" LEFT JOIN (SELECT {key} AS k, max(lsn) AS l FROM {_STORE} FINAL"
         "  WHERE event_type IN {end:Array(String)} GROUP BY k) AS e ON s.k = e.k"

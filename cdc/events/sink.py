@@ -169,7 +169,9 @@ class DomainEventSink:
         payloads[alert.event_id] = text
         self.counts.alerts += 1
 
-    def finish_batch(self, positions: Mapping[TopicPartition, int], highwater: Mapping[TopicPartition, int]) -> None:
+    def finish_batch(
+        self, positions: Callable[[], Mapping[TopicPartition, int]], highwater: Mapping[TopicPartition, int]
+    ) -> None:
         """After a whole batch: emit the alerts of deadlines the source's clock has passed.
 
         The clock (watermark) is the oldest of every assigned partition's newest commit time; a
@@ -177,10 +179,13 @@ class DomainEventSink:
         tick only after every change committed before it. So nothing committed before the watermark
         can still arrive, and an alert fires only when no ending event can still come in time.
         """
-        if self.deadlines is None or not positions:
+        if self.deadlines is None:
+            return
+        read = positions()
+        if not read:
             return
         clock = []
-        for tp, position in positions.items():
+        for tp, position in read.items():
             caught_up = position >= highwater.get(tp, position + 1)
             ms = self.tick_ms if caught_up and self.tick_ms is not None else self._times.get(tp)
             if ms is None:

@@ -15,7 +15,16 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_STATE_DIR = ".cdc"
@@ -73,6 +82,19 @@ def _not_negative(value: Any) -> int:
 
 Positive = Annotated[int, BeforeValidator(_positive)]
 NotNegative = Annotated[int, BeforeValidator(_not_negative)]
+_PREFIX = re.compile(r"[A-Za-z0-9_.:-]*")
+
+
+def _prefix(value: str | None) -> str | None:
+    """A logical-message prefix Debezium can match exactly (no commas, no regex characters)."""
+    if value is not None and not _PREFIX.fullmatch(value):
+        raise ValueError(f"outbox_prefix {value!r} may use only letters, digits and _ . : -")
+    if value == "cdc_heartbeat":
+        raise ValueError("outbox_prefix 'cdc_heartbeat' is the bridge's own heartbeat; choose another")
+    return value
+
+
+Prefix = Annotated[str, AfterValidator(_prefix)]
 Names = Annotated[tuple[str, ...], NoDecode, BeforeValidator(split_list)]
 Tables = Annotated[tuple[str, ...], _shaped(_TABLE, "schema.table")]
 Columns = Annotated[tuple[str, ...], _shaped(_COLUMN, "schema.table.column")]
@@ -102,7 +124,7 @@ class SourceConfig(_Section):
     snapshot_events: bool | None = Field(default=None, strict=True)  # events of existing rows; None: bridge-wide
     mask: dict[str, str] = {}
     outbox_tables: Tables | None = None  # tables the application writes its own events to; None: bridge-wide
-    outbox_prefix: str | None = None  # pg_logical_emit_message prefix of authored events; None: bridge-wide
+    outbox_prefix: Prefix | None = None  # pg_logical_emit_message prefix of authored events; None: bridge-wide
 
     @field_validator("name")
     @classmethod
@@ -177,7 +199,7 @@ class Settings(BaseSettings):
     events_workers: Positive = 1
     # authored events: outbox tables (Debezium's layout) and a logical-message prefix ("" = none)
     outbox_tables: Names = ()
-    outbox_prefix: str = ""
+    outbox_prefix: Prefix = ""
     config: Path | None = None  # the cdc.toml this came from (--config, CDC_CONFIG)
     # sections of the file
     source: tuple[SourceConfig, ...] = ()
