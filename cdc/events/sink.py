@@ -11,7 +11,7 @@ back as :class:`Rejected` (-> dead letters) while the rest of the batch goes on.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 

@@ -208,7 +208,7 @@ def _replay(records: list[Message], dsn: str, batch: int) -> set[str]:
             sink.write(topic, [m for m in chunk if m.topic == topic and m.value])
         for m in chunk:
             positions[(m.topic, m.partition)] = m.offset + 1
-        sink.finish_batch(positions, highwater)
+        sink.finish_batch(lambda: positions, highwater)
     return {e.event_id for e in recorded.events if e.event_type == "TicketResponseOverdue"}
 
 
