@@ -209,9 +209,10 @@ def orders_in_flight(source: str = SOURCE) -> Projection:
         " JSONExtractString(payload_latest, 'to_status'), event_type = 'OrderDelivered', 'delivered', 'cancelled')"
     )
     changed = _ts("JSONExtractString(payload_latest, if(event_type = 'OrderPlaced', 'placed_at', 'changed_at'))")
-    latest = (
-        f"SELECT {_ORDER_ID} AS order_id, argMaxIf({status}, (lsn, sequence), event_type != 'OrderPurged') AS st,"
-        f" argMaxIf({changed}, (lsn, sequence), event_type != 'OrderPurged') AS changed_at,"
+    moves = "event_type IN ('OrderPlaced', 'OrderStatusChanged', 'OrderDelivered', 'OrderCancelled')"
+    latest = (  # only events that move the status count (an alert or the app's reason do not)
+        f"SELECT {_ORDER_ID} AS order_id, argMaxIf({status}, (lsn, sequence), {moves}) AS st,"
+        f" argMaxIf({changed}, (lsn, sequence), {moves}) AS changed_at,"
         " max(event_type = 'OrderPurged') AS purged"
         f" FROM {_events(source, 'order')} AND {in_scope(_ORDER_ID, 'Int64')} GROUP BY order_id"
     )

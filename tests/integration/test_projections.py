@@ -108,6 +108,16 @@ class Log:
     def purged(self, order: int, at: str) -> None:
         self.add("OrderPurged", str(order), {"order_id": order}, at)
 
+    def overdue(self, order: int, customer: int, placed: str, due: str) -> None:
+        """The delivery deadline's alert: it occurred at the due time."""
+        payload = {"order_id": order, "customer_id": customer, "placed_at": placed, "due_at": due}
+        self.add("OrderDeliveryOverdue", str(order), payload, due)
+
+    def reason(self, order: int, reason: str, at: str) -> None:
+        self.add(
+            "CancellationReasonGiven", str(order), {"order_id": order, "reason": reason, "cancelled_by": "shop"}, at
+        )
+
     def item(self, order: int, line: int, product: int, quantity: int, price: str, at: str) -> None:
         self.add(
             "OrderItemCreated",
@@ -139,6 +149,7 @@ def _phase1() -> list[DomainEvent]:
     log.item_changed(101, 3, "2025-11-24T23:03:00Z", quantity=2)
     log.status(101, "placed", "baking", "2025-11-24T23:10:00Z")
     log.status(101, "baking", "out_for_delivery", "2025-11-24T23:50:00Z")
+    log.overdue(101, 1, "2025-11-24T23:00:00.000000Z", "2025-11-24T23:30:00.000000Z")
     log.delivered(101, "17.50", "2025-11-25T00:20:00.000000Z")
     log.placed(102, 2, "2025-11-24T12:00:00.000000Z")
     log.cancelled(102, "placed", "2025-11-24T12:05:00Z")
@@ -146,6 +157,7 @@ def _phase1() -> list[DomainEvent]:
     log.placed(103, 2, "2025-11-25T09:00:00.000000Z", v1=True)
     log.item(103, 1, 12, 1, "3.00", "2025-11-25T09:00:00Z")
     log.status(103, "placed", "baking", "2025-11-25T09:10:00Z")
+    log.overdue(103, 2, "2025-11-25T09:00:00.000000Z", "2025-11-25T09:30:00.000000Z")  # still open after phase 1
     log.placed(104, 3, "2025-11-25T10:00:00.000000Z")
     log.placed(105, 3, "2025-11-25T10:30:00.000000Z")
     log.item(105, 1, 11, 4, "4.00", "2025-11-25T10:30:00Z")
@@ -160,7 +172,9 @@ def _phase2() -> list[DomainEvent]:
     log.item(103, 2, 11, 2, "4.00", "2025-11-25T09:20:00Z")
     log.status(103, "baking", "out_for_delivery", "2025-11-25T09:40:00Z")
     log.delivered(103, "11.00", "2025-11-25T10:05:00.000000Z")
-    log.cancelled(104, "placed", "2025-11-25T10:15:00Z")
+    log.overdue(104, 3, "2025-11-25T10:00:00.000000Z", "2025-11-25T10:30:00.000000Z")
+    log.cancelled(104, "placed", "2025-11-25T10:45:00Z")
+    log.reason(104, "out of dough", "2025-11-25T10:45:00Z")
     log.item(100, 3, 12, 1, "3.00", "2025-11-25T12:00:00Z")  # a late correction to a D1 delivery
     log.item_deleted(101, 1, "2025-11-25T12:01:00Z")  # (D2, product 10) then has no sales: a tombstone
     log.placed(106, 1, "2025-11-25T14:00:00.000000Z")
@@ -263,11 +277,33 @@ def expected(name: str, events: Sequence[DomainEvent]) -> list[tuple[Any, ...]]:
             )
             for c, group in sorted(customers.items())
         ]
+    if name == "overdue_orders":
+        return _overdue(events)
     return [
         (oid, o["customer"], o["status"], o["address"], o["placed_at"], o["changed_at"])
         for oid, o in sorted(orders.items())
         if o["status"] in IN_FLIGHT and not o["purged"]
     ]
+
+
+def _overdue(events: Sequence[DomainEvent]) -> list[tuple[Any, ...]]:
+    """Per order with a delivery alert: what ended it (the last delivery or cancellation) and why."""
+    rows: dict[int, list[Any]] = {}
+    ordered = sorted((e for e in events if e.aggregate_type == "order"), key=lambda e: (e.lsn, e.sequence))
+    for e in ordered:
+        p, order = e.payload, int(e.aggregate_id)
+        if e.event_type == "OrderDeliveryOverdue" and order not in rows:
+            rows[order] = [order, p["customer_id"], _when(p["placed_at"]), _when(p["due_at"]), "still open", None, None]
+    for e in ordered:
+        row = rows.get(int(e.aggregate_id))
+        if row is None:
+            continue
+        if e.event_type in ("OrderDelivered", "OrderCancelled"):
+            row[4] = "delivered late" if e.event_type == "OrderDelivered" else "cancelled late"
+            row[5] = e.occurred_at
+        elif e.event_type == "CancellationReasonGiven":
+            row[6] = e.payload["reason"]
+    return [tuple(r) for _, r in sorted(rows.items())]
 
 
 # -- the scenario on chDB -------------------------------------------------------------------------
