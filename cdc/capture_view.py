@@ -66,7 +66,7 @@ class CaptureView:
     def in_flight(self) -> int | None:
         """Changes Debezium produced that are not yet durable in every lane (None: not known)."""
         gate = getattr(self.c.runner, "gate", None)
-        return gate.in_flight if gate is not None else None
+        return gate.not_durable() if gate is not None else None
 
     def slot_info(self) -> SlotInfo | None:
         """This source's replication slot as PostgreSQL shows it (None: not created yet)."""

@@ -79,6 +79,17 @@ class DurabilityGate:
             self._pending.append(batch)
             self.in_flight += batch.records
 
+    def not_durable(self) -> int:
+        """Records sent but not yet durable in every lane, as of now (read from any thread).
+
+        ``in_flight`` counts what Debezium has not been told is durable: the polling thread tells it
+        on its next batch, so on an idle source the last heartbeat tick stays in ``in_flight`` until
+        the next one, although the lanes committed it long ago. This is what status shows."""
+        with self._lock:
+            pending = list(self._pending)
+        durable, consumed = self._durable(), self._consumed()
+        return sum(b.records for b in pending if not _durable(b, durable, consumed))
+
     def releasable(self) -> Batch | None:
         """Pop every batch, oldest first, that all lanes have made durable; the newest of them (whose
         last record the caller marks processed), or None when the oldest is still in flight."""
@@ -87,8 +98,8 @@ class DurabilityGate:
         durable, consumed = self._durable(), self._consumed()
         newest: Batch | None = None
         while self._pending and _durable(self._pending[0], durable, consumed):
-            batch = self._pending.popleft()
             with self._lock:
+                batch = self._pending.popleft()
                 self.in_flight -= batch.records
                 self.released += batch.records
                 self.snapshot_durable = self.snapshot_durable or batch.past_snapshot

@@ -28,8 +28,15 @@ class EventsLane:
     warehouse: _ClosableWarehouse
 
     def report(self, error: str | None) -> WorkerReport:
+        counts, deadlines = self.sink.counts, self.sink.deadlines
         return WorkerReport(
-            copy.deepcopy(self.service.stats), self.sink.counts.translated, self.sink.counts.stored, error
+            copy.deepcopy(self.service.stats),
+            counts.translated,
+            counts.stored,
+            error,
+            authored=counts.authored,
+            alerts=counts.alerts,
+            deadlines_open=deadlines.open if deadlines is not None else 0,
         )
 
     def upcast_stored(self, progress: Callable[[UpcastResult], None]) -> UpcastResult | None:

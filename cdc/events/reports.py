@@ -39,6 +39,9 @@ class WorkerReport:
     epoch: int = 0  # the broker truncations the worker has rewound for
     fatal: str | None = None  # what stopped the worker for good (a bug, a broken dependency): not retried
     at: float = field(default_factory=time.monotonic)  # when it was sent (one clock for all processes)
+    authored: int = 0  # events applications wrote themselves (outbox rows, logical messages)
+    alerts: int = 0  # events deadline rules emitted
+    deadlines_open: int = 0  # deadlines started and not yet ended or passed
 
 
 def merged(reports: list[WorkerReport]) -> WorkerReport:
@@ -78,5 +81,8 @@ def merged(reports: list[WorkerReport]) -> WorkerReport:
         error=next((r.error for r in reports if r.error), None),
         epoch=min(r.epoch for r in reports),
         fatal=next((r.fatal for r in reports if r.fatal), None),
+        authored=sum(r.authored for r in reports),
+        alerts=sum(r.alerts for r in reports),
+        deadlines_open=sum(r.deadlines_open for r in reports),
         at=min(r.at for r in reports),
     )

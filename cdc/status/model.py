@@ -133,6 +133,9 @@ class SourceStatus:
     rows_per_s_1m: float = 0.0
     freshness_s: float | None = None
     events_stored: int | None = None
+    events_authored: int | None = None
+    deadline_alerts: int | None = None
+    deadlines_open: int | None = None
     dead_letters: int | None = None
     topics: tuple[TopicLag, ...] = ()
     schema_notices: tuple[SchemaNotice, ...] = ()
@@ -160,6 +163,9 @@ class SourceStatus:
             "freshness_s": self.freshness_s,
             "lag_messages": self.lag_messages,
             "events_stored": self.events_stored,
+            "events_authored": self.events_authored,
+            "deadline_alerts": self.deadline_alerts,
+            "deadlines_open": self.deadlines_open,
             "dead_letters": self.dead_letters,
             "topics": [t.to_dict() for t in self.topics],
             "schema_notices": [n.to_dict() for n in self.schema_notices],
@@ -187,6 +193,9 @@ class SourceStatus:
             rows_per_s_1m=_float(data, "rows_per_s_1m"),
             freshness_s=_opt_float(data, "freshness_s"),
             events_stored=_opt_int(data, "events_stored"),
+            events_authored=_opt_int(data, "events_authored") if "events_authored" in data else None,
+            deadline_alerts=_opt_int(data, "deadline_alerts") if "deadline_alerts" in data else None,
+            deadlines_open=_opt_int(data, "deadlines_open") if "deadlines_open" in data else None,
             dead_letters=_opt_int(data, "dead_letters"),
             topics=tuple(TopicLag.from_dict(t) for t in _list(data, "topics")),
             schema_notices=tuple(SchemaNotice.from_dict(n) for n in _list(data, "schema_notices")),

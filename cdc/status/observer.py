@@ -181,6 +181,9 @@ class Observer:
             rows_per_s_1m=round(rate.rate(time.monotonic()), 1) if rate else 0.0,
             freshness_s=None if freshness is None else round(freshness, 3),
             events_stored=report.stored if report is not None else None,
+            events_authored=report.authored if report is not None else None,
+            deadline_alerts=report.alerts if report is not None else None,
+            deadlines_open=report.deadlines_open if report is not None else None,
             dead_letters=None if dead is None else sum(n for t, n in dead.items() if t.startswith(c.name + ".")),
             topics=_topics(stats, c.topics),
             schema_notices=tuple(

@@ -62,6 +62,9 @@ def _families() -> dict[str, _Family]:
         ("committed_offset", "gauge", "the consumer group's committed offset in the topic"),
         ("end_offset", "gauge", "the topic's end offset (high watermark)"),
         ("events_stored_total", "counter", "domain events stored in ClickHouse"),
+        ("events_authored_total", "counter", "events applications wrote themselves (outbox table, logical messages)"),
+        ("deadline_alerts_total", "counter", "events deadline rules emitted (a deadline passed on source time)"),
+        ("deadlines_open", "gauge", "deadlines started and not yet ended or passed"),
         ("in_flight_records", "gauge", "captured changes not yet durable in every lane (the slot still holds them)"),
         ("broker_truncations_total", "counter", "times the embedded broker's topics were emptied once durable"),
         ("initial_load_rows_copied", "gauge", "rows the copy path has loaded into the table's mirror"),
@@ -116,6 +119,9 @@ def _add_source(fam: dict[str, _Family], s: SourceStatus) -> None:
         fam["committed_offset"].add(t.committed, source=src, topic=t.topic)
         fam["end_offset"].add(t.end, source=src, topic=t.topic)
     fam["events_stored_total"].add(s.events_stored, source=src)
+    fam["events_authored_total"].add(s.events_authored, source=src)
+    fam["deadline_alerts_total"].add(s.deadline_alerts, source=src)
+    fam["deadlines_open"].add(s.deadlines_open, source=src)
     fam["in_flight_records"].add(s.in_flight, source=src)
     fam["broker_truncations_total"].add(s.broker_truncations, source=src)
     for p in s.initial_load:

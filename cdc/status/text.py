@@ -48,7 +48,13 @@ def _source_block(source: SourceStatus) -> list[str]:
         f"  captured       {source.captured:,}   applied {source.applied:,}   "
         f"rows/s (1 min) {source.rows_per_s_1m:,.1f}",
         f"  last change    {fresh}   lag {source.lag_messages:,} message(s)",
-        f"  events stored  {_count(source.events_stored)}   dead letters {_count(source.dead_letters)}",
+        f"  events stored  {_count(source.events_stored)}   dead letters {_count(source.dead_letters)}"
+        + (f"   authored {source.events_authored:,}" if source.events_authored else "")
+        + (
+            f"   deadlines open {source.deadlines_open:,}, passed {source.deadline_alerts or 0:,}"
+            if source.deadlines_open or source.deadline_alerts
+            else ""
+        ),
         f"  in flight      {_count(source.in_flight)} captured, not yet durable in ClickHouse"
         + ("" if source.broker_truncations is None else f"   broker emptied {source.broker_truncations:,} time(s)"),
     ]

@@ -39,7 +39,7 @@ def test_demo_with_duration_verifies_every_table(state_dir: Path) -> None:
     assert "Dagster UI:          http://127.0.0.1:" in out, out
     daemon_log = state_dir / "logs" / "dagster-daemon.log"
     tail = "\n".join(daemon_log.read_text(errors="replace").splitlines()[-60:]) if daemon_log.exists() else ""
-    assert "reports built by Dagster: 4, all up to the newest event" in out, out + "\n--- dagster-daemon.log\n" + tail
+    assert "reports built by Dagster: 5, all up to the newest event" in out, out + "\n--- dagster-daemon.log\n" + tail
     assert "all tables match" in out
     for table in ("public.customers", "public.products", "public.orders", "public.order_items"):
         line = next(x for x in out.splitlines() if x.startswith(table))
@@ -51,7 +51,7 @@ def test_demo_with_duration_verifies_every_table(state_dir: Path) -> None:
     assert after.returncode == 0 and after.stdout.strip().splitlines()[-1] == "1"
     # while it ran, the Dagster sensor saw new events and its runs built the reports
     built = cdc(state_dir, "sql", "SELECT uniqExact(projection) FROM reports._watermarks", "--format", "csv")
-    assert built.returncode == 0 and built.stdout.strip().splitlines()[-1] == "4", built.stdout + built.stderr
+    assert built.returncode == 0 and built.stdout.strip().splitlines()[-1] == "5", built.stdout + built.stderr
     assert list((state_dir / "dagster" / "storage").iterdir())  # the runs' records, as the UI shows them
 
 

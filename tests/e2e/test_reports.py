@@ -113,8 +113,11 @@ def test_each_report_equals_the_figure_computed_from_postgres(
     _shop_day(database)
     warehouse = connect_warehouse(url, state_dir)
     builder = ProjectionBuilder(warehouse)
-    reports = {p.name: p for p in projections(source=db)}
-    assert sorted(reports) == sorted(CH)
+    # overdue_orders is left out: its figures depend on a two-minute deadline on commit time, which
+    # this test's timing cannot fix; tests/integration/test_projections.py checks it on synthetic
+    # events and tests/e2e/test_deadlines_outbox.py the deadline itself on the real stack
+    reports = {p.name: p for p in projections(source=db) if p.name != "overdue_orders"}
+    assert sorted(reports) == sorted(CH) and len(projections(source=db)) == len(CH) + 1
     wait_until(lambda: ch.query(f"SELECT count() FROM {db}.products").result_rows == [(10,)], 120, "products mirror")
 
     def equal(name: str, build: Callable[[Any], object]) -> bool:

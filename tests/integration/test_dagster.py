@@ -172,7 +172,8 @@ def _event(
 
 
 def shop_events(first_lsn: int) -> list[DomainEvent]:
-    """Order 1: placed with two pizzas of product 10, delivered on DAY; order 2: placed, baking."""
+    """Order 1: placed with two pizzas of product 10, delivered on DAY; order 2: placed, baking, and
+    overdue two minutes later (the delivery deadline's alert)."""
     at = dt.datetime.combine(DAY, dt.time(12), dt.UTC)
     iso = at.isoformat()
     return [
@@ -219,6 +220,13 @@ def shop_events(first_lsn: int) -> list[DomainEvent]:
             {"order_id": 2, "from_status": "placed", "to_status": "baking", "changed_at": iso},
             at,
             first_lsn + 4,
+        ),
+        _event(
+            2,
+            "OrderDeliveryOverdue",
+            {"order_id": 2, "customer_id": 8, "placed_at": iso, "due_at": (at + dt.timedelta(minutes=2)).isoformat()},
+            at + dt.timedelta(minutes=2),
+            first_lsn + 5,
         ),
     ]
 

@@ -78,3 +78,13 @@ def test_a_pause_holds_until_nothing_is_in_flight_then_until_withdrawn() -> None
     gate._sleep = sleep
     gate.hold_while_paused(release, stop=lambda: False)
     assert seen_paused.is_set() and gate.pending_batches == 0 and not gate.paused.is_set()
+
+
+def test_not_durable_counts_what_the_lanes_have_not_committed_even_before_debezium_is_told() -> None:
+    durable: dict[tuple[str, int], int] = {}
+    gate = _gate(durable)
+    gate.admit(Batch("tick", {(TOPIC, 0): 4}, 1, True))
+    assert gate.not_durable() == 1 and gate.in_flight == 1
+    durable[(TOPIC, 0)] = 5  # the lanes committed it; Debezium hears so on its next batch
+    assert gate.not_durable() == 0 and gate.in_flight == 1
+    assert gate.releasable() is not None and gate.in_flight == 0
