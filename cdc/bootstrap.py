@@ -9,6 +9,7 @@ at the moment an adapter needs them.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
@@ -35,13 +36,14 @@ from cdc.errors import ConfigError, StackError, WarehouseError
 from cdc.events.deadlines import open_deadlines
 from cdc.events.lane import EventsLane
 from cdc.events.reports import WorkerConfig
+from cdc.events.requests import ErasureRequests
 from cdc.events.sink import Authoring, DomainEventSink
 from cdc.events.store import ClickHouseEventStore
 from cdc.events.worker import EventsWorkers
 from cdc.mirror.sink import ClickHouseMirrorSink
 from cdc.ports import Warehouse
 from cdc.preflight import Report, assess
-from cdc.settings import Settings, SourceSpec
+from cdc.settings import Settings, SourceSpec, projection_settings
 from cdc.statedir import mask_salt, remember_translators, remembered_translators
 from cdc.status.server import MetricsServer
 from cdc.wiring import BridgeWiring, CaptureOptions, CaptureRunner, CaptureWiring, Service
@@ -100,8 +102,31 @@ def build_bridge(settings: Settings, specs: Sequence[SourceSpec], say: Say = pri
         truncate_topics=None if settings.kafka_bootstrap_servers else truncate_topics,
         broker_buffer_records=settings.guardrails.broker_buffer_records,
         change_partitions=settings.events_workers,
+        rebuild_reports=rebuild_reports,
     )
     return Bridge(wiring, [source_capture(settings, spec, say) for spec in specs], say)
+
+
+log = logging.getLogger(__name__)
+
+
+def rebuild_reports(warehouse: Warehouse, source: str) -> list[str]:
+    """Every report of ``[projections] modules`` over ``source``, built in full from what the store and the
+    mirrors hold now (after an erasure); their names. A module that cannot be loaded rebuilds nothing."""
+    from pipelines.builder import ProjectionBuilder
+    from pipelines.catalog import load_projections
+    from pipelines.projection import ProjectionError
+
+    modules = projection_settings().modules
+    try:
+        reports = load_projections(modules, source)
+    except ProjectionError as e:
+        log.warning("reports not rebuilt after an erasure: %s", e)
+        return []
+    builder = ProjectionBuilder(warehouse)
+    for p in reports:
+        builder.full(p)
+    return [p.name for p in reports]
 
 
 def _prepare_event_store(warehouse: Warehouse) -> None:
@@ -173,8 +198,16 @@ def open_events_lane(config: WorkerConfig) -> EventsLane:
     store = ClickHouseEventStore(warehouse)
     authoring = Authoring(frozenset(config.outbox_tables), config.outbox_prefix)
     deadlines = open_deadlines(warehouse, registry) if registry.deadlines else None
+    requests = ErasureRequests(warehouse) if any(r.on_delete for r in registry.erasures.values()) else None
     sink = DomainEventSink(
-        registry, PostgresSource(config.source_dsn), publisher, store, config.snapshot_events, authoring, deadlines
+        registry,
+        PostgresSource(config.source_dsn),
+        publisher,
+        store,
+        config.snapshot_events,
+        authoring,
+        deadlines,
+        requests,
     )
     service = ConsumerService(stream, sink, DeadLetters(warehouse, publisher), "events", max_records=4000)
     return EventsLane(service, sink, stream, publisher, warehouse)

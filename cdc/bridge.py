@@ -25,6 +25,7 @@ from cdc.capture import SourceCapture
 from cdc.capture_view import CaptureView
 from cdc.consume.dead_letters import DEAD_LETTER_TOPIC, DeadLetters
 from cdc.consume.loop import Stats
+from cdc.erasures import Erasures
 from cdc.errors import CdcError, ConfigError
 from cdc.parities import Parities
 from cdc.ports import Publisher
@@ -65,6 +66,9 @@ class Bridge:
         self.resyncs = Resyncs(self.captures, lambda: self._warehouse)  # cdc resync TABLE
         self.parities = Parities(self.captures, lambda: self._warehouse, lambda: self._salt)  # cdc verify
         self.additions = TableAdditions(self.captures, self._restart_capture, wiring.state_dir)  # cdc add-table
+        self.erasures = Erasures(  # cdc erase, and deletes that erase
+            self.captures, lambda: self._warehouse, lambda: self.truncator, wiring.rebuild_reports
+        )
         self._dead_letters: DeadLetters | None = None
         self._salt = ""
 
@@ -181,7 +185,12 @@ class Bridge:
     def _start_status(self) -> None:
         """Serve /status and /metrics on loopback; `cdc status` finds the URL in the state dir."""
         thresholds = Thresholds(max_retained_wal_bytes=self.wiring.max_retained_wal_bytes)
-        actions = {"/resync": self.resyncs.action, "/tables": self.additions.action, "/parity": self.parities.action}
+        actions = {
+            "/resync": self.resyncs.action,
+            "/tables": self.additions.action,
+            "/parity": self.parities.action,
+            "/erase": self.erasures.action,
+        }
         self._status = self.wiring.status_server(self.observer.snapshot, thresholds, actions)
         self._status.start()
 
@@ -196,6 +205,7 @@ class Bridge:
             self._recycle_broker()
             return
         self.additions.apply_pending()
+        self.erasures.apply_requested()
         for capture in self.captures:
             capture.supervise()
 

@@ -57,6 +57,7 @@ class Truncator:
         self.every_records = every_records
         self.every_s = every_s
         self.pause_timeout_s = pause_timeout_s
+        self._round_lock = threading.Lock()
         self.stats = TruncationStats()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="broker-truncation", daemon=True)
@@ -93,8 +94,14 @@ class Truncator:
                 self.stats.called_off += 1
                 self._round_started = time.monotonic()  # not at once again
 
-    def round(self) -> bool:
-        """One pause-truncate-rewind-resume round; False when it was called off (nothing changed)."""
+    def round(self, while_paused: Callable[[], None] | None = None) -> bool:
+        """One pause-truncate-rewind-resume round; False when it was called off (nothing changed).
+        ``while_paused`` runs once everything sent is durable and nothing flows, before the topics
+        are emptied (an erasure: cdc.erasure); if it raises, the topics are still emptied."""
+        with self._round_lock:  # the truncator's thread and an erasure's may both want one
+            return self._round(while_paused)
+
+    def _round(self, while_paused: Callable[[], None] | None) -> bool:
         captures = self._captures
         produced = self._produced()
         started = time.monotonic()
@@ -106,7 +113,11 @@ class Truncator:
                 log.info("broker truncation called off: Debezium did not pause within %.0f s", self.pause_timeout_s)
                 self._round_started = time.monotonic()
                 return False
-            self._truncate(self._topics())
+            try:
+                if while_paused is not None:
+                    while_paused()
+            finally:
+                self._truncate(self._topics())
             for capture in self._captures:
                 capture.rewind(capture.epoch + 1)
             if not self._wait(lambda: all(c.rewound() for c in self._captures), forever=True):

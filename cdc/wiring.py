@@ -171,3 +171,5 @@ class BridgeWiring:
     truncate_topics: Callable[[str, Sequence[str], int], None] | None = None
     broker_buffer_records: int = 150_000
     change_partitions: int = 1  # partitions of each change topic the bridge creates (one per events worker)
+    # after an erasure: rebuild the reports of a source in full; the names of those rebuilt
+    rebuild_reports: Callable[[Warehouse, str], list[str]] | None = None

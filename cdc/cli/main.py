@@ -81,6 +81,11 @@ def _main(args: argparse.Namespace) -> int:
             from cdc.cli.control import add_tables
 
             return add_tables(settings.state_dir, args.tables, args.source_name)
+        if args.command == "erase":
+            from cdc.cli.erase import erase
+
+            translators = tuple(split_list(args.translators))
+            return erase(settings, args.aggregate, args.id, args.source_name, translators)
         if args.command == "verify":
             from cdc.cli.control import verify
 

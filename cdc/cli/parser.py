@@ -115,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     _status_parser(sub)
     _resync_parser(sub)
     _add_table_parser(sub)
+    _erase_parser(sub)
     _verify_parser(sub)
     return parser
 
@@ -253,6 +254,23 @@ def _resync_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     resync.add_argument("--no-wait", action="store_true", help="start it and return (see `cdc resync --list`)")
     resync.add_argument("--list", action="store_true", help="list this bridge's resyncs (TABLE is ignored)")
     state_dir_arg(resync)
+
+
+def _erase_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    erase = sub.add_parser(
+        "erase",
+        help="remove one aggregate's data (a person's) from the mirrors, change logs, events, reports and topics",
+        description="Erase AGGREGATE ID by the erasure rule the translators module declares (erasure(...)): "
+        "the rows of its tables whose column holds ID, their whole change history, every event of the "
+        "aggregates they made, their dead letters; then the reports are rebuilt and the embedded broker's "
+        "topics emptied. One row in cdc.erasures records counts and a digest of the id, never the values. "
+        "Delete the rows in the source too, or their next change brings them back. Exit codes: 0 erased, 2 refused.",
+    )
+    erase.add_argument("aggregate", help="the aggregate type the rule names, e.g. customer")
+    erase.add_argument("id", help="its id, e.g. 42")
+    erase.add_argument("--source", dest="source_name", help="the source's name, when several have the rule")
+    _translators_arg(erase)
+    state_dir_arg(erase)
 
 
 def _add_table_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

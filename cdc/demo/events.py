@@ -16,6 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from cdc.domain.deadlines import deadline
+from cdc.domain.erasure import erasure
 from cdc.domain.events import DomainEvent, Payload, event, reducer, translator, upcaster
 from cdc.translate import Change
 
@@ -181,6 +182,11 @@ deadline(
     within=DELIVERY_PROMISE,
     emits=OrderDeliveryOverdue,
 )
+
+
+# -- erasure: `cdc erase customer 42`, and a deleted customer row erases by itself -----------------
+
+erasure("customer", tables={"public.customers": "id", "public.orders": "customer_id"}, on_delete="public.customers")
 
 
 # -- products -------------------------------------------------------------------------------------

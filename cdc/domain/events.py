@@ -98,6 +98,7 @@ class EventRegistry:
         self.translators: dict[str, Callable[..., Iterable[Any]]] = {}
         self.reducers: dict[str, Callable[[Payload, DomainEvent], Payload]] = {}
         self.deadlines: dict[str, Any] = {}  # rule name -> cdc.domain.deadlines.DeadlineRule
+        self.erasures: dict[str, Any] = {}  # aggregate -> cdc.domain.erasure.ErasureRule
         self.modules: tuple[str, ...] = ()
 
     # -- declaration -------------------------------------------------------------------------
@@ -133,6 +134,11 @@ class EventRegistry:
             raise EventDefinitionError(f"deadline {rule.name!r} is declared twice")
         self.deadlines[rule.name] = rule
 
+    def add_erasure(self, rule: Any) -> None:
+        if rule.aggregate in self.erasures:
+            raise EventDefinitionError(f"erasure of {rule.aggregate!r} is declared twice")
+        self.erasures[rule.aggregate] = rule
+
     def merge(self, other: EventRegistry) -> None:
         """Add everything ``other`` declares (conflicts raise, as for a declaration made twice)."""
         for spec in other._specs.values():
@@ -145,6 +151,8 @@ class EventRegistry:
             self.add_reducer(aggregate, fold)
         for rule in other.deadlines.values():
             self.add_deadline(rule)
+        for erase in other.erasures.values():
+            self.add_erasure(erase)
 
     # -- lookup --------------------------------------------------------------------------------
     def names(self) -> list[str]:

@@ -24,6 +24,7 @@ from cdc.domain.deadlines import DeadlineTracker
 from cdc.domain.events import DomainEvent, EventRegistry
 from cdc.domain.ids import iso_from_ms
 from cdc.errors import BadMessage
+from cdc.events.requests import ErasureRequests
 from cdc.events.store import ClickHouseEventStore, Latest, LatestShapes, payload_json
 from cdc.ports import Catalog, Message, OutRecord, Publisher, Rejected, TopicPartition
 from cdc.translate import to_change, translate
@@ -107,6 +108,7 @@ class DomainEventSink:
         snapshot_events: bool = True,
         authoring: Authoring = Authoring(),
         deadlines: DeadlineTracker | None = None,
+        erasure_requests: ErasureRequests | None = None,
     ) -> None:
         self.registry = registry
         self.snapshot_events = snapshot_events  # off: existing rows (op r) make no event
@@ -122,15 +124,23 @@ class DomainEventSink:
         self.tick_ms: int | None = None  # newest heartbeat tick: the source's commit clock on an idle source
         self._lsn = 0
         self.counts = EventCounts()
+        # ``on_delete`` erasure rules: table -> (aggregate, column); a DELETE there asks for an erasure
+        self._erase_on_delete = {
+            r.on_delete: (r.aggregate, r.delete_column) for r in registry.erasures.values() if r.on_delete
+        }
+        self._erasure_requests = erasure_requests if self._erase_on_delete else None
+        self._asked: list[tuple[str, str, str, int]] = []
 
     def write(self, topic: str, messages: Sequence[Message]) -> Sequence[Rejected]:
-        self._seen = {}
+        self._seen, self._asked = {}, []
         checkpoint = self.deadlines.checkpoint() if self.deadlines is not None else None
         try:
             events, records, rejected, payloads = self.translate_all(messages)
             if self.deadlines is not None:
                 events, records, payloads = self._with_alerts(events, records, payloads)
             self._deliver(events, records, payloads)
+            if self._asked and self._erasure_requests is not None:
+                self._erasure_requests.add(self._asked)  # before the commit: a crash loses no request
         except BaseException:
             if self.deadlines is not None and checkpoint is not None:
                 self.deadlines.rollback(checkpoint)  # the loop retries the batch: the tracker sees it again
@@ -253,9 +263,17 @@ class DomainEventSink:
             return self._message(record)
         if record.table.qualified in self._authoring.tables:
             return self._outbox(record)
+        if record.op is Op.DELETE and record.table.qualified in self._erase_on_delete:
+            self._ask_erasure(record)
         if record.op is Op.SNAPSHOT and not self.snapshot_events:
             return []  # the source says: no events for existing rows
         return translate(record, self._schema(record.table), self.registry)
+
+    def _ask_erasure(self, change: RowChange) -> None:
+        aggregate, column = self._erase_on_delete[change.table.qualified]
+        value = (change.before or {}).get(column or "")
+        if value is not None:
+            self._asked.append((change.table.source, aggregate, str(value), change.position.lsn))
 
     def _message(self, message: SourceMessage) -> list[DomainEvent]:
         """A heartbeat tick moves the source's clock; a message with the authoring prefix is an event."""

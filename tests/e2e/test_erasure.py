@@ -1,0 +1,140 @@
+"""Erasure end to end on the shop (rule in cdc/demo/events.py): `cdc erase customer ID` while the bridge
+runs, and a deleted customer row that erases by itself. Afterwards a scan of every ClickHouse table and
+every topic of the broker finds none of the person's values, other customers are untouched, and
+cdc.erasures holds one audit row per erasure without the values."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+from kafka import KafkaConsumer, TopicPartition
+
+from cdc.adapters.clickhouse import connect_warehouse
+from cdc.adapters.postgres import PostgresSession, PostgresSource
+from cdc.demo import shop
+from cdc.demo.projections import projections
+from pipelines.builder import ProjectionBuilder
+from tests.e2e.conftest import BridgeProcess, sql
+from tests.polling import wait_until
+
+
+def _person(dsn: str, tag: str) -> tuple[int, list[str]]:
+    """A customer with values no one else has, two orders (one cancelled with the app's reason); its values."""
+    name, email = f"Zebulon {tag}", f"zeb-{tag}@erase.example"
+    phone, address = f"+99 {tag}", f"{tag} Erasure Lane"
+    [(customer,)] = sql(
+        dsn,
+        "INSERT INTO customers (name, email, phone, address, birthday) VALUES (%s, %s, %s, %s, '1970-01-02')"
+        " RETURNING id",
+        (name, email, phone, address),
+    )
+    for _ in range(2):
+        sql(
+            dsn,
+            "INSERT INTO orders (customer_id, delivery_address, total, notes) VALUES (%s, %s, 12.00, %s)",
+            (customer, address, f'{{"note": "ring {tag}"}}'),
+        )
+    with PostgresSession(PostgresSource(dsn)) as session:
+        shop.cancel_order(session, random.Random(1))  # some order, with an outbox reason
+    return int(str(customer)), [name, email, phone, address, f"ring {tag}"]
+
+
+def _cdc(state_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cdc.cli", *args, "--state-dir", str(state_dir)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def _clickhouse_hits(ch: Any, needles: list[str]) -> list[str]:
+    """Every table of every database but ClickHouse's own, read whole: where a needle shows up."""
+    tables = ch.query(
+        "SELECT database, name FROM system.tables WHERE database NOT IN ('system', 'INFORMATION_SCHEMA',"
+        " 'information_schema') AND engine NOT IN ('View', 'MaterializedView', 'Null')"
+    ).result_rows
+    hits = []
+    for database, table in tables:
+        text = ch.raw_query(f"SELECT * FROM `{database}`.`{table}` FORMAT TSVRaw").decode("utf-8", "replace")
+        hits += [f"{database}.{table}: {n}" for n in needles if n in text]
+    return hits
+
+
+def _topic_hits(bootstrap: str, needles: list[str]) -> tuple[list[str], int]:
+    """Every record of every topic: where a needle shows up, and how many records were read."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        parts = [TopicPartition(t, p) for t in consumer.topics() for p in consumer.partitions_for_topic(t) or ()]
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        end = consumer.end_offsets(parts)
+        hits, read = [], 0
+        while any(consumer.position(tp) < end[tp] for tp in parts):
+            for batch in consumer.poll(timeout_ms=500).values():
+                for r in batch:
+                    read += 1
+                    raw = (r.key or b"") + b" " + (r.value or b"")
+                    hits += [f"{r.topic}@{r.offset}: {n}" for n in needles if n.encode() in raw]
+        return hits, read
+    finally:
+        consumer.close()
+
+
+def test_erase_removes_a_person_from_every_table_and_topic_and_a_delete_erases_by_itself(
+    database: str, state_dir: Path, bridges: list[BridgeProcess]
+) -> None:
+    source = PostgresSource(database)
+    shop.install_schema(source)
+    with PostgresSession(source) as session:
+        shop.seed(session, customers=5)
+    db = database.rsplit("/", 1)[1]
+    args = ["run", "--source", database, "--translators", "cdc.demo.events"]
+    bridge = BridgeProcess(state_dir, args, env={"CDC_PROJECTIONS__MODULES": "cdc.demo.projections"})
+    bridges.append(bridge)
+    ch = bridge.clickhouse()
+    bootstrap = bridge.wait_for_line(r"Kafka bootstrap:\s+(\S+)").group(1)
+    tag = uuid.uuid4().hex[:10]
+    person, values = _person(database, tag)
+    other, other_values = _person(database, tag[::-1])
+    wait_until(lambda: _clickhouse_hits(ch, [values[1], other_values[1]]) != [], 120, "the people in ClickHouse")
+    wait_until(
+        lambda: ch.query(f"SELECT count() FROM events.domain_events WHERE aggregate_type = 'order'"
+                         f" AND JSONExtract(payload, 'customer_id', 'Int64') = {person}").result_rows[0][0] == 2,
+        120,
+        "the person's orders as events",
+    )  # fmt: skip
+    url = bridge.wait_for_line(r"ClickHouse endpoint: (http://\S+)").group(1)
+    builder = ProjectionBuilder(connect_warehouse(url, state_dir))
+    for report in projections(db):  # as Dagster builds them: the person's address is in orders_in_flight
+        builder.full(report)
+    assert any(h.startswith("reports.") for h in _clickhouse_hits(ch, values))
+    assert _topic_hits(bootstrap, values)[0]  # the scans can see what they look for
+    customers_before = ch.query(f"SELECT count() FROM {db}.customers").result_rows[0][0]
+
+    done = _cdc(state_dir, "erase", "customer", str(person))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "topics: emptied" in done.stdout and "reports rebuilt: revenue_daily_product" in done.stdout
+    assert _clickhouse_hits(ch, values) == []
+    assert _topic_hits(bootstrap, values)[0] == []
+    assert ch.query(f"SELECT count() FROM {db}.customers").result_rows[0][0] == customers_before - 1
+    assert _clickhouse_hits(ch, [other_values[1]]) != []  # the other person is untouched
+    [(trigger, rows, events)] = ch.query("SELECT trigger, rows, events FROM cdc.erasures").result_rows
+    assert trigger == "command" and rows["public.customers"] >= 1 and rows["public.orders"] >= 2 and events >= 3
+
+    # the stream goes on after the round, and a customer deleted in the source erases by itself
+    sql(database, "DELETE FROM orders WHERE customer_id = %s", (other,))
+    sql(database, "DELETE FROM customers WHERE id = %s", (other,))
+    wait_until(
+        lambda: ch.query("SELECT count() FROM cdc.erasures WHERE trigger = 'delete'").result_rows[0][0] == 1,
+        180,
+        "the erasure a delete asked for",
+    )
+    assert _clickhouse_hits(ch, other_values) == []
+    assert _topic_hits(bootstrap, other_values)[0] == []
+    assert ch.query("SELECT count() FROM cdc.erasure_requests FINAL").result_rows[0][0] == 0
