@@ -50,7 +50,7 @@ class Erased:
     aggregate_type: str
     id_sha256: str
     trigger: str
-    rows: dict[str, int] = field(default_factory=dict)  # per source table: row versions removed from its log
+    rows: dict[str, int] = field(default_factory=dict)  # per source table: state rows + change-log versions removed
     aggregates: int = 0
     events: int = 0
     dead_letters: int = 0
@@ -148,11 +148,12 @@ def _aggregates(warehouse: Warehouse, source: str, table: str, keys: Sequence[st
 
 def _delete_rows(warehouse: Warehouse, table: captured.CapturedTable, column: str, aggregate_id: str) -> int:
     db, where = quote(table.source), _match(column, aggregate_id)
-    log_table = f"{db}.{quote('_log_' + table.name)}"
-    (found,) = warehouse.query(f"SELECT count() FROM {log_table} WHERE {where}")[0]
-    for prefix in ("_state_", "_log_"):
-        warehouse.command(f"ALTER TABLE {db}.{quote(prefix + table.name)} DELETE WHERE {where}{_SYNC}")
-    return int(found)
+    found = 0
+    for prefix in ("_state_", "_log_"):  # rows copied by the initial load are in the state only
+        target = f"{db}.{quote(prefix + table.name)}"
+        found += int(warehouse.query(f"SELECT count() FROM {target} WHERE {where}")[0][0])
+        warehouse.command(f"ALTER TABLE {target} DELETE WHERE {where}{_SYNC}")
+    return found
 
 
 def _delete_dead_letters(warehouse: Warehouse, table: captured.CapturedTable, keys: Sequence[str]) -> int:

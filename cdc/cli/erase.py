@@ -63,7 +63,7 @@ def erase(
 def _report(done: dict[str, Any]) -> None:
     rows = ", ".join(f"{t} {n:,}" for t, n in sorted(done["rows"].items())) or "none"
     print(f"erased {done['aggregate_type']} (sha256 {done['id_sha256'][:16]}…) of source {done['source']}")
-    print(f"  mirror rows and change-log versions: {rows}")
+    print(f"  mirror rows (state rows + change-log versions): {rows}")
     print(
         f"  events: {done['events']:,} of {done['aggregates']:,} aggregate(s); dead letters: {done['dead_letters']:,}"
     )

@@ -60,6 +60,8 @@ class Lane(Protocol):
 
     def report(self, error: str | None) -> WorkerReport: ...
 
+    def rewind(self) -> None: ...
+
     def upcast_stored(self, progress: Callable[[UpcastResult], None]) -> UpcastResult | None: ...
 
     def close(self) -> None: ...
@@ -123,7 +125,7 @@ def _consume(lane: Lane, reports: Any, stop: multiprocessing.synchronize.Event, 
     while not stop.is_set():
         if epoch.value != seen:
             seen = epoch.value
-            lane.service.rewind()
+            lane.rewind()
             last = 0.0  # tell the bridge at once
         else:
             error = lane.service.run_once_or_back_off(backoff, stop, "events consumer")
