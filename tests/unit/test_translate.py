@@ -80,7 +80,13 @@ def commit_time(name: str) -> str:
 
 def test_the_captured_fixtures_are_there() -> None:
     assert len(SHOP) >= 14
-    assert set(schemas()) == {"public.customers", "public.products", "public.orders", "public.order_items"}
+    assert set(schemas()) == {
+        "public.customers",
+        "public.products",
+        "public.orders",
+        "public.order_items",
+        "public.outbox",
+    }
     assert schemas()["public.order_items"].key == ("order_id", "line_no")
 
 
