@@ -97,7 +97,8 @@ class Truncator:
     def round(self, while_paused: Callable[[], None] | None = None) -> bool:
         """One pause-truncate-rewind-resume round; False when it was called off (nothing changed).
         ``while_paused`` runs once everything sent is durable and nothing flows, before the topics
-        are emptied (an erasure: cdc.erasure); if it raises, the topics are still emptied."""
+        are emptied (an erasure: cdc.erasure); if it raises, the round still ends (topics emptied, lanes
+        rewound, Debezium resumed) and then its error is raised."""
         with self._round_lock:  # the truncator's thread and an erasure's may both want one
             return self._round(while_paused)
 
@@ -105,6 +106,7 @@ class Truncator:
         captures = self._captures
         produced = self._produced()
         started = time.monotonic()
+        failed: Exception | None = None
         for capture in captures:
             capture.hold.set()  # shared with every gate of the source, a restarted one included
         try:
@@ -113,11 +115,12 @@ class Truncator:
                 log.info("broker truncation called off: Debezium did not pause within %.0f s", self.pause_timeout_s)
                 self._round_started = time.monotonic()
                 return False
-            try:
-                if while_paused is not None:
+            if while_paused is not None:
+                try:
                     while_paused()
-            finally:
-                self._truncate(self._topics())
+                except Exception as e:  # the round must still end with the lanes rewound
+                    failed = e
+            self._truncate(self._topics())
             for capture in self._captures:
                 capture.rewind(capture.epoch + 1)
             if not self._wait(lambda: all(c.rewound() for c in self._captures), forever=True):
@@ -130,6 +133,8 @@ class Truncator:
         self.stats.last_round_at = time.time()
         self._produced_at_round, self._round_started = produced, time.monotonic()
         log.info("broker topics truncated (round %d, paused %.2f s)", self.stats.rounds, self.stats.last_pause_s)
+        if failed is not None:
+            raise failed
         return True
 
     def _wait(self, done: Callable[[], bool], forever: bool = False) -> bool:
