@@ -56,6 +56,7 @@ class Erased:
     dead_letters: int = 0
     topics: str = ""  # what became of the broker's records
     reports: list[str] = field(default_factory=list)
+    reports_left: list[str] = field(default_factory=list)  # built before, not rebuilt now: may still hold it
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -82,6 +83,14 @@ def erase(warehouse: Warehouse, source: str, rule: ErasureRule, aggregate_id: st
     done.aggregates = len(aggregates)
     done.events = _delete_events(warehouse, source, aggregates)
     return done
+
+
+def built_reports(warehouse: Warehouse) -> list[str]:
+    """The reports built so far (``reports._watermarks``), whichever process built them."""
+    exists = warehouse.query("SELECT count() FROM system.tables WHERE database = 'reports' AND name = '_watermarks'")
+    if not int(exists[0][0]):
+        return []
+    return sorted(str(r[0]) for r in warehouse.query("SELECT DISTINCT projection FROM reports._watermarks"))
 
 
 def audit(warehouse: Warehouse, done: Erased) -> None:

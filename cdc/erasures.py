@@ -87,6 +87,7 @@ class Erasures:
             done = result[0]
             if self._rebuild is not None:
                 done.reports = self._rebuild(warehouse, capture.name)
+            done.reports_left = sorted(set(erasure.built_reports(warehouse)) - set(done.reports))
             erasure.audit(warehouse, done)
         log.info(
             "erased %s (sha256 %s…) of source %s: %s", aggregate, done.id_sha256[:12], capture.name, done.to_dict()

@@ -264,7 +264,8 @@ def _erase_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "the rows of its tables whose column holds ID, their whole change history, every event of the "
         "aggregates they made, their dead letters; then the reports are rebuilt and the embedded broker's "
         "topics emptied. One row in cdc.erasures records counts and a digest of the id, never the values. "
-        "Delete the rows in the source too, or their next change brings them back. Exit codes: 0 erased, 2 refused.",
+        "Delete the rows in the source too, or their next change brings them back. Exit codes: 0 erased, "
+        "1 erased but reports built before were not rebuilt (set CDC_PROJECTIONS__MODULES), 2 refused.",
     )
     erase.add_argument("aggregate", help="the aggregate type the rule names, e.g. customer")
     erase.add_argument("id", help="its id, e.g. 42")
