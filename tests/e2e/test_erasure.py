@@ -5,6 +5,7 @@ cdc.erasures holds one audit row per erasure without the values."""
 
 from __future__ import annotations
 
+import os
 import random
 import subprocess
 import sys
@@ -102,6 +103,7 @@ def test_erase_removes_a_person_from_every_table_and_topic_and_a_delete_erases_b
     tag = uuid.uuid4().hex[:10]
     person, values = _person(database, tag)
     other, other_values = _person(database, tag[::-1])
+    third, third_values = _person(database, tag.upper())
     wait_until(lambda: _clickhouse_hits(ch, [values[1], other_values[1]]) != [], 120, "the people in ClickHouse")
     wait_until(
         lambda: ch.query(f"SELECT count() FROM events.domain_events WHERE aggregate_type = 'order'"
@@ -138,3 +140,42 @@ def test_erase_removes_a_person_from_every_table_and_topic_and_a_delete_erases_b
     assert _clickhouse_hits(ch, other_values) == []
     assert _topic_hits(bootstrap, other_values)[0] == []
     assert ch.query("SELECT count() FROM cdc.erasure_requests FINAL").result_rows[0][0] == 0
+
+    # with no bridge running, `cdc erase` erases the embedded store itself; reports built before are
+    # named when it cannot rebuild them (exit 1), and rebuilt once it knows their modules
+    wait_until(lambda: _clickhouse_hits(ch, [third_values[1]]) != [], 60, "the third person in ClickHouse")
+    assert bridge.stop() == 0
+    alone = _cdc(state_dir, "erase", "customer", str(third))
+    assert alone.returncode == 1, alone.stdout + alone.stderr
+    assert "none: no bridge runs" in alone.stdout and "orders_in_flight" in alone.stderr
+    again = subprocess.run(
+        [sys.executable, "-m", "cdc.cli", "erase", "customer", str(third), "--state-dir", str(state_dir)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "CDC_PROJECTIONS__MODULES": "cdc.demo.projections"},
+    )
+    assert again.returncode == 0 and "reports rebuilt: revenue_daily_product" in again.stdout, again.stderr
+    assert _store_hits(state_dir, third_values) == 0
+    assert _store_hits(state_dir, [values[1], other_values[1]]) == 0  # the scan in the stopped store works:
+    assert _store_hits(state_dir, ["Margherita"]) > 0  # it finds what is there
+
+
+def _store_hits(state_dir: Path, needles: list[str]) -> int:
+    """Rows of every table of the stopped bridge's store holding a needle, through `cdc sql`."""
+    listed = _cdc(
+        state_dir,
+        "sql",
+        "SELECT '`' || database || '`.`' || name || '`' FROM system.tables WHERE database NOT IN ('system',"
+        " 'INFORMATION_SCHEMA',"
+        " 'information_schema') AND engine NOT IN ('View', 'MaterializedView', 'Null')",
+        "--format",
+        "csv",
+    )
+    assert listed.returncode == 0, listed.stderr
+    tables = [line.strip().strip('"') for line in listed.stdout.splitlines()[1:] if line.strip()]  # after the header
+    cond = " OR ".join(f"position(toString(tuple(*)), '{n}') > 0" for n in needles)
+    query = " + ".join(f"(SELECT count() FROM {t} WHERE {cond})" for t in tables)
+    counted = _cdc(state_dir, "sql", f"SELECT {query}", "--format", "csv")
+    assert counted.returncode == 0, counted.stderr
+    return int(counted.stdout.strip().splitlines()[-1])
