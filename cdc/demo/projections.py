@@ -89,6 +89,14 @@ def _touched_orders(source: str, aggregates: str = "'order'") -> str:
     )
 
 
+def _orders_in_window(source: str) -> str:
+    """Order ids with an event of aggregate ``order`` stored in the build window."""
+    return (
+        f"SELECT DISTINCT {_ORDER_ID} AS order_id FROM {EVENTS} WHERE source = {quote(source)}"
+        f" AND aggregate_type = 'order'{_WINDOW}"
+    )
+
+
 def revenue_daily_product(source: str = SOURCE) -> Projection:
     delivered = (
         f"SELECT order_id, toDate(delivered_at) AS day FROM ({_delivered(source)}) WHERE {in_scope('day', 'Date')}"
@@ -237,10 +245,7 @@ def orders_in_flight(source: str = SOURCE) -> Projection:
         ),
         key=("order_id",),
         scope="order_id",
-        scopes_sql=(
-            f"SELECT DISTINCT {_ORDER_ID} AS order_id FROM {EVENTS} WHERE source = {quote(source)}"
-            f" AND aggregate_type = 'order'{_WINDOW}"
-        ),
+        scopes_sql=_orders_in_window(source),
         rows_sql=rows,
         event_types=_ORDER_EVENTS,
     )
@@ -285,10 +290,7 @@ def overdue_orders(source: str = SOURCE) -> Projection:
         ),
         key=("order_id",),
         scope="order_id",
-        scopes_sql=(
-            f"SELECT DISTINCT {_ORDER_ID} AS order_id FROM {EVENTS} WHERE source = {quote(source)}"
-            f" AND aggregate_type = 'order'{_WINDOW}"
-        ),
+        scopes_sql=_orders_in_window(source),
         rows_sql=rows,
         event_types=("OrderDeliveryOverdue", "OrderDelivered", "OrderCancelled", "CancellationReasonGiven"),
     )

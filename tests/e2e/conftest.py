@@ -19,6 +19,8 @@ from typing import Any
 import clickhouse_connect
 import psycopg
 import pytest
+from kafka import KafkaConsumer, TopicPartition
+from kafka.consumer.fetcher import ConsumerRecord
 
 from cdc.embedded.net import free_port
 from cdc.embedded.pg_cluster import EmbeddedPostgres
@@ -191,3 +193,36 @@ def start_bridge(bridges: list[BridgeProcess], state_dir: Path, *args: str) -> B
     bridge = BridgeProcess(state_dir, ["run", *args])
     bridges.append(bridge)
     return bridge
+
+
+def read_to_end(bootstrap: str, topics: list[str] | None = None) -> list[ConsumerRecord]:
+    """Every record of ``topics`` (all but the broker's own ``__*`` when None) up to each partition's end
+    as of now, in offset order per partition. Heartbeat ticks never let a topic go quiet, so this does
+    not wait for silence."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    try:
+        names = topics if topics is not None else [t for t in consumer.topics() if not t.startswith("__")]
+        parts = [TopicPartition(t, p) for t in names for p in consumer.partitions_for_topic(t) or ()]
+        if not parts:
+            return []
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        end = consumer.end_offsets(parts)
+        out: list[ConsumerRecord] = []
+        while any(consumer.position(tp) < end[tp] for tp in parts):
+            for batch in consumer.poll(timeout_ms=500).values():
+                out.extend(batch)
+        return out
+    finally:
+        consumer.close()
+
+
+def cdc_cli(state_dir: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """A `cdc` command on ``state_dir``, its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "cdc.cli", *args, "--state-dir", str(state_dir)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, **(env or {})},
+    )

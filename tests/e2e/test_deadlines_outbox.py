@@ -27,7 +27,7 @@ from cdc.domain.events import DomainEvent, load_modules
 from cdc.domain.names import message_topic
 from cdc.events.sink import Authoring, DomainEventSink
 from cdc.ports import Message, OutRecord
-from tests.e2e.conftest import BridgeProcess, sql
+from tests.e2e.conftest import BridgeProcess, cdc_cli, read_to_end, sql
 from tests.e2e.desk_events import FIRST_RESPONSE, SCHEMA
 from tests.polling import wait_until
 
@@ -116,7 +116,7 @@ def test_deadlines_fire_on_source_time_replay_the_same_and_survive_a_crash(
     pending = _open_ticket(database, "barbara")
     wait_until(lambda: _of(_events(ch, pending), "TicketOpened"), 120, "the pending ticket opened")
     bridge.kill()
-    assert not _of(_events_after_stop(bridge, state_dir, pending), "TicketResponseOverdue")
+    assert not _of(_events_after_stop(state_dir, pending), "TicketResponseOverdue")
     time.sleep(FIRST_RESPONSE.total_seconds())
     again = _bridge(bridges, state_dir, database)
     ch = again.clickhouse()
@@ -126,24 +126,14 @@ def test_deadlines_fire_on_source_time_replay_the_same_and_survive_a_crash(
     assert len(_alerts(ch)) == 3  # nothing fired twice
 
 
-def _events_after_stop(bridge: BridgeProcess, state_dir: Path, ticket: int) -> list[tuple[Any, ...]]:
+def _events_after_stop(state_dir: Path, ticket: int) -> list[tuple[Any, ...]]:
     """The store as the stopped bridge left it, read through `cdc sql` (no bridge serves it now)."""
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "cdc.cli",
-            "sql",
-            "--state-dir",
-            str(state_dir),
-            "--format",
-            "json",
-            "SELECT event_type FROM events.domain_events WHERE aggregate_type = 'ticket'"
-            f" AND aggregate_id = '{ticket}'",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
+    out = cdc_cli(
+        state_dir,
+        "sql",
+        "--format",
+        "json",
+        f"SELECT event_type FROM events.domain_events WHERE aggregate_type = 'ticket' AND aggregate_id = '{ticket}'",
     )
     assert out.returncode == 0, out.stderr
     return [(json.loads(line)["event_type"],) for line in out.stdout.splitlines() if line.strip()]
@@ -151,20 +141,10 @@ def _events_after_stop(bridge: BridgeProcess, state_dir: Path, ticket: int) -> l
 
 def _captured(bootstrap: str, db: str) -> list[Message]:
     """Every record of the desk's change topics and its message topic, in offset order per partition."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    try:
-        topics = [f"{db}.public.tickets", f"{db}.public.desk_outbox", message_topic(db)]
-        parts = [TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t) or ()]
-        consumer.assign(parts)
-        consumer.seek_to_beginning(*parts)
-        end = consumer.end_offsets(parts)
-        out: list[Message] = []
-        while any(consumer.position(tp) < end[tp] for tp in parts):
-            for batch in consumer.poll(timeout_ms=500).values():
-                out.extend(Message(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp) for r in batch)
-        return out
-    finally:
-        consumer.close()
+    topics = [f"{db}.public.tickets", f"{db}.public.desk_outbox", message_topic(db)]
+    return [
+        Message(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp) for r in read_to_end(bootstrap, topics)
+    ]
 
 
 class _Recorded:

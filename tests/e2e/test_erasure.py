@@ -5,22 +5,17 @@ cdc.erasures holds one audit row per erasure without the values."""
 
 from __future__ import annotations
 
-import os
 import random
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
-
-from kafka import KafkaConsumer, TopicPartition
 
 from cdc.adapters.clickhouse import connect_warehouse
 from cdc.adapters.postgres import PostgresSession, PostgresSource
 from cdc.demo import shop
 from cdc.demo.projections import projections
 from pipelines.builder import ProjectionBuilder
-from tests.e2e.conftest import BridgeProcess, sql
+from tests.e2e.conftest import BridgeProcess, cdc_cli, read_to_end, sql
 from tests.polling import wait_until
 
 
@@ -45,15 +40,6 @@ def _person(dsn: str, tag: str) -> tuple[int, list[str]]:
     return int(str(customer)), [name, email, phone, address, f"ring {tag}"]
 
 
-def _cdc(state_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "cdc.cli", *args, "--state-dir", str(state_dir)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-
-
 def _clickhouse_hits(ch: Any, needles: list[str]) -> list[str]:
     """Every table of every database but ClickHouse's own, read whole: where a needle shows up."""
     tables = ch.query(
@@ -67,24 +53,14 @@ def _clickhouse_hits(ch: Any, needles: list[str]) -> list[str]:
     return hits
 
 
-def _topic_hits(bootstrap: str, needles: list[str]) -> tuple[list[str], int]:
-    """Every record of every topic: where a needle shows up, and how many records were read."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    try:
-        parts = [TopicPartition(t, p) for t in consumer.topics() for p in consumer.partitions_for_topic(t) or ()]
-        consumer.assign(parts)
-        consumer.seek_to_beginning(*parts)
-        end = consumer.end_offsets(parts)
-        hits, read = [], 0
-        while any(consumer.position(tp) < end[tp] for tp in parts):
-            for batch in consumer.poll(timeout_ms=500).values():
-                for r in batch:
-                    read += 1
-                    raw = (r.key or b"") + b" " + (r.value or b"")
-                    hits += [f"{r.topic}@{r.offset}: {n}" for n in needles if n.encode() in raw]
-        return hits, read
-    finally:
-        consumer.close()
+def _topic_hits(bootstrap: str, needles: list[str]) -> list[str]:
+    """Every record of every topic: where a needle shows up."""
+    return [
+        f"{r.topic}@{r.offset}: {n}"
+        for r in read_to_end(bootstrap)
+        for n in needles
+        if n.encode() in (r.key or b"") + b" " + (r.value or b"")
+    ]
 
 
 def test_erase_removes_a_person_from_every_table_and_topic_and_a_delete_erases_by_itself(
@@ -116,14 +92,14 @@ def test_erase_removes_a_person_from_every_table_and_topic_and_a_delete_erases_b
     for report in projections(db):  # as Dagster builds them: the person's address is in orders_in_flight
         builder.full(report)
     assert any(h.startswith("reports.") for h in _clickhouse_hits(ch, values))
-    assert _topic_hits(bootstrap, values)[0]  # the scans can see what they look for
+    assert _topic_hits(bootstrap, values)  # the scans can see what they look for
     customers_before = ch.query(f"SELECT count() FROM {db}.customers").result_rows[0][0]
 
-    done = _cdc(state_dir, "erase", "customer", str(person))
+    done = cdc_cli(state_dir, "erase", "customer", str(person))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "topics: emptied" in done.stdout and "reports rebuilt: revenue_daily_product" in done.stdout
     assert _clickhouse_hits(ch, values) == []
-    assert _topic_hits(bootstrap, values)[0] == []
+    assert _topic_hits(bootstrap, values) == []
     assert ch.query(f"SELECT count() FROM {db}.customers").result_rows[0][0] == customers_before - 1
     assert _clickhouse_hits(ch, [other_values[1]]) != []  # the other person is untouched
     [(trigger, rows, events)] = ch.query("SELECT trigger, rows, events FROM cdc.erasures").result_rows
@@ -138,22 +114,18 @@ def test_erase_removes_a_person_from_every_table_and_topic_and_a_delete_erases_b
         "the erasure a delete asked for",
     )
     assert _clickhouse_hits(ch, other_values) == []
-    assert _topic_hits(bootstrap, other_values)[0] == []
+    assert _topic_hits(bootstrap, other_values) == []
     assert ch.query("SELECT count() FROM cdc.erasure_requests FINAL").result_rows[0][0] == 0
 
     # with no bridge running, `cdc erase` erases the embedded store itself; reports built before are
     # named when it cannot rebuild them (exit 1), and rebuilt once it knows their modules
     wait_until(lambda: _clickhouse_hits(ch, [third_values[1]]) != [], 60, "the third person in ClickHouse")
     assert bridge.stop() == 0
-    alone = _cdc(state_dir, "erase", "customer", str(third))
+    alone = cdc_cli(state_dir, "erase", "customer", str(third))
     assert alone.returncode == 1, alone.stdout + alone.stderr
     assert "none: no bridge runs" in alone.stdout and "orders_in_flight" in alone.stderr
-    again = subprocess.run(
-        [sys.executable, "-m", "cdc.cli", "erase", "customer", str(third), "--state-dir", str(state_dir)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "CDC_PROJECTIONS__MODULES": "cdc.demo.projections"},
+    again = cdc_cli(
+        state_dir, "erase", "customer", str(third), env={"CDC_PROJECTIONS__MODULES": "cdc.demo.projections"}
     )
     assert again.returncode == 0 and "reports rebuilt: revenue_daily_product" in again.stdout, again.stderr
     assert _store_hits(state_dir, third_values) == 0
@@ -163,7 +135,7 @@ def test_erase_removes_a_person_from_every_table_and_topic_and_a_delete_erases_b
 
 def _store_hits(state_dir: Path, needles: list[str]) -> int:
     """Rows of every table of the stopped bridge's store holding a needle, through `cdc sql`."""
-    listed = _cdc(
+    listed = cdc_cli(
         state_dir,
         "sql",
         "SELECT '`' || database || '`.`' || name || '`' FROM system.tables WHERE database NOT IN ('system',"
@@ -176,6 +148,6 @@ def _store_hits(state_dir: Path, needles: list[str]) -> int:
     tables = [line.strip().strip('"') for line in listed.stdout.splitlines()[1:] if line.strip()]  # after the header
     cond = " OR ".join(f"position(toString(tuple(*)), '{n}') > 0" for n in needles)
     query = " + ".join(f"(SELECT count() FROM {t} WHERE {cond})" for t in tables)
-    counted = _cdc(state_dir, "sql", f"SELECT {query}", "--format", "csv")
+    counted = cdc_cli(state_dir, "sql", f"SELECT {query}", "--format", "csv")
     assert counted.returncode == 0, counted.stderr
     return int(counted.stdout.strip().splitlines()[-1])

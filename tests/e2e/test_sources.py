@@ -7,10 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kafka import KafkaConsumer, TopicPartition
 
 from cdc.embedded.pg_cluster import EmbeddedPostgres
-from tests.e2e.conftest import BridgeProcess, fresh_database, sql
+from tests.e2e.conftest import BridgeProcess, fresh_database, read_to_end, sql
 from tests.polling import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -76,21 +75,7 @@ def _hits(ch: Any, table: str, needle: str) -> int:
 
 
 def _kafka_bytes(bootstrap: str) -> bytes:
-    """Every record of every topic up to its end as of now (heartbeat ticks never let a topic go idle)."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
-    try:
-        topics = [t for t in consumer.topics() if not t.startswith("__")]
-        parts = [TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t) or ()]
-        consumer.assign(parts)
-        consumer.seek_to_beginning(*parts)
-        end = consumer.end_offsets(parts)
-        seen = []
-        while any(consumer.position(tp) < end[tp] for tp in parts):
-            for batch in consumer.poll(timeout_ms=500).values():
-                seen += [(m.key or b"") + (m.value or b"") for m in batch]
-        return b"".join(seen)
-    finally:
-        consumer.close()
+    return b"".join((m.key or b"") + (m.value or b"") for m in read_to_end(bootstrap))
 
 
 def test_two_sources_with_masking_visible_nowhere_downstream(
